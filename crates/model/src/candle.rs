@@ -1,0 +1,1 @@
+//! Candles (filled in by the model work).

@@ -1,0 +1,146 @@
+//! Exact price and quantity types.
+//!
+//! Exchanges send prices and sizes as decimal strings ("0.35210000"). Parsing them into an
+//! `f64` would make `0.1 + 0.2 != 0.3` and, worse, make two equal prices unequal book keys.
+//! [`Price`] and [`Qty`] wrap [`rust_decimal::Decimal`] (96-bit mantissa, scale up to 28),
+//! keep the scale they were written with (so they print back exactly as received), and
+//! enforce the invariants the book relies on at construction: a price is strictly
+//! positive, a quantity is never negative. Equality and ordering are numeric, so
+//! "1.0" and "1.00" are the same book level.
+
+use std::fmt;
+use std::str::FromStr;
+
+use rust_decimal::Decimal;
+
+/// Why a decimal string was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DecimalError {
+    #[error("not a decimal number: {0:?}")]
+    Syntax(String),
+    #[error("price must be positive, got {0}")]
+    NonPositivePrice(Decimal),
+    #[error("quantity must not be negative, got {0}")]
+    NegativeQty(Decimal),
+}
+
+fn parse_decimal(s: &str) -> Result<Decimal, DecimalError> {
+    Decimal::from_str(s).map_err(|_| DecimalError::Syntax(s.to_owned()))
+}
+
+/// A strictly positive, exact price.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Price(Decimal);
+
+impl Price {
+    /// Parses an exchange price string exactly.
+    pub fn parse(s: &str) -> Result<Self, DecimalError> {
+        Self::new(parse_decimal(s)?)
+    }
+
+    pub fn new(value: Decimal) -> Result<Self, DecimalError> {
+        if value.is_sign_positive() && !value.is_zero() {
+            Ok(Self(value))
+        } else {
+            Err(DecimalError::NonPositivePrice(value))
+        }
+    }
+
+    pub fn value(self) -> Decimal {
+        self.0
+    }
+}
+
+/// A non-negative, exact quantity. Zero is meaningful: in a book delta it removes a level.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct Qty(Decimal);
+
+impl Qty {
+    pub const ZERO: Qty = Qty(Decimal::ZERO);
+
+    /// Parses an exchange quantity string exactly.
+    pub fn parse(s: &str) -> Result<Self, DecimalError> {
+        Self::new(parse_decimal(s)?)
+    }
+
+    pub fn new(value: Decimal) -> Result<Self, DecimalError> {
+        if value.is_sign_negative() && !value.is_zero() {
+            Err(DecimalError::NegativeQty(value))
+        } else {
+            Ok(Self(value))
+        }
+    }
+
+    pub fn value(self) -> Decimal {
+        self.0
+    }
+
+    pub fn is_zero(self) -> bool {
+        self.0.is_zero()
+    }
+}
+
+macro_rules! decimal_text {
+    ($t:ty) => {
+        impl fmt::Display for $t {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                fmt::Display::fmt(&self.0, f)
+            }
+        }
+        impl fmt::Debug for $t {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                fmt::Display::fmt(&self.0, f)
+            }
+        }
+        impl FromStr for $t {
+            type Err = DecimalError;
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                Self::parse(s)
+            }
+        }
+    };
+}
+decimal_text!(Price);
+decimal_text!(Qty);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keeps_the_exchange_scale() {
+        assert_eq!(
+            Price::parse("0.35210000").unwrap().to_string(),
+            "0.35210000"
+        );
+        assert_eq!(
+            Qty::parse("672.00000000").unwrap().to_string(),
+            "672.00000000"
+        );
+    }
+
+    #[test]
+    fn equal_values_are_equal_keys() {
+        assert_eq!(Price::parse("1.0").unwrap(), Price::parse("1.00").unwrap());
+        assert!(Price::parse("0.1").unwrap() < Price::parse("0.10000001").unwrap());
+    }
+
+    #[test]
+    fn refuses_what_a_book_cannot_hold() {
+        assert!(matches!(
+            Price::parse("0"),
+            Err(DecimalError::NonPositivePrice(_))
+        ));
+        assert!(matches!(
+            Price::parse("-1"),
+            Err(DecimalError::NonPositivePrice(_))
+        ));
+        assert!(matches!(
+            Qty::parse("-0.1"),
+            Err(DecimalError::NegativeQty(_))
+        ));
+        assert!(matches!(Qty::parse("1e400"), Err(DecimalError::Syntax(_))));
+        assert!(matches!(Price::parse("abc"), Err(DecimalError::Syntax(_))));
+        assert!(Qty::parse("0.00000000").unwrap().is_zero());
+    }
+}

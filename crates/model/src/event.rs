@@ -1,0 +1,91 @@
+//! Normalized market events.
+//!
+//! A venue adapter turns each exchange frame into one [`MarketEvent`]: which instrument,
+//! the exchange's event time, Raven's receive time, and an [`EventKind`] payload whose
+//! fields mean the same thing whichever exchange sent them. Book levels travel as
+//! [`BookLevels`] and are applied to an [`crate::book::OrderBook`] by the hub; every other
+//! kind is self-contained.
+
+use rust_decimal::Decimal;
+
+use crate::{InstrumentId, Price, Qty, UnixNanos};
+
+/// The aggressor side of a trade, or the side of a book level or liquidation order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Side {
+    Buy,
+    Sell,
+}
+
+/// One price level: set the quantity at `price` to `qty` (zero removes the level).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Level {
+    pub price: Price,
+    pub qty: Qty,
+}
+
+/// A batch of level changes, or a full snapshot's levels, with the exchange's update-id
+/// range they cover (`first_update_id..=last_update_id`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct BookLevels {
+    pub bids: Vec<Level>,
+    pub asks: Vec<Level>,
+    pub first_update_id: u64,
+    pub last_update_id: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Trade {
+    pub price: Price,
+    pub qty: Qty,
+    /// The taker's side: `Sell` when the buyer was the maker.
+    pub aggressor: Side,
+    /// The exchange's trade id (Binance: the aggregate trade id for `@aggTrade`).
+    pub trade_id: u64,
+}
+
+/// Best bid and offer as the exchange publishes it (Binance `@bookTicker`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Bbo {
+    pub bid_price: Price,
+    pub bid_qty: Qty,
+    pub ask_price: Price,
+    pub ask_qty: Qty,
+    pub update_id: u64,
+}
+
+/// Mark price and funding of a perpetual (Binance `@markPrice@1s`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MarkPrice {
+    pub mark_price: Price,
+    pub index_price: Option<Price>,
+    /// Signed: negative funding means shorts pay longs.
+    pub funding_rate: Decimal,
+    pub next_funding_time: UnixNanos,
+}
+
+/// A forced liquidation order (Binance `@forceOrder`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Liquidation {
+    pub side: Side,
+    pub price: Price,
+    pub qty: Qty,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EventKind {
+    Trade(Trade),
+    Bbo(Bbo),
+    MarkPrice(MarkPrice),
+    Liquidation(Liquidation),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MarketEvent {
+    pub instrument: InstrumentId,
+    /// When the exchange says the event happened.
+    pub exchange_time: UnixNanos,
+    /// When Raven read the frame from the socket.
+    pub receive_time: UnixNanos,
+    pub kind: EventKind,
+}
