@@ -1,1 +1,21 @@
-//! placeholder
+//! Raven's hub: live books, per-topic sequencing and fan-out to subscribers.
+//!
+//! Data flows top to bottom through these modules:
+//! * [`channel`]: what can be subscribed to, checked once at the edge;
+//! * [`hub`]: the registry of instruments, the [`raven_model::feed::FeedSink`] the
+//!   venues push into, and [`Session`], one per client stream;
+//! * `instrument`: one instrument's book, topics, candles and the slow-consumer policy;
+//! * [`encode`]: model to wire, encoded once per message for all subscribers;
+//! * [`subscriber`]: each stream's bounded queue, and the kill switch for clients that
+//!   stay behind.
+
+pub mod channel;
+pub mod encode;
+mod hub;
+mod instrument;
+pub mod subscriber;
+
+pub use channel::{Channel, TopicKey, TopicRequest, MAX_TOPIC_DEPTH};
+pub use hub::{Hub, HubConfig, InstrumentSpec, Session, UnknownInstrument};
+pub use instrument::BookInfo;
+pub use subscriber::{Next, Subscriber, SubscriberInfo};

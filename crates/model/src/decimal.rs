@@ -25,7 +25,8 @@ pub enum DecimalError {
 }
 
 fn parse_decimal(s: &str) -> Result<Decimal, DecimalError> {
-    Decimal::from_str(s).map_err(|_| DecimalError::Syntax(s.to_owned()))
+    // `from_str_exact` refuses input it would have to round (over 28 significant digits).
+    Decimal::from_str_exact(s).map_err(|_| DecimalError::Syntax(s.to_owned()))
 }
 
 /// A strictly positive, exact price.
@@ -141,6 +142,7 @@ mod tests {
         ));
         assert!(matches!(Qty::parse("1e400"), Err(DecimalError::Syntax(_))));
         assert!(matches!(Price::parse("abc"), Err(DecimalError::Syntax(_))));
+        assert!(matches!(Price::parse("1.00000000000000000000000000001"), Err(DecimalError::Syntax(_))));
         assert!(Qty::parse("0.00000000").unwrap().is_zero());
     }
 }

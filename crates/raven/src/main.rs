@@ -1,1 +1,97 @@
-fn main() {}
+//! `raven`: the market data server and its companion commands.
+//!
+//! One binary so a container, a laptop and CI run the same thing:
+//! `serve` runs the server, `sim` a local exchange, `sub` and `book` are clients for
+//! humans and scripts, `status` prints the server's view of its feeds, and `health`
+//! answers a container health check without curl.
+
+mod client;
+mod config;
+mod serve;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "raven",
+    version,
+    about = "Raven market data server: exact live order books and trades from crypto exchanges, streamed over gRPC."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server: connect to the configured venues and serve gRPC, health and metrics.
+    Serve(serve::ServeArgs),
+    /// Run a local Binance-compatible exchange (synthetic market or capture replay).
+    Sim(raven_sim::SimArgs),
+    /// Subscribe to topics and print the live stream.
+    Sub(client::SubArgs),
+    /// Print one order book snapshot.
+    Book(client::BookArgs),
+    /// Print the server's status: feed connections, books, subscribers.
+    Status(client::StatusArgs),
+    /// Check the health endpoint: exit 0 when ready, 1 otherwise (for container health checks).
+    Health(client::HealthArgs),
+}
+
+/// `RUST_LOG` decides what is logged (default `info`); `LOG_FORMAT=json` switches to
+/// JSON lines for log shippers.
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if std::env::var("LOG_FORMAT").is_ok_and(|v| v.eq_ignore_ascii_case("json")) {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging();
+    // TLS for https/wss to the exchanges and for `raven health` against an https URL.
+    raven_venues::binance::snapshot::install_crypto_provider();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("raven: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Serve(args) => serve::run(args).await,
+            Command::Sim(args) => raven_sim::run(args).await.map(|()| ExitCode::SUCCESS),
+            Command::Sub(args) => client::sub(args).await,
+            Command::Book(args) => client::book(args).await,
+            Command::Status(args) => client::status(args).await,
+            Command::Health(args) => client::health(args).await,
+        }
+    });
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("raven: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The default config file path when `--config` and `RAVEN_CONFIG` are absent.
+pub fn default_config_path() -> Option<PathBuf> {
+    let p = PathBuf::from("raven.toml");
+    p.exists().then_some(p)
+}

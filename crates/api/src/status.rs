@@ -1,0 +1,134 @@
+//! The one view of "how is Raven doing" shared by `GetStatus` and the health endpoints,
+//! so the two can never disagree.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use raven_hub::Hub;
+use raven_proto::pb;
+use raven_venues::status::{BookSyncState, ConnectionState, FeedStatus};
+
+/// Where status comes from: the hub (books as served, subscribers) and the feeds
+/// (connections, sequence health).
+#[derive(Clone)]
+pub struct StatusSource {
+    pub hub: Arc<Hub>,
+    pub feeds: Arc<FeedStatus>,
+    pub started: Instant,
+}
+
+/// Whether Raven should receive traffic, and why not.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Readiness {
+    pub ready: bool,
+    pub reasons: Vec<String>,
+}
+
+fn connection_state(s: ConnectionState) -> &'static str {
+    match s {
+        ConnectionState::Connecting => "connecting",
+        ConnectionState::Connected => "connected",
+        ConnectionState::Backoff => "backoff",
+    }
+}
+
+fn book_state(s: BookSyncState) -> &'static str {
+    match s {
+        BookSyncState::Syncing => "syncing",
+        BookSyncState::Synced => "synced",
+        BookSyncState::Resyncing => "resyncing",
+    }
+}
+
+impl StatusSource {
+    pub fn status(&self) -> pb::StatusResponse {
+        let feeds = self.feeds.snapshot();
+        let hub_books = self.hub.book_infos();
+        let connections = feeds
+            .connections
+            .iter()
+            .map(|c| pb::ConnectionStatus {
+                venue: c.venue.as_str().to_owned(),
+                name: c.name.clone(),
+                state: connection_state(c.state).to_owned(),
+                last_message_age_ms: c.last_frame_age.map_or(0, |d| d.as_millis() as u64),
+                reconnects: c.reconnects,
+                frames: c.frames,
+                malformed_frames: c.malformed,
+                streams: c.streams as u32,
+            })
+            .collect();
+        let books = hub_books
+            .iter()
+            .map(|b| {
+                let feed = feeds.books.iter().find(|f| f.instrument == b.instrument);
+                pb::BookStatus {
+                    venue: b.instrument.venue.as_str().to_owned(),
+                    symbol: b.instrument.symbol.as_str().to_owned(),
+                    state: match feed {
+                        Some(f) => book_state(f.state),
+                        None if b.synced => "synced",
+                        None => "syncing",
+                    }
+                    .to_owned(),
+                    last_message_age_ms: b
+                        .last_message_at
+                        .map_or(0, |t| t.elapsed().as_millis() as u64),
+                    gaps: feed.map_or(0, |f| f.gaps),
+                    resyncs: feed.map_or(0, |f| f.resyncs),
+                    crossed: feed.map_or(0, |f| f.crossed),
+                    bid_levels: b.bid_levels as u32,
+                    ask_levels: b.ask_levels as u32,
+                    last_update_id: b.last_update_id,
+                    snapshot_failures: feed.map_or(0, |f| f.snapshot_failures),
+                }
+            })
+            .collect();
+        let subscribers = self
+            .hub
+            .subscriber_infos()
+            .into_iter()
+            .map(|s| pb::SubscriberStatus {
+                id: s.id,
+                peer: s.peer,
+                topics: s.topics as u32,
+                queue_depth: s.queue_depth as u32,
+                queue_capacity: s.queue_capacity as u32,
+                conflations: s.conflations,
+                dropped: s.dropped,
+            })
+            .collect();
+        pb::StatusResponse {
+            uptime_ms: self.started.elapsed().as_millis() as u64,
+            connections,
+            books,
+            subscribers,
+            ready: self.readiness().ready,
+        }
+    }
+
+    /// Ready when at least one book is served in sync and no configured venue has lost
+    /// every connection. A single book resyncing does not make Raven unready: the
+    /// others are still good, and the resync is visible per book.
+    pub fn readiness(&self) -> Readiness {
+        let mut reasons = Vec::new();
+        let books = self.hub.book_infos();
+        let synced = books.iter().filter(|b| b.synced).count();
+        if !books.is_empty() && synced == 0 {
+            reasons.push(format!("no book in sync yet (0 of {})", books.len()));
+        }
+        let feeds = self.feeds.snapshot();
+        let mut venues: Vec<_> = feeds.connections.iter().map(|c| c.venue).collect();
+        venues.dedup();
+        for venue in venues {
+            let mut conns = feeds.connections.iter().filter(|c| c.venue == venue);
+            if !conns.any(|c| c.state == ConnectionState::Connected) {
+                reasons.push(format!("{venue}: no connection to the exchange"));
+            }
+        }
+        Readiness {
+            ready: reasons.is_empty(),
+            reasons,
+        }
+    }
+}

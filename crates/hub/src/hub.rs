@@ -1,0 +1,364 @@
+//! The hub: Raven's live state and the fan-out from feeds to subscribers.
+//!
+//! Venue adapters call the [`FeedSink`] methods from their own tasks; each call locks
+//! just the one instrument it concerns, applies the change, numbers it, encodes it once
+//! and offers the bytes to that topic's subscribers without waiting for any of them.
+//! gRPC streams come in through [`Session`], which turns client requests into
+//! subscriptions and per-topic acknowledgements.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use raven_model::feed::{BookRejected, BookUpdate, FeedSink};
+use raven_model::{BookLevels, InstrumentId, MarketEvent, UnixNanos};
+use raven_proto::pb;
+use raven_proto::pb::server_message::Payload;
+
+use crate::channel::{Channel, TopicKey, TopicRequest};
+use crate::encode::{self, Envelope};
+use crate::instrument::{BookInfo, InstrumentState};
+use crate::subscriber::{Subscriber, SubscriberInfo};
+
+#[derive(Debug, Clone)]
+pub struct HubConfig {
+    /// Messages a subscriber may have queued before its topics conflate or drop.
+    pub queue_capacity: usize,
+    /// How long a subscriber may stay behind before it is disconnected.
+    pub slow_consumer_limit: Duration,
+    /// Topics one stream may hold.
+    pub max_topics_per_stream: usize,
+    /// How late a trade may arrive and still count in its candle.
+    pub candle_grace: Duration,
+}
+
+impl Default for HubConfig {
+    fn default() -> Self {
+        Self {
+            queue_capacity: 8192,
+            slow_consumer_limit: Duration::from_secs(5),
+            max_topics_per_stream: 1024,
+            candle_grace: Duration::from_secs(2),
+        }
+    }
+}
+
+/// An instrument the hub serves and the channels it carries.
+#[derive(Debug, Clone)]
+pub struct InstrumentSpec {
+    pub id: InstrumentId,
+    pub channels: Vec<Channel>,
+}
+
+pub struct Hub {
+    config: HubConfig,
+    /// Fixed at start from the configuration; ordered for listings.
+    instruments: BTreeMap<InstrumentId, Mutex<InstrumentState>>,
+    subscribers: Mutex<HashMap<u64, Weak<Subscriber>>>,
+    next_subscriber: AtomicU64,
+}
+
+impl Hub {
+    pub fn new(config: HubConfig, instruments: Vec<InstrumentSpec>) -> Arc<Hub> {
+        let instruments = instruments
+            .into_iter()
+            .map(|spec| {
+                (
+                    spec.id.clone(),
+                    Mutex::new(InstrumentState::new(spec.id, spec.channels)),
+                )
+            })
+            .collect();
+        Arc::new(Hub {
+            config,
+            instruments,
+            subscribers: Mutex::new(HashMap::new()),
+            next_subscriber: AtomicU64::new(1),
+        })
+    }
+
+    pub fn config(&self) -> &HubConfig {
+        &self.config
+    }
+
+    /// Instruments with their channels, in venue/symbol order.
+    pub fn instruments(&self) -> Vec<InstrumentSpec> {
+        self.instruments
+            .iter()
+            .map(|(id, s)| InstrumentSpec {
+                id: id.clone(),
+                channels: s.lock().channels.clone(),
+            })
+            .collect()
+    }
+
+    /// A book's best `depth` levels (0 = all), or `None` while it is out of sync.
+    pub fn book(
+        &self,
+        id: &InstrumentId,
+        depth: usize,
+    ) -> Result<Option<BookLevels>, UnknownInstrument> {
+        let state = self.instruments.get(id).ok_or(UnknownInstrument)?;
+        Ok(state.lock().snapshot(depth))
+    }
+
+    pub fn book_infos(&self) -> Vec<BookInfo> {
+        self.instruments.values().map(|s| s.lock().info()).collect()
+    }
+
+    pub fn subscriber_infos(&self) -> Vec<SubscriberInfo> {
+        let mut infos: Vec<_> = self
+            .subscribers
+            .lock()
+            .values()
+            .filter_map(Weak::upgrade)
+            .map(|s| s.info())
+            .collect();
+        infos.sort_by_key(|i| i.id);
+        infos
+    }
+
+    /// Closes candles whose interval has ended; call it a few times a second.
+    pub fn tick(&self) {
+        let now = UnixNanos::now();
+        let grace = self.config.candle_grace.as_nanos() as u64;
+        for state in self.instruments.values() {
+            state.lock().clock(now, grace);
+        }
+    }
+
+    /// Opens a subscriber stream.
+    pub fn session(self: &Arc<Self>, peer: String) -> Session {
+        let id = self.next_subscriber.fetch_add(1, Ordering::Relaxed);
+        let sub = Arc::new(Subscriber::new(
+            id,
+            peer,
+            self.config.queue_capacity,
+            self.config.slow_consumer_limit,
+        ));
+        self.subscribers.lock().insert(id, Arc::downgrade(&sub));
+        metrics::gauge!("grpc_active_connections").increment(1.0);
+        Session {
+            hub: self.clone(),
+            sub,
+            topics: HashSet::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("unknown instrument")]
+pub struct UnknownInstrument;
+
+impl FeedSink for Hub {
+    fn market_event(&self, event: MarketEvent) {
+        if let Some(state) = self.instruments.get(&event.instrument) {
+            state.lock().market_event(&event);
+        }
+    }
+
+    fn book_update(
+        &self,
+        instrument: &InstrumentId,
+        update: BookUpdate,
+        exchange_time: UnixNanos,
+        receive_time: UnixNanos,
+    ) -> Result<(), BookRejected> {
+        match self.instruments.get(instrument) {
+            Some(state) => state
+                .lock()
+                .book_update(&update, exchange_time, receive_time),
+            None => Ok(()),
+        }
+    }
+
+    fn book_reset(&self, instrument: &InstrumentId, reason: &str) {
+        if let Some(state) = self.instruments.get(instrument) {
+            state.lock().reset(reason);
+        }
+    }
+}
+
+/// One client stream's subscriptions. Dropping it unsubscribes everything.
+pub struct Session {
+    hub: Arc<Hub>,
+    sub: Arc<Subscriber>,
+    topics: HashSet<TopicKey>,
+}
+
+impl Session {
+    /// The queue the response stream reads from.
+    pub fn subscriber(&self) -> Arc<Subscriber> {
+        self.sub.clone()
+    }
+
+    /// Handles one client message; every topic of it gets an ack on the stream.
+    pub fn handle(&mut self, msg: pb::ClientMessage) {
+        match msg.kind {
+            Some(pb::client_message::Kind::Subscribe(req)) => {
+                for topic in &req.topics {
+                    self.subscribe(topic);
+                }
+            }
+            Some(pb::client_message::Kind::Unsubscribe(req)) => {
+                for topic in &req.topics {
+                    self.unsubscribe(topic);
+                }
+            }
+            Some(pb::client_message::Kind::Ping(ping)) => {
+                self.sub
+                    .push_control(encode::encode_untopiced(Payload::Pong(pb::Pong {
+                        nonce: ping.nonce,
+                    })));
+            }
+            None => self.reject(
+                &pb::Topic::default(),
+                "empty client message: set subscribe, unsubscribe or ping",
+            ),
+        }
+        self.sub.set_topic_count(self.topics.len());
+    }
+
+    fn ack(&self, topic: &pb::Topic, result: pb::ack::Result, reason: &str) {
+        let env = Envelope {
+            topic,
+            sequence: 0,
+            exchange_time: UnixNanos(0),
+            receive_time: UnixNanos(0),
+        };
+        let ack = pb::Ack {
+            result: result as i32,
+            reason: reason.to_owned(),
+        };
+        self.sub
+            .push_control(encode::encode(&env, Payload::Ack(ack)));
+    }
+
+    fn reject(&self, topic: &pb::Topic, reason: &str) {
+        metrics::counter!("errors_total", "kind" => "rejected_topic").increment(1);
+        self.ack(topic, pb::ack::Result::Rejected, reason);
+    }
+
+    /// Resolves a requested topic to concrete topics, or the reason it cannot be served.
+    fn resolve(&self, topic: &pb::Topic) -> Result<Vec<TopicKey>, String> {
+        let req = TopicRequest::parse(topic)?;
+        let carried = |s: &InstrumentState| s.channels.contains(&req.channel);
+        let keys: Vec<TopicKey> = match &req.symbol {
+            Some(symbol) => {
+                let id = InstrumentId::new(req.venue, symbol);
+                let state = self.hub.instruments.get(&id).ok_or_else(|| {
+                    format!(
+                        "unknown symbol {symbol} on {} (see ListInstruments)",
+                        req.venue
+                    )
+                })?;
+                if !carried(&state.lock()) {
+                    return Err(format!(
+                        "{id} does not carry {}",
+                        req.channel.to_proto().as_str_name()
+                    ));
+                }
+                vec![TopicKey {
+                    instrument: id,
+                    channel: req.channel,
+                    depth: req.depth,
+                }]
+            }
+            None => self
+                .hub
+                .instruments
+                .iter()
+                .filter(|(id, s)| id.venue == req.venue && carried(&s.lock()))
+                .map(|(id, _)| TopicKey {
+                    instrument: id.clone(),
+                    channel: req.channel,
+                    depth: req.depth,
+                })
+                .collect(),
+        };
+        if keys.is_empty() {
+            return Err(format!(
+                "no instrument of {} carries {}",
+                req.venue,
+                req.channel.to_proto().as_str_name()
+            ));
+        }
+        Ok(keys)
+    }
+
+    fn subscribe(&mut self, topic: &pb::Topic) {
+        let keys = match self.resolve(topic) {
+            Ok(keys) => keys,
+            Err(reason) => return self.reject(topic, &reason),
+        };
+        for key in keys {
+            let wire = key.to_proto();
+            if self.topics.contains(&key) {
+                self.ack(&wire, pb::ack::Result::Subscribed, "already subscribed");
+                continue;
+            }
+            if self.topics.len() >= self.hub.config.max_topics_per_stream {
+                let reason = format!(
+                    "topic limit reached: {} topics per stream",
+                    self.hub.config.max_topics_per_stream
+                );
+                self.reject(&wire, &reason);
+                continue;
+            }
+            let Some(state) = self.hub.instruments.get(&key.instrument) else {
+                continue;
+            };
+            let env = Envelope {
+                topic: &wire,
+                sequence: 0,
+                exchange_time: UnixNanos(0),
+                receive_time: UnixNanos(0),
+            };
+            let ack = encode::encode(
+                &env,
+                Payload::Ack(pb::Ack {
+                    result: pb::ack::Result::Subscribed as i32,
+                    reason: String::new(),
+                }),
+            );
+            // The ack and the snapshot are queued under the instrument's lock, so no
+            // message of the topic can slip in between or before them.
+            state.lock().subscribe(&key, &self.sub, ack);
+            self.topics.insert(key);
+        }
+    }
+
+    fn unsubscribe(&mut self, topic: &pb::Topic) {
+        let keys = match self.resolve(topic) {
+            Ok(keys) => keys,
+            Err(reason) => return self.reject(topic, &reason),
+        };
+        for key in keys {
+            let wire = key.to_proto();
+            if !self.topics.remove(&key) {
+                if topic.symbol != "*" {
+                    self.reject(&wire, "not subscribed");
+                }
+                continue;
+            }
+            if let Some(state) = self.hub.instruments.get(&key.instrument) {
+                state.lock().unsubscribe(&key, self.sub.id);
+            }
+            self.ack(&wire, pb::ack::Result::Unsubscribed, "");
+        }
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        for key in self.topics.drain() {
+            if let Some(state) = self.hub.instruments.get(&key.instrument) {
+                state.lock().unsubscribe(&key, self.sub.id);
+            }
+        }
+        self.hub.subscribers.lock().remove(&self.sub.id);
+        metrics::gauge!("grpc_active_connections").decrement(1.0);
+    }
+}

@@ -1,0 +1,506 @@
+//! Client commands: `sub`, `book`, `status` and `health`.
+//!
+//! They are the quickest way to see what Raven serves, and `sub --json` is meant for
+//! scripts: one JSON object per message, decimals as the exact strings the API sends.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use raven_proto::pb;
+use raven_proto::pb::market_data_client::MarketDataClient;
+use raven_proto::pb::server_message::Payload;
+use serde_json::{json, Value};
+use tokio_stream::StreamExt;
+
+#[derive(clap::Args, Debug)]
+pub struct ServerArg {
+    /// gRPC address of the Raven server.
+    #[arg(long, env = "RAVEN_SERVER", default_value = "http://127.0.0.1:50051")]
+    pub server: String,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct SubArgs {
+    #[command(flatten)]
+    pub server: ServerArg,
+    /// Topics as VENUE:SYMBOL:CHANNEL[:DEPTH], e.g. binance_spot:BTCUSDT:book:10,
+    /// binance_usdm:*:trades. Channels: trades, book, bbo, funding, liquidations,
+    /// candles_1m, candles_5m, candles_1h. Book depth 0 (default) = full depth + deltas.
+    #[arg(required = true, value_name = "TOPIC")]
+    pub topics: Vec<String>,
+    /// Print one JSON object per line instead of readable text.
+    #[arg(long)]
+    pub json: bool,
+    /// Exit after this many market data messages (acks and heartbeats do not count).
+    #[arg(long, value_name = "N")]
+    pub count: Option<u64>,
+    /// Exit after this many seconds.
+    #[arg(long, value_name = "SECONDS")]
+    pub duration: Option<u64>,
+    /// Print heartbeats too.
+    #[arg(long)]
+    pub heartbeats: bool,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct BookArgs {
+    #[command(flatten)]
+    pub server: ServerArg,
+    /// Venue: binance_spot, binance_usdm, binance_coinm.
+    pub venue: String,
+    /// Exchange symbol, e.g. BTCUSDT.
+    pub symbol: String,
+    /// Levels per side (0 = full book).
+    #[arg(long, default_value_t = 10)]
+    pub depth: u32,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    pub server: ServerArg,
+    /// Print JSON instead of tables.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct HealthArgs {
+    /// Health URL to check. Default: http://127.0.0.1:$HEALTH_PORT/health/ready.
+    #[arg(long)]
+    pub url: Option<String>,
+    /// Seconds to wait for an answer.
+    #[arg(long, default_value_t = 5)]
+    pub timeout: u64,
+}
+
+const CHANNELS: &[(&str, pb::Channel)] = &[
+    ("trades", pb::Channel::Trades),
+    ("book", pb::Channel::Book),
+    ("bbo", pb::Channel::Bbo),
+    ("funding", pb::Channel::Funding),
+    ("liquidations", pb::Channel::Liquidations),
+    ("candles_1m", pb::Channel::Candles1m),
+    ("candles_5m", pb::Channel::Candles5m),
+    ("candles_1h", pb::Channel::Candles1h),
+];
+
+/// Parses `VENUE:SYMBOL:CHANNEL[:DEPTH]`. The server validates venue and symbol.
+pub fn parse_topic(spec: &str) -> anyhow::Result<pb::Topic> {
+    let parts: Vec<&str> = spec.split(':').collect();
+    if !(3..=4).contains(&parts.len()) {
+        bail!("topic {spec:?}: expected VENUE:SYMBOL:CHANNEL[:DEPTH]");
+    }
+    let channel = CHANNELS
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case(parts[2]))
+        .map(|(_, c)| *c)
+        .with_context(|| format!("topic {spec:?}: unknown channel {:?}", parts[2]))?;
+    let depth = match parts.get(3) {
+        Some(d) => d
+            .parse()
+            .with_context(|| format!("topic {spec:?}: depth {d:?} is not a number"))?,
+        None => 0,
+    };
+    Ok(pb::Topic {
+        venue: parts[0].to_owned(),
+        symbol: parts[1].to_owned(),
+        channel: channel as i32,
+        depth,
+    })
+}
+
+fn channel_name(c: i32) -> &'static str {
+    CHANNELS
+        .iter()
+        .find(|(_, ch)| *ch as i32 == c)
+        .map_or("unspecified", |(n, _)| n)
+}
+
+async fn connect(
+    server: &ServerArg,
+) -> anyhow::Result<MarketDataClient<tonic::transport::Channel>> {
+    MarketDataClient::connect(server.server.clone())
+        .await
+        .with_context(|| format!("cannot connect to {}", server.server))
+}
+
+pub async fn sub(args: SubArgs) -> anyhow::Result<ExitCode> {
+    let topics = args
+        .topics
+        .iter()
+        .map(|t| parse_topic(t))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let mut client = connect(&args.server).await?;
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    tx.send(pb::ClientMessage {
+        kind: Some(pb::client_message::Kind::Subscribe(pb::SubscribeRequest {
+            topics,
+        })),
+    })
+    .await?;
+    let mut stream = client
+        .subscribe(tokio_stream::wrappers::ReceiverStream::new(rx))
+        .await?
+        .into_inner();
+    let deadline = args
+        .duration
+        .map(|s| tokio::time::Instant::now() + Duration::from_secs(s));
+    let mut data = 0u64;
+    loop {
+        let next = match deadline {
+            Some(d) => match tokio::time::timeout_at(d, stream.next()).await {
+                Ok(n) => n,
+                Err(_) => break,
+            },
+            None => stream.next().await,
+        };
+        let msg = match next {
+            Some(Ok(m)) => m,
+            Some(Err(status)) => bail!("stream ended: {} ({})", status.message(), status.code()),
+            None => break,
+        };
+        let is_data = !matches!(
+            msg.payload,
+            Some(Payload::Ack(_) | Payload::Heartbeat(_) | Payload::Pong(_)) | None
+        );
+        if matches!(msg.payload, Some(Payload::Heartbeat(_))) && !args.heartbeats {
+            continue;
+        }
+        if args.json {
+            println!("{}", message_json(&msg));
+        } else {
+            println!("{}", message_text(&msg));
+        }
+        if is_data {
+            data += 1;
+            if args.count.is_some_and(|c| data >= c) {
+                break;
+            }
+        }
+    }
+    drop(tx);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn levels_json(levels: &[pb::PriceLevel]) -> Value {
+    Value::Array(
+        levels
+            .iter()
+            .map(|l| json!([l.price, l.quantity]))
+            .collect(),
+    )
+}
+
+fn side_name(s: i32) -> &'static str {
+    match pb::Side::try_from(s) {
+        Ok(pb::Side::Buy) => "buy",
+        Ok(pb::Side::Sell) => "sell",
+        _ => "unspecified",
+    }
+}
+
+/// One message as a JSON object: `type`, the topic, sequence, the three times, and the
+/// payload's fields.
+pub fn message_json(m: &pb::ServerMessage) -> Value {
+    let mut v = json!({
+        "sequence": m.sequence,
+        "exchange_time_ns": m.exchange_time_ns,
+        "receive_time_ns": m.receive_time_ns,
+        "send_time_ns": m.send_time_ns,
+    });
+    if let Some(t) = &m.topic {
+        v["venue"] = json!(t.venue);
+        v["symbol"] = json!(t.symbol);
+        v["channel"] = json!(channel_name(t.channel));
+        v["depth"] = json!(t.depth);
+    }
+    let (kind, body) = match &m.payload {
+        Some(Payload::Ack(a)) => (
+            "ack",
+            json!({"result": pb::ack::Result::try_from(a.result).map_or("unspecified", |r| r.as_str_name()), "reason": a.reason}),
+        ),
+        Some(Payload::BookSnapshot(s)) => (
+            "book_snapshot",
+            json!({"bids": levels_json(&s.bids), "asks": levels_json(&s.asks), "last_update_id": s.last_update_id, "conflated": s.conflated}),
+        ),
+        Some(Payload::BookDelta(d)) => (
+            "book_delta",
+            json!({"bids": levels_json(&d.bids), "asks": levels_json(&d.asks), "first_update_id": d.first_update_id, "last_update_id": d.last_update_id}),
+        ),
+        Some(Payload::BookReset(r)) => ("book_reset", json!({"reason": r.reason})),
+        Some(Payload::Trade(t)) => (
+            "trade",
+            json!({"price": t.price, "quantity": t.quantity, "aggressor": side_name(t.aggressor), "trade_id": t.trade_id}),
+        ),
+        Some(Payload::Bbo(b)) => (
+            "bbo",
+            json!({"bid_price": b.bid_price, "bid_quantity": b.bid_quantity, "ask_price": b.ask_price, "ask_quantity": b.ask_quantity, "update_id": b.update_id}),
+        ),
+        Some(Payload::Funding(f)) => (
+            "funding",
+            json!({"mark_price": f.mark_price, "index_price": f.index_price, "funding_rate": f.funding_rate, "next_funding_time_ns": f.next_funding_time_ns}),
+        ),
+        Some(Payload::Liquidation(l)) => (
+            "liquidation",
+            json!({"side": side_name(l.side), "price": l.price, "quantity": l.quantity}),
+        ),
+        Some(Payload::Candle(c)) => (
+            "candle",
+            json!({"open_time_ns": c.open_time_ns, "close_time_ns": c.close_time_ns, "open": c.open, "high": c.high, "low": c.low, "close": c.close, "volume": c.volume, "trade_count": c.trade_count}),
+        ),
+        Some(Payload::Dropped(d)) => ("dropped", json!({"count": d.count})),
+        Some(Payload::Heartbeat(_)) => ("heartbeat", json!({})),
+        Some(Payload::Pong(p)) => ("pong", json!({"nonce": p.nonce})),
+        None => ("empty", json!({})),
+    };
+    v["type"] = json!(kind);
+    if let (Value::Object(dst), Value::Object(src)) = (&mut v, body) {
+        dst.extend(src);
+    }
+    v
+}
+
+fn fmt_levels(levels: &[pb::PriceLevel], n: usize) -> String {
+    let shown: Vec<String> = levels
+        .iter()
+        .take(n)
+        .map(|l| format!("{}@{}", l.quantity, l.price))
+        .collect();
+    let more = levels.len().saturating_sub(n);
+    if more > 0 {
+        format!("[{} +{more}]", shown.join(" "))
+    } else {
+        format!("[{}]", shown.join(" "))
+    }
+}
+
+fn clock(ns: u64) -> String {
+    let secs = ns / 1_000_000_000;
+    let (h, m, s) = ((secs / 3600) % 24, (secs / 60) % 60, secs % 60);
+    format!("{h:02}:{m:02}:{s:02}.{:06}", (ns % 1_000_000_000) / 1000)
+}
+
+/// One message as a readable line.
+pub fn message_text(m: &pb::ServerMessage) -> String {
+    let topic = m.topic.as_ref().map_or(String::new(), |t| {
+        let depth = if t.depth > 0 {
+            format!(":{}", t.depth)
+        } else {
+            String::new()
+        };
+        format!(
+            "{}:{}:{}{depth}",
+            t.venue,
+            t.symbol,
+            channel_name(t.channel)
+        )
+    });
+    let what = match &m.payload {
+        Some(Payload::Ack(a)) => format!(
+            "ack {} {}",
+            pb::ack::Result::try_from(a.result)
+                .map_or("?", |r| r.as_str_name())
+                .trim_start_matches("RESULT_")
+                .to_lowercase(),
+            a.reason
+        ),
+        Some(Payload::BookSnapshot(s)) => format!(
+            "snapshot{} id={} bids={} asks={}",
+            if s.conflated { " (conflated)" } else { "" },
+            s.last_update_id,
+            fmt_levels(&s.bids, 5),
+            fmt_levels(&s.asks, 5)
+        ),
+        Some(Payload::BookDelta(d)) => format!(
+            "delta id={} bids={} asks={}",
+            d.last_update_id,
+            fmt_levels(&d.bids, 5),
+            fmt_levels(&d.asks, 5)
+        ),
+        Some(Payload::BookReset(r)) => format!("RESET {}", r.reason),
+        Some(Payload::Trade(t)) => format!(
+            "trade {} {} @ {} id={}",
+            side_name(t.aggressor),
+            t.quantity,
+            t.price,
+            t.trade_id
+        ),
+        Some(Payload::Bbo(b)) => format!(
+            "bbo {} @ {} | {} @ {}",
+            b.bid_quantity, b.bid_price, b.ask_quantity, b.ask_price
+        ),
+        Some(Payload::Funding(f)) => format!(
+            "funding mark={} index={} rate={}",
+            f.mark_price, f.index_price, f.funding_rate
+        ),
+        Some(Payload::Liquidation(l)) => format!(
+            "liquidation {} {} @ {}",
+            side_name(l.side),
+            l.quantity,
+            l.price
+        ),
+        Some(Payload::Candle(c)) => format!(
+            "candle {} o={} h={} l={} c={} v={} n={}",
+            clock(c.open_time_ns),
+            c.open,
+            c.high,
+            c.low,
+            c.close,
+            c.volume,
+            c.trade_count
+        ),
+        Some(Payload::Dropped(d)) => format!("DROPPED {} messages (slow consumer)", d.count),
+        Some(Payload::Heartbeat(_)) => "heartbeat".to_owned(),
+        Some(Payload::Pong(p)) => format!("pong {}", p.nonce),
+        None => "empty".to_owned(),
+    };
+    format!("{} {topic} #{} {what}", clock(m.send_time_ns), m.sequence)
+}
+
+pub async fn book(args: BookArgs) -> anyhow::Result<ExitCode> {
+    let mut client = connect(&args.server).await?;
+    let req = pb::GetOrderBookRequest {
+        venue: args.venue.clone(),
+        symbol: args.symbol.clone(),
+        depth: args.depth,
+    };
+    let book = match client.get_order_book(req).await {
+        Ok(r) => r.into_inner(),
+        Err(status) => bail!("{} ({})", status.message(), status.code()),
+    };
+    if args.json {
+        println!(
+            "{}",
+            json!({"venue": args.venue, "symbol": args.symbol, "last_update_id": book.last_update_id, "bids": levels_json(&book.bids), "asks": levels_json(&book.asks)})
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "{} {}  last_update_id={}",
+        args.venue,
+        args.symbol.to_uppercase(),
+        book.last_update_id
+    );
+    println!(
+        "{:>20} {:>20} | {:<20} {:<20}",
+        "bid qty", "bid", "ask", "ask qty"
+    );
+    for i in 0..book.bids.len().max(book.asks.len()) {
+        let (bq, bp) = book
+            .bids
+            .get(i)
+            .map_or(("", ""), |l| (l.quantity.as_str(), l.price.as_str()));
+        let (ap, aq) = book
+            .asks
+            .get(i)
+            .map_or(("", ""), |l| (l.price.as_str(), l.quantity.as_str()));
+        println!("{bq:>20} {bp:>20} | {ap:<20} {aq:<20}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
+    let mut client = connect(&args.server).await?;
+    let s = client
+        .get_status(pb::GetStatusRequest {})
+        .await
+        .map_err(|st| anyhow::anyhow!("{} ({})", st.message(), st.code()))?
+        .into_inner();
+    if args.json {
+        let conns: Vec<Value> = s.connections.iter().map(|c| json!({"venue": c.venue, "name": c.name, "state": c.state, "last_message_age_ms": c.last_message_age_ms, "reconnects": c.reconnects, "frames": c.frames, "malformed_frames": c.malformed_frames, "streams": c.streams})).collect();
+        let books: Vec<Value> = s.books.iter().map(|b| json!({"venue": b.venue, "symbol": b.symbol, "state": b.state, "last_message_age_ms": b.last_message_age_ms, "gaps": b.gaps, "resyncs": b.resyncs, "crossed": b.crossed, "bid_levels": b.bid_levels, "ask_levels": b.ask_levels, "last_update_id": b.last_update_id, "snapshot_failures": b.snapshot_failures})).collect();
+        let subs: Vec<Value> = s.subscribers.iter().map(|x| json!({"id": x.id, "peer": x.peer, "topics": x.topics, "queue_depth": x.queue_depth, "queue_capacity": x.queue_capacity, "conflations": x.conflations, "dropped": x.dropped})).collect();
+        println!(
+            "{}",
+            json!({"ready": s.ready, "uptime_ms": s.uptime_ms, "connections": conns, "books": books, "subscribers": subs})
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("ready={} uptime={}s", s.ready, s.uptime_ms / 1000);
+    println!("\nconnections:");
+    for c in &s.connections {
+        println!(
+            "  {:<18} {:<10} streams={:<4} frames={:<10} malformed={} reconnects={} age={}ms",
+            c.name,
+            c.state,
+            c.streams,
+            c.frames,
+            c.malformed_frames,
+            c.reconnects,
+            c.last_message_age_ms
+        );
+    }
+    println!("\nbooks:");
+    for b in &s.books {
+        println!(
+            "  {:<14} {:<14} {:<10} levels={}/{} gaps={} resyncs={} crossed={} snapshot_failures={} age={}ms",
+            b.venue, b.symbol, b.state, b.bid_levels, b.ask_levels, b.gaps, b.resyncs, b.crossed, b.snapshot_failures, b.last_message_age_ms
+        );
+    }
+    println!("\nsubscribers:");
+    for x in &s.subscribers {
+        println!(
+            "  #{:<4} {:<22} topics={} queue={}/{} conflations={} dropped={}",
+            x.id, x.peer, x.topics, x.queue_depth, x.queue_capacity, x.conflations, x.dropped
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn health(args: HealthArgs) -> anyhow::Result<ExitCode> {
+    let url = match args.url {
+        Some(u) => u,
+        None => {
+            let port = std::env::var("HEALTH_PORT").unwrap_or_else(|_| "8080".to_owned());
+            format!("http://127.0.0.1:{}/health/ready", port.trim())
+        }
+    };
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(args.timeout))
+        .build()?;
+    match client.get(&url).send().await {
+        Ok(resp) => {
+            let ok = resp.status().is_success();
+            let body = resp.text().await.unwrap_or_default();
+            println!("{body}");
+            Ok(if ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+        Err(e) => {
+            eprintln!("raven health: {url}: {e}");
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_topic_specs() {
+        let t = parse_topic("binance_spot:BTCUSDT:book:10").unwrap();
+        assert_eq!(
+            (t.venue.as_str(), t.symbol.as_str(), t.channel, t.depth),
+            ("binance_spot", "BTCUSDT", pb::Channel::Book as i32, 10)
+        );
+        assert_eq!(parse_topic("binance_usdm:*:trades").unwrap().depth, 0);
+        assert!(parse_topic("binance_spot:BTCUSDT").is_err());
+        assert!(parse_topic("binance_spot:BTCUSDT:nope")
+            .unwrap_err()
+            .to_string()
+            .contains("unknown channel"));
+        assert!(parse_topic("binance_spot:BTCUSDT:book:x")
+            .unwrap_err()
+            .to_string()
+            .contains("depth"));
+    }
+}

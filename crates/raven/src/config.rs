@@ -1,0 +1,360 @@
+//! Configuration: defaults, then the TOML file, then environment variables, then flags.
+//!
+//! The TOML file describes *what* to collect (venues, symbols, channels); the guide's
+//! environment variables (`SERVER_HOST`, `SERVER_PORT`, `HEALTH_PORT`, `METRICS_PORT`)
+//! say *where* to serve it, so a container can be re-pointed without a new file; flags
+//! override both for one run. Every error names the key it is about and why it is
+//! wrong, and the process exits non-zero before anything starts.
+
+use std::net::IpAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use raven_model::Venue;
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub hub: HubSection,
+    #[serde(rename = "venues")]
+    pub venues: Vec<VenueConfig>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            server: ServerConfig::default(),
+            hub: HubSection::default(),
+            venues: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Address every listener binds (env SERVER_HOST).
+    pub host: IpAddr,
+    /// gRPC port (env SERVER_PORT).
+    pub grpc_port: u16,
+    /// Health endpoints port (env HEALTH_PORT).
+    pub health_port: u16,
+    /// Prometheus metrics port (env METRICS_PORT).
+    pub metrics_port: u16,
+    /// Heartbeat on idle Subscribe streams, milliseconds.
+    pub heartbeat_ms: u64,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            host: IpAddr::from([0, 0, 0, 0]),
+            grpc_port: 50051,
+            health_port: 8080,
+            metrics_port: 9090,
+            heartbeat_ms: 5000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct HubSection {
+    /// Messages a subscriber may have queued before conflation/drops start.
+    pub queue_capacity: usize,
+    /// How long a subscriber may stay behind before it is disconnected, milliseconds.
+    pub slow_consumer_limit_ms: u64,
+    pub max_topics_per_stream: usize,
+    /// How late a trade may be and still count in its candle, milliseconds.
+    pub candle_grace_ms: u64,
+}
+
+impl Default for HubSection {
+    fn default() -> Self {
+        let d = raven_hub::HubConfig::default();
+        Self {
+            queue_capacity: d.queue_capacity,
+            slow_consumer_limit_ms: d.slow_consumer_limit.as_millis() as u64,
+            max_topics_per_stream: d.max_topics_per_stream,
+            candle_grace_ms: d.candle_grace.as_millis() as u64,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum ChannelName {
+    Trades,
+    Book,
+    Bbo,
+    Funding,
+    Liquidations,
+    Candles,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+pub enum TradeStream {
+    /// Binance `@aggTrade`: trades aggregated per taker order and price.
+    #[default]
+    #[serde(rename = "aggTrade")]
+    AggTrade,
+    /// Binance `@trade`: every fill (spot only).
+    #[serde(rename = "trade")]
+    Trade,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct VenueConfig {
+    /// "binance_spot", "binance_usdm" or "binance_coinm".
+    pub venue: String,
+    pub symbols: Vec<String>,
+    #[serde(default = "default_channels")]
+    pub channels: Vec<ChannelName>,
+    /// Override the WebSocket base URL (tests and the demo point it at `raven sim`).
+    pub ws_url: Option<String>,
+    /// Override the REST base URL.
+    pub rest_url: Option<String>,
+    #[serde(default)]
+    pub trade_stream: TradeStream,
+    /// REST depth snapshot size.
+    pub snapshot_limit: Option<u32>,
+    /// Seconds without a frame before a connection is considered dead.
+    pub stall_timeout_secs: Option<u64>,
+}
+
+fn default_channels() -> Vec<ChannelName> {
+    vec![
+        ChannelName::Trades,
+        ChannelName::Book,
+        ChannelName::Bbo,
+        ChannelName::Candles,
+    ]
+}
+
+/// An invalid configuration: which key, and why.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration: {key}: {reason}")]
+pub struct ConfigError {
+    pub key: String,
+    pub reason: String,
+}
+
+fn invalid(key: impl Into<String>, reason: impl Into<String>) -> ConfigError {
+    ConfigError {
+        key: key.into(),
+        reason: reason.into(),
+    }
+}
+
+impl Config {
+    pub fn from_toml(text: &str, origin: &Path) -> Result<Config, ConfigError> {
+        toml::from_str(text).map_err(|e| {
+            let span = e
+                .span()
+                .map(|s| line_of(text, s.start))
+                .map_or(String::new(), |l| format!(" (line {l})"));
+            invalid(
+                format!("{}{span}", origin.display()),
+                e.message().to_owned(),
+            )
+        })
+    }
+
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| invalid("--config", format!("cannot read {}: {e}", path.display())))?;
+        Self::from_toml(&text, path)
+    }
+
+    /// Applies the guide's environment variables through `get` (std::env::var in main).
+    pub fn apply_env(&mut self, get: impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
+        if let Some(v) = get("SERVER_HOST") {
+            self.server.host = v
+                .trim()
+                .parse()
+                .map_err(|_| invalid("SERVER_HOST", format!("{v:?} is not an IP address")))?;
+        }
+        for (key, slot) in [
+            ("SERVER_PORT", &mut self.server.grpc_port),
+            ("HEALTH_PORT", &mut self.server.health_port),
+            ("METRICS_PORT", &mut self.server.metrics_port),
+        ] {
+            if let Some(v) = get(key) {
+                *slot = v
+                    .trim()
+                    .parse()
+                    .map_err(|_| invalid(key, format!("{v:?} is not a port number (0-65535)")))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks everything serde cannot: venues, symbols, channels, limits.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let ports = [
+            ("server.grpc_port", self.server.grpc_port),
+            ("server.health_port", self.server.health_port),
+            ("server.metrics_port", self.server.metrics_port),
+        ];
+        for (i, (a, pa)) in ports.iter().enumerate() {
+            for (b, pb) in &ports[i + 1..] {
+                if pa == pb && *pa != 0 {
+                    return Err(invalid(*b, format!("port {pb} is already used by {a}")));
+                }
+            }
+        }
+        if self.server.heartbeat_ms == 0 {
+            return Err(invalid("server.heartbeat_ms", "must be at least 1"));
+        }
+        if self.hub.queue_capacity < 16 {
+            return Err(invalid("hub.queue_capacity", "must be at least 16"));
+        }
+        let mut seen = Vec::new();
+        for (i, v) in self.venues.iter().enumerate() {
+            let key = |k: &str| format!("venues[{i}].{k}");
+            let venue: Venue = v
+                .venue
+                .parse()
+                .map_err(|e| invalid(key("venue"), format!("{e}")))?;
+            if seen.contains(&venue) {
+                return Err(invalid(
+                    key("venue"),
+                    format!("{venue} is configured twice"),
+                ));
+            }
+            seen.push(venue);
+            if v.symbols.is_empty() {
+                return Err(invalid(key("symbols"), "list at least one symbol"));
+            }
+            for (j, s) in v.symbols.iter().enumerate() {
+                if s.is_empty() || !s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                    return Err(invalid(
+                        format!("venues[{i}].symbols[{j}]"),
+                        format!("{s:?} is not an exchange symbol"),
+                    ));
+                }
+            }
+            if v.channels.is_empty() {
+                return Err(invalid(key("channels"), "list at least one channel"));
+            }
+            for c in &v.channels {
+                if matches!(c, ChannelName::Funding | ChannelName::Liquidations)
+                    && !venue.is_derivatives()
+                {
+                    return Err(invalid(
+                        key("channels"),
+                        format!("{c:?} is only published by futures venues, not {venue}")
+                            .to_lowercase(),
+                    ));
+                }
+            }
+            if v.trade_stream == TradeStream::Trade && venue.is_derivatives() {
+                return Err(invalid(
+                    key("trade_stream"),
+                    "\"trade\" is a spot stream; futures venues use \"aggTrade\"",
+                ));
+            }
+            for (k, url) in [("ws_url", &v.ws_url), ("rest_url", &v.rest_url)] {
+                if let Some(url) = url {
+                    let ok = if k == "ws_url" {
+                        url.starts_with("ws://") || url.starts_with("wss://")
+                    } else {
+                        url.starts_with("http://") || url.starts_with("https://")
+                    };
+                    if !ok {
+                        return Err(invalid(key(k), format!("{url:?} has the wrong scheme")));
+                    }
+                }
+            }
+            if let Some(limit) = v.snapshot_limit {
+                if !(5..=5000).contains(&limit) {
+                    return Err(invalid(
+                        key("snapshot_limit"),
+                        format!("{limit} is outside 5..=5000"),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub fn heartbeat(&self) -> Duration {
+        Duration::from_millis(self.server.heartbeat_ms)
+    }
+
+    pub fn hub_config(&self) -> raven_hub::HubConfig {
+        raven_hub::HubConfig {
+            queue_capacity: self.hub.queue_capacity,
+            slow_consumer_limit: Duration::from_millis(self.hub.slow_consumer_limit_ms),
+            max_topics_per_stream: self.hub.max_topics_per_stream,
+            candle_grace: Duration::from_millis(self.hub.candle_grace_ms),
+        }
+    }
+}
+
+fn line_of(text: &str, offset: usize) -> usize {
+    text[..offset.min(text.len())].matches('\n').count() + 1
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        let c = Config::from_toml(text, Path::new("raven.toml"))?;
+        c.validate()?;
+        Ok(c)
+    }
+
+    #[test]
+    fn the_example_config_is_valid() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/raven.example.toml");
+        let c = Config::load(&path).unwrap();
+        c.validate().unwrap();
+        assert!(!c.venues.is_empty());
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let e = parse("[server]\ngrpc_prot = 1\n").unwrap_err().to_string();
+        assert!(e.contains("grpc_prot") && e.contains("line 2"), "{e}");
+        let e = parse("[[venues]]\nvenue = \"kraken\"\nsymbols = [\"X\"]\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("venues[0].venue") && e.contains("unknown venue"),
+            "{e}"
+        );
+        let e = parse("[[venues]]\nvenue = \"binance_spot\"\nsymbols = []\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("venues[0].symbols"), "{e}");
+        let e = parse("[[venues]]\nvenue = \"binance_spot\"\nsymbols = [\"BTCUSDT\"]\nchannels = [\"funding\"]\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("venues[0].channels") && e.contains("futures"),
+            "{e}"
+        );
+        let e = parse("[server]\nhealth_port = 50051\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("server.health_port"), "{e}");
+    }
+
+    #[test]
+    fn env_overrides_file_and_names_bad_values() {
+        let mut c = parse("[server]\ngrpc_port = 1234\n").unwrap();
+        c.apply_env(|k| (k == "SERVER_PORT").then(|| "4321".to_owned()))
+            .unwrap();
+        assert_eq!(c.server.grpc_port, 4321);
+        let e = c
+            .apply_env(|k| (k == "METRICS_PORT").then(|| "abc".to_owned()))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("METRICS_PORT"), "{e}");
+    }
+}

@@ -1,0 +1,320 @@
+//! `raven serve`: wire the venues into the hub and the hub into the API.
+//!
+//! Start-up order matters: configuration is fully validated before anything binds; the
+//! metrics recorder is installed before any task records; every listener is bound
+//! before the venues connect, so a port conflict fails fast with the key to change
+//! instead of after minutes of syncing books.
+
+use std::future::IntoFuture;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use raven_api::StatusSource;
+use raven_hub::{Channel, Hub, InstrumentSpec};
+use raven_model::candle::CandleInterval;
+use raven_model::feed::FeedSink;
+use raven_model::{InstrumentId, Venue};
+use raven_venues::status::FeedStatus;
+
+use crate::config::{ChannelName, Config, TradeStream, VenueConfig};
+
+#[derive(clap::Args, Debug)]
+pub struct ServeArgs {
+    /// TOML configuration file (venues, symbols, channels, limits). Default: ./raven.toml
+    /// if present. See config/raven.example.toml.
+    #[arg(long, env = "RAVEN_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Offline demo: run a synthetic Binance spot and USD-M exchange in-process and
+    /// connect to them through the real connectors. Replaces the configured venues.
+    #[arg(long)]
+    pub demo: bool,
+
+    /// Demo market: messages per second per simulated venue.
+    #[arg(long, default_value_t = 2000, value_name = "MSGS_PER_S")]
+    pub demo_rate: u64,
+
+    /// Demo market: symbols per simulated venue.
+    #[arg(long, default_value_t = 4, value_name = "N")]
+    pub demo_symbols: usize,
+
+    /// Address to bind (overrides server.host and SERVER_HOST).
+    #[arg(long, value_name = "IP")]
+    pub host: Option<std::net::IpAddr>,
+
+    /// gRPC port (overrides server.grpc_port and SERVER_PORT).
+    #[arg(long, value_name = "PORT")]
+    pub grpc_port: Option<u16>,
+
+    /// Health port (overrides server.health_port and HEALTH_PORT).
+    #[arg(long, value_name = "PORT")]
+    pub health_port: Option<u16>,
+
+    /// Metrics port (overrides server.metrics_port and METRICS_PORT).
+    #[arg(long, value_name = "PORT")]
+    pub metrics_port: Option<u16>,
+}
+
+/// Builds the effective configuration: defaults < file < environment < flags.
+fn effective_config(args: &ServeArgs) -> anyhow::Result<Config> {
+    let mut config = match args.config.clone().or_else(crate::default_config_path) {
+        Some(path) => Config::load(&path)?,
+        None => Config::default(),
+    };
+    config.apply_env(|k| std::env::var(k).ok())?;
+    if let Some(h) = args.host {
+        config.server.host = h;
+    }
+    for (flag, slot) in [
+        (args.grpc_port, &mut config.server.grpc_port),
+        (args.health_port, &mut config.server.health_port),
+        (args.metrics_port, &mut config.server.metrics_port),
+    ] {
+        if let Some(p) = flag {
+            *slot = p;
+        }
+    }
+    Ok(config)
+}
+
+/// The hub's channels for a configured venue.
+fn hub_channels(v: &VenueConfig) -> Vec<Channel> {
+    let mut out = Vec::new();
+    for c in &v.channels {
+        match c {
+            ChannelName::Trades => out.push(Channel::Trades),
+            ChannelName::Book => out.push(Channel::Book),
+            ChannelName::Bbo => out.push(Channel::Bbo),
+            ChannelName::Funding => out.push(Channel::Funding),
+            ChannelName::Liquidations => out.push(Channel::Liquidations),
+            ChannelName::Candles => out.extend(CandleInterval::ALL.map(Channel::Candles)),
+        }
+    }
+    out
+}
+
+fn binance_config(venue: Venue, v: &VenueConfig) -> raven_venues::binance::BinanceConfig {
+    let mut c = raven_venues::binance::BinanceConfig::new(venue);
+    c.symbols = v.symbols.clone();
+    let has = |n: ChannelName| v.channels.contains(&n);
+    let wants_trades = has(ChannelName::Trades) || has(ChannelName::Candles);
+    c.channels.trades = wants_trades.then_some(match v.trade_stream {
+        TradeStream::AggTrade => raven_venues::TradeStream::AggTrade,
+        TradeStream::Trade => raven_venues::TradeStream::Trade,
+    });
+    c.channels.book = has(ChannelName::Book);
+    c.channels.bbo = has(ChannelName::Bbo);
+    c.channels.mark_price = has(ChannelName::Funding);
+    c.channels.liquidations = has(ChannelName::Liquidations);
+    if let Some(url) = &v.ws_url {
+        c.ws_url = url.clone();
+    }
+    if let Some(url) = &v.rest_url {
+        c.rest_url = url.clone();
+    }
+    if let Some(limit) = v.snapshot_limit {
+        c.snapshot_limit = limit;
+    }
+    if let Some(secs) = v.stall_timeout_secs {
+        c.stall_timeout = Duration::from_secs(secs);
+    }
+    c
+}
+
+/// Starts the in-process demo exchanges and returns them with venues pointing at them.
+async fn start_demo(args: &ServeArgs) -> anyhow::Result<(Vec<raven_sim::Sim>, Vec<VenueConfig>)> {
+    let mut sims = Vec::new();
+    let mut venues = Vec::new();
+    for (flavour, venue, channels) in [
+        (
+            raven_sim::SimVenue::Spot,
+            Venue::BinanceSpot,
+            vec![
+                ChannelName::Trades,
+                ChannelName::Book,
+                ChannelName::Bbo,
+                ChannelName::Candles,
+            ],
+        ),
+        (
+            raven_sim::SimVenue::Usdm,
+            Venue::BinanceUsdm,
+            vec![
+                ChannelName::Trades,
+                ChannelName::Book,
+                ChannelName::Bbo,
+                ChannelName::Candles,
+                ChannelName::Funding,
+                ChannelName::Liquidations,
+            ],
+        ),
+    ] {
+        let sim = raven_sim::Sim::start(raven_sim::SimArgs {
+            venue: flavour,
+            rate: args.demo_rate,
+            symbols: args.demo_symbols,
+            ..raven_sim::SimArgs::default()
+        })
+        .await
+        .with_context(|| format!("starting the demo exchange for {venue}"))?;
+        tracing::info!(%venue, ws = %sim.ws_url(), rest = %sim.rest_url(), "demo exchange running");
+        venues.push(VenueConfig {
+            venue: venue.as_str().to_owned(),
+            symbols: sim.symbols(),
+            channels,
+            ws_url: Some(sim.ws_url()),
+            rest_url: Some(sim.rest_url()),
+            trade_stream: TradeStream::AggTrade,
+            snapshot_limit: None,
+            stall_timeout_secs: None,
+        });
+        sims.push(sim);
+    }
+    Ok((sims, venues))
+}
+
+async fn bind(key: &str, addr: SocketAddr) -> anyhow::Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("{key}: cannot listen on {addr}"))
+}
+
+pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    let mut config = effective_config(&args)?;
+    let (sims, demo_venues) = if args.demo {
+        start_demo(&args).await?
+    } else {
+        (Vec::new(), Vec::new())
+    };
+    if args.demo {
+        config.venues = demo_venues;
+    }
+    config.validate()?;
+    if config.venues.is_empty() {
+        anyhow::bail!("venues: nothing to collect; add [[venues]] to the config file (see config/raven.example.toml) or run with --demo");
+    }
+
+    let metrics = raven_api::metrics::install().context("installing the metrics recorder")?;
+
+    let host = config.server.host;
+    let grpc = bind(
+        "server.grpc_port (SERVER_PORT)",
+        SocketAddr::new(host, config.server.grpc_port),
+    )
+    .await?;
+    let health = bind(
+        "server.health_port (HEALTH_PORT)",
+        SocketAddr::new(host, config.server.health_port),
+    )
+    .await?;
+    let metrics_listener = bind(
+        "server.metrics_port (METRICS_PORT)",
+        SocketAddr::new(host, config.server.metrics_port),
+    )
+    .await?;
+
+    let mut specs = Vec::new();
+    for v in &config.venues {
+        let venue: Venue = v.venue.parse()?;
+        for s in &v.symbols {
+            specs.push(InstrumentSpec {
+                id: InstrumentId::new(venue, s),
+                channels: hub_channels(v),
+            });
+        }
+    }
+    let hub = Hub::new(config.hub_config(), specs);
+    let feeds = Arc::new(FeedStatus::new());
+    let status = StatusSource {
+        hub: hub.clone(),
+        feeds: feeds.clone(),
+        started: Instant::now(),
+    };
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+
+    tracing::info!(
+        grpc = %grpc.local_addr()?, health = %health.local_addr()?, metrics = %metrics_listener.local_addr()?,
+        "raven serving"
+    );
+    let grpc_task = tokio::spawn(raven_api::grpc::serve(
+        grpc,
+        status.clone(),
+        config.heartbeat(),
+        stopped(stop_rx.clone()),
+    ));
+    let health_task = tokio::spawn(
+        axum::serve(health, raven_api::health::router(status.clone()))
+            .with_graceful_shutdown(stopped(stop_rx.clone()))
+            .into_future(),
+    );
+    let metrics_task = tokio::spawn(
+        axum::serve(metrics_listener, raven_api::metrics::router(metrics))
+            .with_graceful_shutdown(stopped(stop_rx.clone()))
+            .into_future(),
+    );
+
+    let sink: Arc<dyn FeedSink> = hub.clone();
+    let mut venues = Vec::new();
+    for v in &config.venues {
+        let venue: Venue = v.venue.parse()?;
+        venues.push(raven_venues::binance::spawn(
+            binance_config(venue, v),
+            sink.clone(),
+            feeds.clone(),
+        ));
+    }
+
+    let ticker_hub = hub.clone();
+    let ticker = tokio::spawn(async move {
+        let mut every = tokio::time::interval(Duration::from_millis(250));
+        loop {
+            every.tick().await;
+            ticker_hub.tick();
+        }
+    });
+
+    shutdown_signal().await;
+    tracing::info!("shutting down");
+    ticker.abort();
+    drop(venues);
+    let _ = stop_tx.send(true);
+    let _ = tokio::time::timeout(Duration::from_secs(5), async {
+        let _ = grpc_task.await;
+        let _ = health_task.await;
+        let _ = metrics_task.await;
+    })
+    .await;
+    for sim in sims {
+        sim.shutdown().await;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Ctrl-C or SIGTERM (what `docker stop` sends).
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = ctrl_c => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = ctrl_c.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
