@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Creates the Python virtualenv the gRPC client test uses (grpcio, grpcio-tools, pytest).
+# Idempotent: re-running with everything installed costs a second.
+set -euo pipefail
+venv="${1:-.venv}"
+python="${PYTHON:-python3}"
+if [ ! -x "$venv/bin/python" ]; then
+  "$python" -m venv "$venv"
+fi
+if ! "$venv/bin/python" -c "import grpc, grpc_tools, pytest" 2>/dev/null; then
+  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r "$(dirname "$0")/../tests/python/requirements.txt"
+fi
