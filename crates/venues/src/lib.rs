@@ -1,1 +1,21 @@
-//! placeholder
+//! Exchange adapters: the code that speaks each exchange's protocol so nothing else in
+//! Raven has to.
+//!
+//! A venue adapter opens the exchange's WebSocket streams and REST endpoints, parses its
+//! frames into [`raven_model`]'s exact, normalized types, enforces the exchange's
+//! sequencing rules for order books, and pushes the results into a
+//! [`raven_model::feed::FeedSink`]. It also reports its own health into a shared
+//! [`status::FeedStatus`] and the `metrics` facade, so operators can see which feed is
+//! lagging or resyncing without reading logs.
+//!
+//! * [`binance`]: Binance Spot, USD-M futures and COIN-M futures.
+//! * [`status`]: the health registry read by the API's status and readiness endpoints.
+//! * [`backoff`]: exponential backoff with jitter, shared by reconnects and REST retries.
+
+pub mod backoff;
+pub mod binance;
+pub mod status;
+
+pub use backoff::BackoffConfig;
+pub use binance::{spawn, BinanceConfig, Channels, TradeStream, VenueHandle};
+pub use status::FeedStatus;

@@ -122,14 +122,21 @@ impl Server {
     }
 }
 
+fn http() -> reqwest::Client {
+    raven_venues::binance::snapshot::install_crypto_provider();
+    reqwest::Client::new()
+}
+
 pub async fn http_get(url: &str) -> (u16, String) {
-    let resp = reqwest::get(url).await.unwrap_or_else(|e| panic!("GET {url}: {e}"));
+    let resp = http()
+        .get(url)
+        .send().await.unwrap_or_else(|e| panic!("GET {url}: {e}"));
     let code = resp.status().as_u16();
     (code, resp.text().await.unwrap_or_default())
 }
 
 pub async fn http_post_json(url: &str, body: &str) -> (u16, String) {
-    let resp = reqwest::Client::new()
+    let resp = http()
         .post(url)
         .header("content-type", "application/json")
         .body(body.to_owned())

@@ -1,0 +1,272 @@
+//! Binance market data: Spot, USD-M futures and COIN-M futures.
+//!
+//! The three venues share one protocol family (combined streams, REST depth snapshots,
+//! the same event shapes) and differ in endpoints, in the `pu` field of futures depth
+//! diffs and in which streams exist, so one implementation serves all three, chosen by
+//! [`BinanceConfig::venue`]. The pieces:
+//! * [`streams`]: which streams to subscribe and how to spread them over connections;
+//! * [`parse`]: frames and REST bodies into exact, normalized types;
+//! * [`depth`]: the pure snapshot/diff join and gap detection;
+//! * [`snapshot`]: the paced, rate-limit-aware REST snapshot fetcher;
+//! * [`connection`]: one socket with its books, reconnects and liveness checks.
+//!
+//! [`spawn`] wires them together on the tokio runtime and returns a [`VenueHandle`] that
+//! owns every task.
+
+pub mod connection;
+pub mod depth;
+pub mod parse;
+pub mod snapshot;
+pub mod streams;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use raven_model::feed::FeedSink;
+use raven_model::{InstrumentId, Venue};
+use tokio::sync::watch;
+use tokio::task::{JoinHandle, JoinSet};
+
+use crate::backoff::BackoffConfig;
+use crate::status::FeedStatus;
+use connection::{ConnectionConfig, Feed};
+use snapshot::FetcherConfig;
+pub use streams::{Channels, TradeStream};
+
+/// Bound of each book's diff buffer while it waits for a snapshot. At 10 diffs/s this
+/// is over 15 minutes of a busy symbol; a snapshot later than that is useless anyway.
+pub const MAX_BUFFERED_DIFFS: usize = 10_000;
+
+/// How long `exchangeInfo` may take at start before Raven subscribes without it.
+const EXCHANGE_INFO_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long [`VenueHandle::shutdown`] waits for connections to close cleanly.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// Configuration of one Binance venue.
+#[derive(Debug, Clone)]
+pub struct BinanceConfig {
+    pub venue: Venue,
+    /// WebSocket base URL, e.g. `wss://stream.binance.com:9443` (tests: `ws://127.0.0.1:PORT`).
+    pub ws_url: String,
+    /// REST base URL, e.g. `https://api.binance.com` (tests: `http://127.0.0.1:PORT`).
+    pub rest_url: String,
+    /// Exchange symbols, any case.
+    pub symbols: Vec<String>,
+    pub channels: Channels,
+    /// REST depth `limit`.
+    pub snapshot_limit: u32,
+    pub streams_per_connection: usize,
+    /// No frame for this long means the connection is dead.
+    pub stall_timeout: Duration,
+    /// Reconnect proactively after this long (jittered down by up to 5 %), before
+    /// Binance's 24 h cut.
+    pub max_connection_age: Duration,
+    pub backoff: BackoffConfig,
+    /// Pause between two REST snapshot fetches of this venue.
+    pub snapshot_spacing: Duration,
+    /// Ask `exchangeInfo` at start and skip symbols the venue does not list.
+    pub check_symbols: bool,
+}
+
+impl BinanceConfig {
+    /// Defaults for `venue`, with Binance's official endpoints and no symbols.
+    pub fn new(venue: Venue) -> Self {
+        let (ws_url, rest_url) = match venue {
+            Venue::BinanceSpot => ("wss://stream.binance.com:9443", "https://api.binance.com"),
+            Venue::BinanceUsdm => ("wss://fstream.binance.com", "https://fapi.binance.com"),
+            Venue::BinanceCoinm => ("wss://dstream.binance.com", "https://dapi.binance.com"),
+        };
+        Self {
+            venue,
+            ws_url: ws_url.to_owned(),
+            rest_url: rest_url.to_owned(),
+            symbols: Vec::new(),
+            channels: Channels::all(venue),
+            snapshot_limit: 1000,
+            streams_per_connection: streams::DEFAULT_STREAMS_PER_CONNECTION,
+            stall_timeout: Duration::from_secs(30),
+            max_connection_age: Duration::from_secs(23 * 3600 + 30 * 60),
+            backoff: BackoffConfig::default(),
+            snapshot_spacing: Duration::from_millis(250),
+            check_symbols: true,
+        }
+    }
+}
+
+/// Owns a running venue. Dropping it aborts every task; [`VenueHandle::shutdown`] closes
+/// the sockets first.
+pub struct VenueHandle {
+    venue: Venue,
+    shutdown: watch::Sender<bool>,
+    task: Option<JoinHandle<()>>,
+}
+
+impl VenueHandle {
+    pub fn venue(&self) -> Venue {
+        self.venue
+    }
+
+    /// Closes every connection (books get `book_reset`) and waits for the tasks, at most
+    /// a few seconds before aborting them.
+    pub async fn shutdown(mut self) {
+        let _ = self.shutdown.send(true);
+        if let Some(mut task) = self.task.take() {
+            if tokio::time::timeout(SHUTDOWN_GRACE, &mut task)
+                .await
+                .is_err()
+            {
+                task.abort();
+            }
+        }
+    }
+}
+
+impl Drop for VenueHandle {
+    fn drop(&mut self) {
+        if let Some(task) = self.task.take() {
+            // Aborting the supervisor drops its JoinSet, which aborts every connection.
+            task.abort();
+        }
+    }
+}
+
+/// Starts the venue on the current tokio runtime. Its books are registered in `status`
+/// (as syncing) before this returns, so readiness is false until they sync.
+pub fn spawn(
+    config: BinanceConfig,
+    sink: Arc<dyn FeedSink>,
+    status: Arc<FeedStatus>,
+) -> VenueHandle {
+    if config.channels.book {
+        for symbol in config.symbols.iter().map(|s| s.trim()) {
+            if !symbol.is_empty() {
+                status.register_book(&InstrumentId::new(config.venue, symbol));
+            }
+        }
+    }
+    let (shutdown, shutdown_rx) = watch::channel(false);
+    let venue = config.venue;
+    let task = tokio::spawn(supervise(config, sink, status, shutdown_rx));
+    VenueHandle {
+        venue,
+        shutdown,
+        task: Some(task),
+    }
+}
+
+async fn supervise(
+    mut config: BinanceConfig,
+    sink: Arc<dyn FeedSink>,
+    status: Arc<FeedStatus>,
+    shutdown: watch::Receiver<bool>,
+) {
+    let venue = config.venue;
+    let client = match snapshot::http_client() {
+        Ok(client) => client,
+        Err(error) => {
+            tracing::error!(%venue, %error, "cannot build the HTTP client; venue not started");
+            return;
+        }
+    };
+    if config.check_symbols {
+        drop_unlisted_symbols(&client, &mut config, &status).await;
+    }
+
+    let (fetcher, serve) = snapshot::fetcher(
+        client,
+        FetcherConfig {
+            venue,
+            rest_url: config.rest_url.clone(),
+            limit: config.snapshot_limit,
+            spacing: config.snapshot_spacing,
+            backoff: config.backoff,
+        },
+    );
+    // Separate from the connections: retries it re-queues may keep it alive, so it is
+    // aborted (by the drop at the end of this function) rather than awaited.
+    let mut fetcher_task = JoinSet::new();
+    fetcher_task.spawn(serve);
+    let mut tasks = JoinSet::new();
+    let partitions = streams::partition(
+        venue,
+        &config.symbols,
+        &config.channels,
+        config.streams_per_connection,
+    );
+    for (index, part) in partitions.into_iter().enumerate() {
+        let conn_config = ConnectionConfig {
+            venue,
+            name: format!("{venue}#{index}"),
+            url: streams::combined_url(&config.ws_url, &part.streams),
+            streams: part.streams.len(),
+            symbols: part.symbols,
+            books: config.channels.book,
+            stall_timeout: config.stall_timeout,
+            max_connection_age: config.max_connection_age,
+            backoff: config.backoff,
+            max_buffered_diffs: MAX_BUFFERED_DIFFS,
+        };
+        let (feed, replies) = Feed::new(&conn_config, Arc::clone(&sink), &status, fetcher.clone());
+        tasks.spawn(connection::run(
+            conn_config,
+            feed,
+            replies,
+            shutdown.clone(),
+        ));
+    }
+    drop(fetcher);
+    while let Some(result) = tasks.join_next().await {
+        if let Err(error) = result {
+            if error.is_panic() {
+                tracing::error!(%venue, %error, "venue task panicked");
+            }
+        }
+    }
+}
+
+/// Removes symbols that `exchangeInfo` does not list: they would never sync and would
+/// hold readiness down forever. If the venue cannot be asked, everything is kept.
+async fn drop_unlisted_symbols(
+    client: &reqwest::Client,
+    config: &mut BinanceConfig,
+    status: &FeedStatus,
+) {
+    let venue = config.venue;
+    let info = tokio::time::timeout(
+        EXCHANGE_INFO_TIMEOUT,
+        snapshot::fetch_exchange_info(client, venue, &config.rest_url),
+    )
+    .await;
+    let listed = match info {
+        Ok(Ok(listed)) => listed,
+        Ok(Err(error)) => {
+            tracing::warn!(%venue, %error, "exchangeInfo failed; subscribing without checking symbols");
+            return;
+        }
+        Err(_) => {
+            tracing::warn!(%venue, "exchangeInfo timed out; subscribing without checking symbols");
+            return;
+        }
+    };
+    let by_name: std::collections::HashMap<&str, &str> = listed
+        .iter()
+        .map(|s| (s.symbol.as_str(), s.status.as_str()))
+        .collect();
+    config.symbols.retain(|symbol| {
+        let upper = symbol.trim().to_ascii_uppercase();
+        match by_name.get(upper.as_str()) {
+            None => {
+                tracing::warn!(%venue, symbol = %upper, "symbol not listed by the venue; skipped");
+                status.remove_book(&InstrumentId::new(venue, &upper));
+                false
+            }
+            Some(&state) => {
+                if state != "TRADING" {
+                    tracing::warn!(%venue, symbol = %upper, status = state, "symbol is not trading");
+                }
+                true
+            }
+        }
+    });
+}

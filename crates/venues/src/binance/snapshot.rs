@@ -1,0 +1,259 @@
+//! REST depth snapshots, fetched one at a time per venue, paced and rate-limit aware.
+//!
+//! Every book needs a REST snapshot to start and after every gap, and after a disconnect
+//! every book of the connection needs one at once. Binance weighs `depth` requests by
+//! `limit` (heavier for futures than spot) against a per-IP weight budget, answers HTTP
+//! 429 when the budget is exceeded and 418 (an IP ban) when a client keeps going, both
+//! with a `Retry-After` header in seconds (spot "General API Information" / futures
+//! "Limits" pages). So a venue has one [`SnapshotFetcher`] task that:
+//! * serves requests in order, spaced by `snapshot_spacing` so a mass resync becomes a
+//!   steady trickle instead of a burst;
+//! * on 429/418 stops *all* fetches of the venue until `Retry-After` has passed (the
+//!   budget is per IP, not per symbol);
+//! * retries any failed request with exponential backoff, re-queuing it so other symbols
+//!   are not stuck behind it, and reports each failure so the book's status counts it;
+//! * bounds every request with a timeout.
+//!
+//! With 250 ms spacing the futures default (`limit=1000`) can exceed the futures weight
+//! budget during a resync of hundreds of symbols; the 429 handling then paces it. Lower
+//! `snapshot_limit` or raise `snapshot_spacing` for such deployments.
+
+use std::time::Duration;
+
+use raven_model::{UnixNanos, Venue};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use super::depth::DepthSnapshot;
+use super::parse::{self, ListedSymbol, ParseError};
+use crate::backoff::{Backoff, BackoffConfig};
+use crate::status;
+
+/// Every REST request gives up after this long.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A 429/418 without a usable `Retry-After` pauses the venue this long.
+const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(30);
+
+/// Why one snapshot attempt failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SnapshotError {
+    #[error("request failed: {0}")]
+    Http(#[from] reqwest::Error),
+    #[error("HTTP {0}")]
+    Status(u16),
+    #[error("rate limited (HTTP {status}), venue paused for {retry_after:?}")]
+    RateLimited { status: u16, retry_after: Duration },
+    #[error("body is not UTF-8")]
+    Utf8,
+    #[error("bad body: {0}")]
+    Parse(#[from] ParseError),
+}
+
+/// What the fetcher reports back to the connection that owns the book.
+#[derive(Debug)]
+pub enum SnapshotReply {
+    Fetched {
+        symbol: String,
+        snapshot: DepthSnapshot,
+    },
+    /// One attempt failed; the fetcher retries on its own.
+    Failed {
+        symbol: String,
+        error: SnapshotError,
+    },
+}
+
+struct Request {
+    symbol: String,
+    attempt: u32,
+    reply: mpsc::UnboundedSender<SnapshotReply>,
+}
+
+/// Handle for queuing snapshot requests; cheap to clone.
+#[derive(Clone)]
+pub struct SnapshotFetcher {
+    tx: mpsc::UnboundedSender<Request>,
+}
+
+impl SnapshotFetcher {
+    /// Queues a snapshot of `symbol` (upper-case exchange symbol). The result, and every
+    /// failed attempt, is sent to `reply`; the request is dropped once `reply` is closed.
+    pub fn request(&self, symbol: &str, reply: &mpsc::UnboundedSender<SnapshotReply>) {
+        // The fetcher only stops when the venue shuts down; a lost request then is moot.
+        let _ = self.tx.send(Request {
+            symbol: symbol.to_owned(),
+            attempt: 0,
+            reply: reply.clone(),
+        });
+    }
+}
+
+/// How a venue's fetcher behaves.
+#[derive(Debug, Clone)]
+pub struct FetcherConfig {
+    pub venue: Venue,
+    pub rest_url: String,
+    pub limit: u32,
+    pub spacing: Duration,
+    pub backoff: BackoffConfig,
+}
+
+/// Creates the fetcher and the future that serves it (run it as a task). The future ends
+/// when every [`SnapshotFetcher`] handle is dropped.
+pub fn fetcher(
+    client: reqwest::Client,
+    config: FetcherConfig,
+) -> (
+    SnapshotFetcher,
+    impl std::future::Future<Output = ()> + Send,
+) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let weak = tx.downgrade();
+    (SnapshotFetcher { tx }, serve(client, config, rx, weak))
+}
+
+async fn serve(
+    client: reqwest::Client,
+    config: FetcherConfig,
+    mut rx: mpsc::UnboundedReceiver<Request>,
+    requeue: mpsc::WeakUnboundedSender<Request>,
+) {
+    let venue = config.venue.as_str();
+    let fetches = metrics::counter!(status::METRIC_SNAPSHOT_FETCHES, "venue" => venue);
+    let failures = metrics::counter!(status::METRIC_SNAPSHOT_FAILURES, "venue" => venue);
+    let url = format!(
+        "{}{}/depth",
+        config.rest_url.trim_end_matches('/'),
+        rest_prefix(config.venue)
+    );
+    let limit = config.limit.to_string();
+    let mut paused_until: Option<Instant> = None;
+
+    while let Some(request) = rx.recv().await {
+        if request.reply.is_closed() {
+            continue;
+        }
+        if let Some(until) = paused_until.take() {
+            tokio::time::sleep_until(until).await;
+        }
+        let result = fetch_snapshot(&client, &url, &request.symbol, &limit).await;
+        match result {
+            Ok(snapshot) => {
+                fetches.increment(1);
+                let _ = request.reply.send(SnapshotReply::Fetched {
+                    symbol: request.symbol,
+                    snapshot,
+                });
+            }
+            Err(error) => {
+                failures.increment(1);
+                let mut delay =
+                    Backoff::after_attempts(config.backoff, request.attempt).next_delay();
+                if let SnapshotError::RateLimited { retry_after, .. } = &error {
+                    paused_until = Some(Instant::now() + *retry_after);
+                    delay = delay.max(*retry_after);
+                }
+                tracing::warn!(
+                    venue,
+                    symbol = %request.symbol,
+                    attempt = request.attempt,
+                    retry_in = ?delay,
+                    %error,
+                    "depth snapshot failed"
+                );
+                let retry = Request {
+                    symbol: request.symbol.clone(),
+                    attempt: request.attempt.saturating_add(1),
+                    reply: request.reply.clone(),
+                };
+                let _ = request.reply.send(SnapshotReply::Failed {
+                    symbol: request.symbol,
+                    error,
+                });
+                if let Some(tx) = requeue.upgrade() {
+                    tokio::spawn(async move {
+                        tokio::time::sleep(delay).await;
+                        let _ = tx.send(retry);
+                    });
+                }
+            }
+        }
+        tokio::time::sleep(config.spacing).await;
+    }
+}
+
+async fn fetch_snapshot(
+    client: &reqwest::Client,
+    url: &str,
+    symbol: &str,
+    limit: &str,
+) -> Result<DepthSnapshot, SnapshotError> {
+    // Symbols are [A-Z0-9_] (they come from the config, upper-cased), so no escaping.
+    let body = get(client, &format!("{url}?symbol={symbol}&limit={limit}")).await?;
+    let receive_time = UnixNanos::now();
+    let text = std::str::from_utf8(&body).map_err(|_| SnapshotError::Utf8)?;
+    Ok(parse::parse_snapshot(text, receive_time)?)
+}
+
+/// Fetches the venue's listed symbols (`exchangeInfo`).
+pub async fn fetch_exchange_info(
+    client: &reqwest::Client,
+    venue: Venue,
+    rest_url: &str,
+) -> Result<Vec<ListedSymbol>, SnapshotError> {
+    let url = format!(
+        "{}{}/exchangeInfo",
+        rest_url.trim_end_matches('/'),
+        rest_prefix(venue)
+    );
+    let body = get(client, &url).await?;
+    let text = std::str::from_utf8(&body).map_err(|_| SnapshotError::Utf8)?;
+    Ok(parse::parse_exchange_info(text)?)
+}
+
+async fn get(client: &reqwest::Client, url: &str) -> Result<bytes::Bytes, SnapshotError> {
+    let response = client.get(url).send().await?;
+    let status = response.status().as_u16();
+    if status == 429 || status == 418 {
+        let retry_after = response
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map_or(DEFAULT_RETRY_AFTER, Duration::from_secs);
+        return Err(SnapshotError::RateLimited {
+            status,
+            retry_after,
+        });
+    }
+    if !response.status().is_success() {
+        return Err(SnapshotError::Status(status));
+    }
+    Ok(response.bytes().await?)
+}
+
+/// The REST path prefix of each venue.
+pub fn rest_prefix(venue: Venue) -> &'static str {
+    match venue {
+        Venue::BinanceSpot => "/api/v3",
+        Venue::BinanceUsdm => "/fapi/v1",
+        Venue::BinanceCoinm => "/dapi/v1",
+    }
+}
+
+/// The HTTP client every REST call of a venue shares (connection reuse, one TLS setup).
+pub fn http_client() -> Result<reqwest::Client, reqwest::Error> {
+    install_crypto_provider();
+    reqwest::Client::builder()
+        .timeout(REQUEST_TIMEOUT)
+        .connect_timeout(REQUEST_TIMEOUT)
+        .user_agent(concat!("raven/", env!("CARGO_PKG_VERSION")))
+        .build()
+}
+
+/// rustls needs a process-wide crypto provider; Raven uses ring (see Cargo.toml). If
+/// another part of the process installed one first, that one is used.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
