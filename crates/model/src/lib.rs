@@ -21,6 +21,7 @@ pub mod feed;
 mod instrument;
 mod time;
 
+pub use candle::{Candle, CandleAggregator, CandleInterval};
 pub use decimal::{DecimalError, Price, Qty};
 pub use event::{
     Bbo, BookLevels, EventKind, Level, Liquidation, MarkPrice, MarketEvent, Side, Trade,

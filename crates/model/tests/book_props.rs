@@ -1,0 +1,284 @@
+//! Property tests: the order book against the simplest model that could be right, and the
+//! decimal types' text round trip.
+//!
+//! The reference book is a `BTreeMap<Price, Qty>` per side with no caching and no
+//! shortcuts; every query is recomputed from the maps. Prices are drawn from small,
+//! overlapping grids so that random deltas collide with existing levels, remove levels
+//! the book never held, and sometimes cross the book, all of which the real book must
+//! handle.
+
+use std::collections::hash_map::DefaultHasher;
+use std::collections::BTreeMap;
+use std::hash::{Hash, Hasher};
+
+use proptest::prelude::*;
+use raven_model::book::OrderBook;
+use raven_model::{BookLevels, Level, Price, Qty};
+use rust_decimal::Decimal;
+
+#[derive(Default)]
+struct Reference {
+    bids: BTreeMap<Price, Qty>,
+    asks: BTreeMap<Price, Qty>,
+}
+
+impl Reference {
+    fn snapshot(&mut self, s: &BookLevels) {
+        self.bids.clear();
+        self.asks.clear();
+        for l in &s.bids {
+            if !l.qty.is_zero() {
+                self.bids.insert(l.price, l.qty);
+            }
+        }
+        for l in &s.asks {
+            if !l.qty.is_zero() {
+                self.asks.insert(l.price, l.qty);
+            }
+        }
+    }
+
+    /// Returns the number of removals of prices the side did not hold.
+    fn delta(&mut self, d: &BookLevels) -> usize {
+        let mut unknown = 0;
+        for (side, levels) in [(&mut self.bids, &d.bids), (&mut self.asks, &d.asks)] {
+            for l in levels {
+                if l.qty.is_zero() {
+                    if side.remove(&l.price).is_none() {
+                        unknown += 1;
+                    }
+                } else {
+                    side.insert(l.price, l.qty);
+                }
+            }
+        }
+        unknown
+    }
+
+    fn best_bid(&self) -> Option<Level> {
+        self.bids
+            .iter()
+            .max_by_key(|(p, _)| **p)
+            .map(|(p, q)| Level { price: *p, qty: *q })
+    }
+
+    fn best_ask(&self) -> Option<Level> {
+        self.asks
+            .iter()
+            .min_by_key(|(p, _)| **p)
+            .map(|(p, q)| Level { price: *p, qty: *q })
+    }
+}
+
+#[derive(Debug, Clone)]
+enum Op {
+    Snapshot(BookLevels),
+    Delta(BookLevels),
+}
+
+/// A price on a tick grid (0.1 apart), written at a random scale ("1.5", "1.50", "1.500")
+/// so that numerically equal prices with different text must land on the same level.
+fn price(ticks: std::ops::RangeInclusive<i64>) -> impl Strategy<Value = Price> {
+    (ticks, 0u32..3).prop_map(|(ticks, extra)| {
+        let mantissa = ticks * 10i64.pow(extra);
+        Price::new(Decimal::new(mantissa, 1 + extra)).unwrap()
+    })
+}
+
+/// Zero a third of the time: a removal.
+fn qty() -> impl Strategy<Value = Qty> {
+    prop_oneof![
+        1 => Just(Qty::ZERO),
+        2 => (1i64..=1000, 0u32..4).prop_map(|(m, s)| Qty::new(Decimal::new(m, s)).unwrap()),
+    ]
+}
+
+fn levels(ticks: std::ops::RangeInclusive<i64>, max: usize) -> impl Strategy<Value = Vec<Level>> {
+    prop::collection::vec(
+        (price(ticks), qty()).prop_map(|(price, qty)| Level { price, qty }),
+        0..max,
+    )
+}
+
+fn book_levels(max: usize) -> impl Strategy<Value = BookLevels> {
+    // Bids and asks overlap on ticks 19..=20 only: most books are not crossed, some are.
+    (levels(1..=20, max), levels(19..=40, max), any::<u64>()).prop_map(|(bids, asks, id)| {
+        BookLevels {
+            bids,
+            asks,
+            first_update_id: id,
+            last_update_id: id,
+        }
+    })
+}
+
+fn ops() -> impl Strategy<Value = Vec<Op>> {
+    let op = prop_oneof![
+        1 => book_levels(30).prop_map(Op::Snapshot),
+        12 => book_levels(8).prop_map(Op::Delta),
+    ];
+    (book_levels(30), prop::collection::vec(op, 0..60)).prop_map(|(first, mut rest)| {
+        rest.insert(0, Op::Snapshot(first));
+        rest
+    })
+}
+
+fn check_sorted(snap: &BookLevels, depth: usize) -> Result<(), TestCaseError> {
+    if depth > 0 {
+        prop_assert!(snap.bids.len() <= depth && snap.asks.len() <= depth);
+    }
+    prop_assert!(snap.bids.windows(2).all(|w| w[0].price > w[1].price));
+    prop_assert!(snap.asks.windows(2).all(|w| w[0].price < w[1].price));
+    prop_assert!(snap.bids.iter().chain(&snap.asks).all(|l| !l.qty.is_zero()));
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    #[test]
+    fn book_matches_the_reference(ops in ops(), depth in 0usize..12) {
+        let mut book = OrderBook::new();
+        let mut reference = Reference::default();
+        for op in &ops {
+            let last_id = match op {
+                Op::Snapshot(s) => {
+                    book.apply_snapshot(s);
+                    reference.snapshot(s);
+                    s.last_update_id
+                }
+                Op::Delta(d) => {
+                    let outcome = book.apply_delta(d);
+                    let unknown = reference.delta(d);
+                    prop_assert_eq!(outcome.unknown_removals, unknown);
+                    prop_assert_eq!(outcome.levels_applied, d.bids.len() + d.asks.len());
+                    d.last_update_id
+                }
+            };
+            prop_assert_eq!(book.last_update_id(), last_id);
+
+            let best_bid = reference.best_bid();
+            let best_ask = reference.best_ask();
+            prop_assert_eq!(book.best_bid(), best_bid);
+            prop_assert_eq!(book.best_ask(), best_ask);
+            let crossed = matches!((best_bid, best_ask), (Some(b), Some(a)) if b.price >= a.price);
+            prop_assert_eq!(book.is_crossed(), crossed);
+            prop_assert_eq!(book.len(), (reference.bids.len(), reference.asks.len()));
+            prop_assert_eq!(book.is_empty(), reference.bids.is_empty() && reference.asks.is_empty());
+
+            let full = book.snapshot(0);
+            check_sorted(&full, 0)?;
+            let ref_bids: Vec<Level> = reference
+                .bids
+                .iter()
+                .rev()
+                .map(|(p, q)| Level { price: *p, qty: *q })
+                .collect();
+            let ref_asks: Vec<Level> = reference
+                .asks
+                .iter()
+                .map(|(p, q)| Level { price: *p, qty: *q })
+                .collect();
+            prop_assert_eq!(&full.bids, &ref_bids);
+            prop_assert_eq!(&full.asks, &ref_asks);
+            prop_assert_eq!(book.bids().collect::<Vec<_>>(), ref_bids.clone());
+            prop_assert_eq!(book.asks().collect::<Vec<_>>(), ref_asks.clone());
+
+            let top = book.snapshot(depth);
+            check_sorted(&top, depth)?;
+            let n = if depth == 0 { usize::MAX } else { depth };
+            prop_assert_eq!(&top.bids[..], &ref_bids[..ref_bids.len().min(n)]);
+            prop_assert_eq!(&top.asks[..], &ref_asks[..ref_asks.len().min(n)]);
+            prop_assert_eq!(top.last_update_id, last_id);
+        }
+    }
+}
+
+/// A canonical decimal string: no leading zeros, `scale` fraction digits (trailing zeros
+/// kept), at most 28 significant digits so it fits a `Decimal` exactly.
+fn decimal_text() -> impl Strategy<Value = (String, u32)> {
+    (
+        0u64..10_000_000_000,
+        0u64..1_000_000_000_000_000_000,
+        0u32..=18,
+    )
+        .prop_map(|(int, frac, scale)| {
+            if scale == 0 {
+                (int.to_string(), 0)
+            } else {
+                let frac = frac % 10u64.pow(scale);
+                (
+                    format!("{int}.{frac:0width$}", width = scale as usize),
+                    scale,
+                )
+            }
+        })
+}
+
+fn hash_of<T: Hash>(t: &T) -> u64 {
+    let mut h = DefaultHasher::new();
+    t.hash(&mut h);
+    h.finish()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(1024))]
+
+    #[test]
+    fn decimal_text_round_trips((text, scale) in decimal_text()) {
+        let qty = Qty::parse(&text).unwrap();
+        prop_assert_eq!(qty.to_string(), text.clone());
+        prop_assert_eq!(qty.value().scale(), scale);
+        match Price::parse(&text) {
+            Ok(price) => {
+                prop_assert_eq!(price.to_string(), text.clone());
+                prop_assert_eq!(price.value(), qty.value());
+            }
+            Err(_) => prop_assert!(qty.is_zero()),
+        }
+    }
+
+    #[test]
+    fn equal_values_at_different_scales_are_one_key(
+        (text, scale) in decimal_text(),
+        extra in 1usize..=9,
+    ) {
+        // Stay within Decimal's 28 significant digits: past them rust_decimal rounds.
+        let digits = text.chars().filter(char::is_ascii_digit).count();
+        let extra = extra.min(28usize.saturating_sub(digits));
+        prop_assume!(extra > 0);
+        let padded = if scale == 0 {
+            format!("{text}.{}", "0".repeat(extra))
+        } else {
+            format!("{text}{}", "0".repeat(extra))
+        };
+        let a = Qty::parse(&text).unwrap();
+        let b = Qty::parse(&padded).unwrap();
+        prop_assert_eq!(b.to_string(), padded.clone());
+        prop_assert_eq!(a, b);
+        prop_assert_eq!(a.cmp(&b), std::cmp::Ordering::Equal);
+        prop_assert_eq!(hash_of(&a), hash_of(&b));
+        if let (Ok(pa), Ok(pb)) = (Price::parse(&text), Price::parse(&padded)) {
+            prop_assert_eq!(pa, pb);
+            prop_assert_eq!(hash_of(&pa), hash_of(&pb));
+            let mut side = BTreeMap::new();
+            side.insert(pa, a);
+            side.insert(pb, b);
+            prop_assert_eq!(side.len(), 1);
+        }
+    }
+
+    #[test]
+    fn ordering_is_numeric((x, _) in decimal_text(), (y, _) in decimal_text()) {
+        let (a, b) = (Qty::parse(&x).unwrap(), Qty::parse(&y).unwrap());
+        prop_assert_eq!(a.cmp(&b), fixed_point(&x).cmp(&fixed_point(&y)));
+    }
+}
+
+/// An independent oracle for ordering: the text as an integer count of 1e-18 units.
+fn fixed_point(text: &str) -> u128 {
+    let (int, frac) = text.split_once('.').unwrap_or((text, ""));
+    let int: u128 = int.parse().unwrap();
+    let frac_units: u128 = format!("{frac:0<18}").parse().unwrap();
+    int * 10u128.pow(18) + frac_units
+}
