@@ -96,7 +96,7 @@ impl Topic {
         let last_skipped = self.sequence.saturating_sub(1);
         for e in &mut self.entries {
             match e.pending {
-                Pending::Dropped(n) if e.sub.has_room_to_recover() => {
+                Pending::Dropped(n) if e.sub.try_recover() => {
                     let env = Envelope {
                         topic: &self.wire,
                         sequence: last_skipped,
@@ -140,7 +140,7 @@ impl Topic {
                     admit(&sub, snap, Pending::Conflate)
                 }
                 (Pending::AwaitingSnapshot, None) => Pending::AwaitingSnapshot,
-                (Pending::Conflate, None) if sub.has_room_to_recover() => {
+                (Pending::Conflate, None) if sub.try_recover() => {
                     sub.count_conflation();
                     sub.offer_data(&fresh(self), 0);
                     sub.caught_up();

@@ -101,17 +101,22 @@ impl Subscriber {
             self.ready.notify_one();
             Admit::Accepted
         } else {
-            let since = *q.behind_since.get_or_insert_with(Instant::now);
-            if since.elapsed() >= self.slow_limit {
-                self.kill_locked(
-                    &mut q,
-                    format!(
-                        "slow consumer: queue of {} messages stayed full for more than {:?}",
-                        self.capacity, self.slow_limit
-                    ),
-                );
-            }
+            self.fall_behind_locked(&mut q);
             Admit::Full
+        }
+    }
+
+    /// Marks the subscriber behind, and kills it once it has been behind past the limit.
+    fn fall_behind_locked(&self, q: &mut Queue) {
+        let since = *q.behind_since.get_or_insert_with(Instant::now);
+        if since.elapsed() >= self.slow_limit {
+            self.kill_locked(
+                q,
+                format!(
+                    "slow consumer: queue of {} messages stayed full for more than {:?}",
+                    self.capacity, self.slow_limit
+                ),
+            );
         }
     }
 
@@ -131,9 +136,18 @@ impl Subscriber {
     }
 
     /// True when data for a recovering topic may be admitted: at least half the queue free.
-    pub(crate) fn has_room_to_recover(&self) -> bool {
-        let q = self.queue.lock();
-        q.killed.is_none() && q.items.len() * 2 < self.capacity
+    /// Otherwise the topic's message is skipped, which keeps the subscriber behind (and
+    /// the slow-consumer clock running) exactly as a refused [`Self::offer_data`] does.
+    pub(crate) fn try_recover(&self) -> bool {
+        let mut q = self.queue.lock();
+        if q.killed.is_some() {
+            return false;
+        }
+        if q.items.len() * 2 < self.capacity {
+            return true;
+        }
+        self.fall_behind_locked(&mut q);
+        false
     }
 
     /// Disconnects the subscriber; its stream ends with `reason`.
@@ -245,6 +259,18 @@ mod tests {
             Next::Killed(reason) => assert!(reason.contains("slow consumer"), "{reason}"),
             other => panic!("expected a kill, got {other:?}"),
         }
+    }
+
+    #[tokio::test]
+    async fn a_topic_that_cannot_recover_keeps_the_clock_running() {
+        let s = Subscriber::new(1, "t".into(), 2, Duration::from_millis(20));
+        s.offer_data(&msg(1), 0);
+        s.offer_data(&msg(2), 0);
+        assert_eq!(s.offer_data(&msg(3), 0), Admit::Full);
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        // The topic is conflating or dropping now, so it only asks whether it may recover.
+        assert!(!s.try_recover());
+        assert!(s.is_killed());
     }
 
     #[tokio::test]

@@ -1,0 +1,1144 @@
+//! The hub's contract as a subscriber sees it: every message a [`Subscriber`] yields is
+//! decoded as a `raven.v1.ServerMessage` and checked against `proto/raven/v1/raven.proto`
+//! (acks per topic, snapshot then contiguous deltas, resets, conflation, drop notices,
+//! slow-consumer disconnects, candles).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use prost::Message;
+use raven_hub::{Channel, Hub, HubConfig, InstrumentSpec, Next, Session, Subscriber};
+use raven_model::book::OrderBook;
+use raven_model::feed::{BookRejected, BookUpdate, FeedSink};
+use raven_model::{
+    BookLevels, CandleInterval, EventKind, InstrumentId, Level, MarketEvent, Price, Qty, Side,
+    Trade, UnixNanos, Venue,
+};
+use raven_proto::pb;
+use raven_proto::pb::server_message::Payload;
+
+// ------------------------------------------------------------------ fixtures
+
+fn btc() -> InstrumentId {
+    InstrumentId::new(Venue::BinanceSpot, "BTCUSDT")
+}
+
+fn eth() -> InstrumentId {
+    InstrumentId::new(Venue::BinanceSpot, "ETHUSDT")
+}
+
+fn btc_perp() -> InstrumentId {
+    InstrumentId::new(Venue::BinanceUsdm, "BTCUSDT")
+}
+
+fn spot_channels() -> Vec<Channel> {
+    let mut channels = vec![Channel::Trades, Channel::Book, Channel::Bbo];
+    channels.extend(CandleInterval::ALL.map(Channel::Candles));
+    channels
+}
+
+fn new_hub(config: HubConfig) -> Arc<Hub> {
+    let mut perp_channels = spot_channels();
+    perp_channels.extend([Channel::Funding, Channel::Liquidations]);
+    Hub::new(
+        config,
+        vec![
+            InstrumentSpec {
+                id: btc(),
+                channels: spot_channels(),
+            },
+            InstrumentSpec {
+                id: eth(),
+                channels: spot_channels(),
+            },
+            InstrumentSpec {
+                id: btc_perp(),
+                channels: perp_channels,
+            },
+        ],
+    )
+}
+
+fn small_queue(capacity: usize) -> HubConfig {
+    HubConfig {
+        queue_capacity: capacity,
+        ..HubConfig::default()
+    }
+}
+
+fn lvl(price: &str, qty: &str) -> Level {
+    Level {
+        price: Price::parse(price).unwrap(),
+        qty: Qty::parse(qty).unwrap(),
+    }
+}
+
+fn book_levels(bids: &[(&str, &str)], asks: &[(&str, &str)], first: u64, last: u64) -> BookLevels {
+    BookLevels {
+        bids: bids.iter().map(|(p, q)| lvl(p, q)).collect(),
+        asks: asks.iter().map(|(p, q)| lvl(p, q)).collect(),
+        first_update_id: first,
+        last_update_id: last,
+    }
+}
+
+/// A two-sided book, bids 99.9 down to 99.0, asks 100.0 up to 100.9, at update id 100.
+fn initial_book() -> BookLevels {
+    let bids: Vec<Level> = (0..10)
+        .map(|i| lvl(&format!("99.{}", 9 - i), "1"))
+        .collect();
+    let asks: Vec<Level> = (0..10).map(|i| lvl(&format!("100.{i}"), "2")).collect();
+    BookLevels {
+        bids,
+        asks,
+        first_update_id: 100,
+        last_update_id: 100,
+    }
+}
+
+/// The `n`th of a deterministic series of deltas that never cross: bids stay below 100,
+/// asks at or above 100. Update ids continue from [`initial_book`].
+fn delta(n: u64) -> BookLevels {
+    let pick = |salt: u64| {
+        (n.wrapping_mul(2654435761)
+            .wrapping_add(salt.wrapping_mul(40503)))
+            % 13
+    };
+    let qty = |salt: u64| {
+        if pick(salt + 7) % 4 == 0 {
+            "0".to_owned()
+        } else {
+            format!("{}.5", pick(salt + 3))
+        }
+    };
+    BookLevels {
+        bids: vec![Level {
+            price: Price::parse(&format!("99.{}", pick(1) % 10)).unwrap(),
+            qty: Qty::parse(&qty(1)).unwrap(),
+        }],
+        asks: vec![
+            Level {
+                price: Price::parse(&format!("100.{}", pick(2) % 10)).unwrap(),
+                qty: Qty::parse(&qty(2)).unwrap(),
+            },
+            Level {
+                price: Price::parse(&format!("101.{}", pick(5) % 10)).unwrap(),
+                qty: Qty::parse(&qty(5)).unwrap(),
+            },
+        ],
+        first_update_id: 101 + n,
+        last_update_id: 101 + n,
+    }
+}
+
+fn t(n: u64) -> UnixNanos {
+    UnixNanos(1_700_000_000_000_000_000 + n)
+}
+
+fn trade_event(id: &InstrumentId, n: u64) -> MarketEvent {
+    MarketEvent {
+        instrument: id.clone(),
+        exchange_time: t(n),
+        receive_time: t(n + 500),
+        kind: EventKind::Trade(Trade {
+            price: Price::parse(&format!("100.{}", n % 10)).unwrap(),
+            qty: Qty::parse("0.25").unwrap(),
+            aggressor: if n.is_multiple_of(2) {
+                Side::Buy
+            } else {
+                Side::Sell
+            },
+            trade_id: 1000 + n,
+        }),
+    }
+}
+
+fn topic(id: &InstrumentId, channel: pb::Channel, depth: u32) -> pb::Topic {
+    wire_topic(id.venue.as_str(), id.symbol.as_str(), channel as i32, depth)
+}
+
+fn wire_topic(venue: &str, symbol: &str, channel: i32, depth: u32) -> pb::Topic {
+    pb::Topic {
+        venue: venue.into(),
+        symbol: symbol.into(),
+        channel,
+        depth,
+    }
+}
+
+fn subscribe(session: &mut Session, topics: Vec<pb::Topic>) {
+    session.handle(pb::ClientMessage {
+        kind: Some(pb::client_message::Kind::Subscribe(pb::SubscribeRequest {
+            topics,
+        })),
+    });
+}
+
+fn unsubscribe(session: &mut Session, topics: Vec<pb::Topic>) {
+    session.handle(pb::ClientMessage {
+        kind: Some(pb::client_message::Kind::Unsubscribe(
+            pb::UnsubscribeRequest { topics },
+        )),
+    });
+}
+
+fn wire(levels: &[Level]) -> Vec<pb::PriceLevel> {
+    levels
+        .iter()
+        .map(|l| pb::PriceLevel {
+            price: l.price.to_string(),
+            quantity: l.qty.to_string(),
+        })
+        .collect()
+}
+
+fn expected_snapshot(book: &OrderBook, depth: usize, conflated: bool) -> pb::BookSnapshot {
+    let levels = book.snapshot(depth);
+    pb::BookSnapshot {
+        bids: wire(&levels.bids),
+        asks: wire(&levels.asks),
+        last_update_id: levels.last_update_id,
+        conflated,
+    }
+}
+
+fn expected_delta(delta: &BookLevels) -> pb::BookDelta {
+    pb::BookDelta {
+        bids: wire(&delta.bids),
+        asks: wire(&delta.asks),
+        first_update_id: delta.first_update_id,
+        last_update_id: delta.last_update_id,
+    }
+}
+
+/// A client's copy of a book, rebuilt only from what it received.
+#[derive(Default)]
+struct ClientBook {
+    bids: Vec<pb::PriceLevel>,
+    asks: Vec<pb::PriceLevel>,
+}
+
+impl ClientBook {
+    fn replace(&mut self, s: &pb::BookSnapshot) {
+        self.bids = s.bids.clone();
+        self.asks = s.asks.clone();
+    }
+
+    fn apply(&mut self, d: &pb::BookDelta) {
+        fn side(levels: &mut Vec<pb::PriceLevel>, changes: &[pb::PriceLevel], descending: bool) {
+            for c in changes {
+                let price: rust_decimal::Decimal = c.price.parse().unwrap();
+                levels.retain(|l| l.price.parse::<rust_decimal::Decimal>().unwrap() != price);
+                if !c
+                    .quantity
+                    .parse::<rust_decimal::Decimal>()
+                    .unwrap()
+                    .is_zero()
+                {
+                    levels.push(c.clone());
+                }
+            }
+            levels.sort_by_key(|l| l.price.parse::<rust_decimal::Decimal>().unwrap());
+            if descending {
+                levels.reverse();
+            }
+        }
+        side(&mut self.bids, &d.bids, true);
+        side(&mut self.asks, &d.asks, false);
+    }
+
+    fn matches(&self, book: &OrderBook) {
+        let expect = expected_snapshot(book, 0, false);
+        assert_eq!(
+            self.bids, expect.bids,
+            "client bids diverged from the hub's book"
+        );
+        assert_eq!(
+            self.asks, expect.asks,
+            "client asks diverged from the hub's book"
+        );
+    }
+}
+
+// ------------------------------------------------------------------ reading
+
+fn far() -> tokio::time::Instant {
+    tokio::time::Instant::now() + Duration::from_secs(5)
+}
+
+fn decode(bytes: &[u8]) -> pb::ServerMessage {
+    let msg = pb::ServerMessage::decode(bytes).expect("a valid ServerMessage encoding");
+    assert_eq!(
+        msg.send_time_ns, 0,
+        "the hub leaves the send time to the transport"
+    );
+    msg
+}
+
+async fn recv(sub: &Subscriber) -> pb::ServerMessage {
+    match sub.next(far()).await {
+        Next::Message(bytes) => decode(&bytes),
+        other => panic!("expected a message, got {other:?}"),
+    }
+}
+
+/// Everything queued now.
+async fn drain(sub: &Subscriber) -> Vec<pb::ServerMessage> {
+    let mut out = Vec::new();
+    loop {
+        match sub.next(tokio::time::Instant::now()).await {
+            Next::Message(bytes) => out.push(decode(&bytes)),
+            Next::Idle => return out,
+            Next::Killed(reason) => panic!("unexpected kill: {reason}"),
+        }
+    }
+}
+
+async fn assert_idle(sub: &Subscriber) {
+    let rest = drain(sub).await;
+    assert!(rest.is_empty(), "expected nothing, got {rest:?}");
+}
+
+fn ack(msg: &pb::ServerMessage) -> (pb::ack::Result, String) {
+    match &msg.payload {
+        Some(Payload::Ack(a)) => (a.result(), a.reason.clone()),
+        other => panic!("expected an ack, got {other:?}"),
+    }
+}
+
+async fn expect_ack(sub: &Subscriber, topic: &pb::Topic, result: pb::ack::Result) {
+    let msg = recv(sub).await;
+    assert_eq!(msg.topic.as_ref(), Some(topic));
+    let (got, reason) = ack(&msg);
+    assert_eq!(got, result, "reason: {reason}");
+}
+
+async fn expect_rejected(sub: &Subscriber, needle: &str) {
+    let msg = recv(sub).await;
+    let (got, reason) = ack(&msg);
+    assert_eq!(
+        got,
+        pb::ack::Result::Rejected,
+        "expected a rejection mentioning {needle:?}: {msg:?}"
+    );
+    assert!(
+        reason.contains(needle),
+        "reason {reason:?} should mention {needle:?}"
+    );
+}
+
+fn snapshot(msg: &pb::ServerMessage) -> &pb::BookSnapshot {
+    match &msg.payload {
+        Some(Payload::BookSnapshot(s)) => s,
+        other => panic!("expected a book snapshot, got {other:?}"),
+    }
+}
+
+fn book_delta(msg: &pb::ServerMessage) -> &pb::BookDelta {
+    match &msg.payload {
+        Some(Payload::BookDelta(d)) => d,
+        other => panic!("expected a book delta, got {other:?}"),
+    }
+}
+
+fn synced_hub(config: HubConfig) -> (Arc<Hub>, OrderBook) {
+    let hub = new_hub(config);
+    let snap = initial_book();
+    hub.book_update(&btc(), BookUpdate::Snapshot(snap.clone()), t(1), t(2))
+        .unwrap();
+    let mut reference = OrderBook::new();
+    reference.apply_snapshot(&snap);
+    (hub, reference)
+}
+
+/// Publishes delta `n` to BTCUSDT and applies it to the reference book.
+fn publish_delta(hub: &Hub, reference: &mut OrderBook, n: u64) -> BookLevels {
+    let d = delta(n);
+    hub.book_update(&btc(), BookUpdate::Delta(d.clone()), t(10 + n), t(20 + n))
+        .unwrap();
+    reference.apply_delta(&d);
+    d
+}
+
+// ------------------------------------------------------------------ books
+
+#[tokio::test(start_paused = true)]
+async fn synced_book_starts_with_its_snapshot_then_contiguous_deltas() {
+    let (hub, mut reference) = synced_hub(HubConfig::default());
+    let mut session = hub.session("test".into());
+    let sub = session.subscriber();
+    let book_topic = topic(&btc(), pb::Channel::Book, 0);
+    subscribe(&mut session, vec![book_topic.clone()]);
+
+    expect_ack(&sub, &book_topic, pb::ack::Result::Subscribed).await;
+    let first = recv(&sub).await;
+    assert_eq!(first.topic.as_ref(), Some(&book_topic));
+    assert_eq!(snapshot(&first), &expected_snapshot(&reference, 0, false));
+    assert_eq!(
+        (first.exchange_time_ns, first.receive_time_ns),
+        (t(1).as_nanos(), t(2).as_nanos())
+    );
+
+    for n in 0..20 {
+        let d = publish_delta(&hub, &mut reference, n);
+        let msg = recv(&sub).await;
+        assert_eq!(msg.topic.as_ref(), Some(&book_topic));
+        assert_eq!(
+            msg.sequence,
+            first.sequence + 1 + n,
+            "deltas continue from the snapshot"
+        );
+        assert_eq!(book_delta(&msg), &expected_delta(&d));
+        assert_eq!(msg.exchange_time_ns, t(10 + n).as_nanos());
+        assert_eq!(msg.receive_time_ns, t(20 + n).as_nanos());
+    }
+    assert_idle(&sub).await;
+    assert_eq!(hub.book(&btc(), 0).unwrap(), Some(reference.snapshot(0)));
+}
+
+#[tokio::test(start_paused = true)]
+async fn subscribing_before_sync_waits_for_the_first_snapshot() {
+    let hub = new_hub(HubConfig::default());
+    let mut session = hub.session("test".into());
+    let sub = session.subscriber();
+    let book_topic = topic(&btc(), pb::Channel::Book, 0);
+    subscribe(&mut session, vec![book_topic.clone()]);
+    expect_ack(&sub, &book_topic, pb::ack::Result::Subscribed).await;
+    assert_idle(&sub).await;
+
+    assert_eq!(
+        hub.book_update(&btc(), BookUpdate::Delta(delta(0)), t(3), t(4)),
+        Err(BookRejected::NotSynced),
+        "a delta before any snapshot has nothing to apply to"
+    );
+    assert_idle(&sub).await;
+    assert_eq!(hub.book(&btc(), 0).unwrap(), None);
+
+    let snap = initial_book();
+    hub.book_update(&btc(), BookUpdate::Snapshot(snap.clone()), t(5), t(6))
+        .unwrap();
+    let mut reference = OrderBook::new();
+    reference.apply_snapshot(&snap);
+    let first = recv(&sub).await;
+    assert_eq!(snapshot(&first), &expected_snapshot(&reference, 0, false));
+    assert_eq!(
+        (first.exchange_time_ns, first.receive_time_ns),
+        (t(5).as_nanos(), t(6).as_nanos())
+    );
+
+    for n in 0..5 {
+        let d = publish_delta(&hub, &mut reference, n);
+        let msg = recv(&sub).await;
+        assert_eq!(msg.sequence, first.sequence + 1 + n);
+        assert_eq!(book_delta(&msg), &expected_delta(&d));
+    }
+    assert_idle(&sub).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn top_n_view_sends_snapshots_only_when_the_top_levels_change() {
+    let (hub, mut reference) = synced_hub(HubConfig::default());
+    let mut session = hub.session("test".into());
+    let sub = session.subscriber();
+    let top5 = topic(&btc(), pb::Channel::Book, 5);
+    subscribe(&mut session, vec![top5.clone()]);
+    expect_ack(&sub, &top5, pb::ack::Result::Subscribed).await;
+    let first = recv(&sub).await;
+    assert_eq!(snapshot(&first), &expected_snapshot(&reference, 5, false));
+
+    let mut sequence = first.sequence;
+    let (mut changed, mut unchanged) = (0, 0);
+    for n in 0..300 {
+        let before = reference.snapshot(5);
+        publish_delta(&hub, &mut reference, n);
+        let after = reference.snapshot(5);
+        let got = drain(&sub).await;
+        if (before.bids, before.asks) == (after.bids, after.asks) {
+            assert!(
+                got.is_empty(),
+                "delta {n} left the top 5 alone but the view sent {got:?}"
+            );
+            unchanged += 1;
+        } else {
+            assert_eq!(
+                got.len(),
+                1,
+                "delta {n} changed the top 5: exactly one snapshot, got {got:?}"
+            );
+            sequence += 1;
+            assert_eq!(got[0].sequence, sequence);
+            assert_eq!(got[0].topic.as_ref(), Some(&top5));
+            assert_eq!(snapshot(&got[0]), &expected_snapshot(&reference, 5, false));
+            changed += 1;
+        }
+    }
+    assert!(
+        changed > 10 && unchanged > 10,
+        "the series must exercise both cases: {changed} changed, {unchanged} not"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn book_reset_stops_deltas_until_the_next_snapshot() {
+    let (hub, mut reference) = synced_hub(HubConfig::default());
+    let mut session = hub.session("test".into());
+    let sub = session.subscriber();
+    subscribe(&mut session, vec![topic(&btc(), pb::Channel::Book, 0)]);
+    recv(&sub).await;
+    let first = recv(&sub).await;
+    publish_delta(&hub, &mut reference, 0);
+    assert_eq!(recv(&sub).await.sequence, first.sequence + 1);
+
+    hub.book_reset(&btc(), "update id gap");
+    let reset = recv(&sub).await;
+    assert_eq!(reset.sequence, first.sequence + 2);
+    assert_eq!(
+        reset.payload,
+        Some(Payload::BookReset(pb::BookReset {
+            reason: "update id gap".into()
+        }))
+    );
+    assert_eq!(
+        hub.book(&btc(), 0).unwrap(),
+        None,
+        "a reset book is not served"
+    );
+    assert_eq!(
+        hub.book_update(&btc(), BookUpdate::Delta(delta(1)), t(30), t(31)),
+        Err(BookRejected::NotSynced)
+    );
+    assert_idle(&sub).await;
+
+    let resync = book_levels(&[("98.0", "3")], &[("102.0", "4")], 500, 500);
+    hub.book_update(&btc(), BookUpdate::Snapshot(resync.clone()), t(40), t(41))
+        .unwrap();
+    reference.apply_snapshot(&resync);
+    let snap = recv(&sub).await;
+    assert_eq!(snap.sequence, first.sequence + 3);
+    assert_eq!(snapshot(&snap), &expected_snapshot(&reference, 0, false));
+
+    let d = book_levels(&[("98.5", "1")], &[], 501, 501);
+    hub.book_update(&btc(), BookUpdate::Delta(d.clone()), t(42), t(43))
+        .unwrap();
+    let msg = recv(&sub).await;
+    assert_eq!(msg.sequence, first.sequence + 4);
+    assert_eq!(book_delta(&msg), &expected_delta(&d));
+    assert_idle(&sub).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_crossing_delta_is_rejected_and_never_published() {
+    let (hub, mut reference) = synced_hub(HubConfig::default());
+    let mut session = hub.session("test".into());
+    let sub = session.subscriber();
+    let top5 = topic(&btc(), pb::Channel::Book, 5);
+    subscribe(
+        &mut session,
+        vec![topic(&btc(), pb::Channel::Book, 0), top5.clone()],
+    );
+    let start = drain(&sub).await;
+    assert_eq!(start.len(), 4, "two acks and two snapshots: {start:?}");
+    let full_seq = start[1].sequence;
+    let top_seq = start[3].sequence;
+
+    // Bid 100.5 is above the best ask 100.0.
+    let crossing = book_levels(&[("100.5", "1")], &[], 101, 101);
+    assert_eq!(
+        hub.book_update(&btc(), BookUpdate::Delta(crossing), t(5), t(6)),
+        Err(BookRejected::Crossed)
+    );
+    let got = drain(&sub).await;
+    assert_eq!(
+        got.len(),
+        2,
+        "one BookReset per book topic and nothing else: {got:?}"
+    );
+    for (msg, seq) in got.iter().zip([full_seq + 1, top_seq + 1]) {
+        assert!(
+            matches!(msg.payload, Some(Payload::BookReset(_))),
+            "{msg:?}"
+        );
+        assert_eq!(msg.sequence, seq);
+    }
+    assert_eq!(
+        hub.book(&btc(), 0).unwrap(),
+        None,
+        "the crossed book is not served"
+    );
+
+    // A newcomer meanwhile gets its ack and no snapshot of the crossed state.
+    let mut late = hub.session("late".into());
+    let late_sub = late.subscriber();
+    subscribe(&mut late, vec![topic(&btc(), pb::Channel::Book, 0)]);
+    assert_eq!(drain(&late_sub).await.len(), 1);
+
+    // A crossed snapshot is refused the same way.
+    let crossed = book_levels(&[("101", "1")], &[("100", "1")], 200, 200);
+    assert_eq!(
+        hub.book_update(&btc(), BookUpdate::Snapshot(crossed), t(7), t(8)),
+        Err(BookRejected::Crossed)
+    );
+    assert!(drain(&late_sub)
+        .await
+        .iter()
+        .all(|m| matches!(m.payload, Some(Payload::BookReset(_)))));
+    assert_eq!(hub.book(&btc(), 0).unwrap(), None);
+
+    let snap = initial_book();
+    hub.book_update(&btc(), BookUpdate::Snapshot(snap.clone()), t(9), t(10))
+        .unwrap();
+    reference.apply_snapshot(&snap);
+    let got = drain(&sub).await;
+    let snapshots: Vec<_> = got
+        .iter()
+        .filter(|m| matches!(m.payload, Some(Payload::BookSnapshot(_))))
+        .collect();
+    assert_eq!(snapshots.len(), 2, "{got:?}");
+    assert_eq!(
+        snapshot(snapshots[0]),
+        &expected_snapshot(&reference, 0, false)
+    );
+    assert_eq!(
+        snapshot(snapshots[1]),
+        &expected_snapshot(&reference, 5, false)
+    );
+    let late_snap = recv(&late_sub).await;
+    assert_eq!(
+        snapshot(&late_snap),
+        &expected_snapshot(&reference, 0, false)
+    );
+}
+
+// ------------------------------------------------------------------ trades and requests
+
+#[tokio::test(start_paused = true)]
+async fn wildcard_trades_ack_each_symbol_and_arrive_contiguously() {
+    let hub = new_hub(HubConfig::default());
+    let mut session = hub.session("test".into());
+    let sub = session.subscriber();
+    subscribe(
+        &mut session,
+        vec![wire_topic(
+            "binance_spot",
+            "*",
+            pb::Channel::Trades as i32,
+            0,
+        )],
+    );
+    let acks = drain(&sub).await;
+    let mut acked: Vec<_> = acks
+        .iter()
+        .map(|m| {
+            assert_eq!(ack(m).0, pb::ack::Result::Subscribed);
+            m.topic.clone().unwrap()
+        })
+        .collect();
+    acked.sort_by(|a, b| a.symbol.cmp(&b.symbol));
+    assert_eq!(
+        acked,
+        vec![
+            topic(&btc(), pb::Channel::Trades, 0),
+            topic(&eth(), pb::Channel::Trades, 0)
+        ]
+    );
+
+    for n in 0..60 {
+        hub.market_event(trade_event(&btc(), n));
+        hub.market_event(trade_event(&eth(), n));
+        hub.market_event(trade_event(&btc_perp(), n)); // another venue: not subscribed
+    }
+    let got = drain(&sub).await;
+    assert_eq!(got.len(), 120);
+    for id in [btc(), eth()] {
+        let mine: Vec<_> = got
+            .iter()
+            .filter(|m| m.topic.as_ref().unwrap().symbol == id.symbol.as_str())
+            .collect();
+        assert_eq!(mine.len(), 60);
+        for (n, msg) in mine.iter().enumerate() {
+            let n = n as u64;
+            assert_eq!(
+                msg.sequence,
+                mine[0].sequence + n,
+                "{id} trades are contiguous"
+            );
+            let EventKind::Trade(expect) = trade_event(&id, n).kind else {
+                unreachable!()
+            };
+            let expect_side = if expect.aggressor == Side::Buy {
+                pb::Side::Buy
+            } else {
+                pb::Side::Sell
+            };
+            assert_eq!(
+                msg.payload,
+                Some(Payload::Trade(pb::Trade {
+                    price: expect.price.to_string(),
+                    quantity: expect.qty.to_string(),
+                    aggressor: expect_side as i32,
+                    trade_id: expect.trade_id,
+                }))
+            );
+            assert_eq!(
+                (msg.exchange_time_ns, msg.receive_time_ns),
+                (t(n).as_nanos(), t(n + 500).as_nanos())
+            );
+        }
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn bad_requests_are_rejected_with_a_reason_and_the_session_keeps_working() {
+    let hub = new_hub(HubConfig {
+        max_topics_per_stream: 2,
+        ..HubConfig::default()
+    });
+    let mut session = hub.session("test".into());
+    let sub = session.subscriber();
+    let trades = pb::Channel::Trades as i32;
+
+    let cases: Vec<(pb::Topic, &str)> = vec![
+        (wire_topic("kraken", "BTCUSDT", trades, 0), "unknown venue"),
+        (
+            wire_topic("binance_spot", "DOGEUSDT", trades, 0),
+            "unknown symbol",
+        ),
+        (
+            wire_topic("binance_spot", "BTCUSDT", 99, 0),
+            "unknown channel",
+        ),
+        (
+            wire_topic(
+                "binance_spot",
+                "BTCUSDT",
+                pb::Channel::Unspecified as i32,
+                0,
+            ),
+            "unknown channel",
+        ),
+        (
+            topic(&btc(), pb::Channel::Funding, 0),
+            "does not carry CHANNEL_FUNDING",
+        ),
+        (
+            topic(&btc(), pb::Channel::Trades, 5),
+            "depth is only valid for CHANNEL_BOOK",
+        ),
+        (
+            topic(&btc(), pb::Channel::Book, 5000),
+            "exceeds the maximum",
+        ),
+        (wire_topic("binance_spot", "", trades, 0), "symbol is empty"),
+    ];
+    for (bad, reason) in &cases {
+        subscribe(&mut session, vec![bad.clone()]);
+        let msg = recv(&sub).await;
+        assert_eq!(
+            msg.topic.as_ref(),
+            Some(bad),
+            "the rejection names the requested topic"
+        );
+        let (result, got) = ack(&msg);
+        assert_eq!(result, pb::ack::Result::Rejected);
+        assert!(got.contains(reason), "{got:?} should mention {reason:?}");
+    }
+
+    session.handle(pb::ClientMessage { kind: None });
+    expect_rejected(&sub, "empty client message").await;
+
+    unsubscribe(&mut session, vec![topic(&eth(), pb::Channel::Trades, 0)]);
+    expect_rejected(&sub, "not subscribed").await;
+
+    // Per-topic answers within one request: two fit the limit of 2, the third does not.
+    let wanted = [
+        topic(&btc(), pb::Channel::Trades, 0),
+        topic(&eth(), pb::Channel::Trades, 0),
+        topic(&btc(), pb::Channel::Bbo, 0),
+    ];
+    subscribe(&mut session, wanted.to_vec());
+    expect_ack(&sub, &wanted[0], pb::ack::Result::Subscribed).await;
+    expect_ack(&sub, &wanted[1], pb::ack::Result::Subscribed).await;
+    expect_rejected(&sub, "topic limit reached").await;
+    assert_idle(&sub).await;
+    assert_eq!(hub.subscriber_infos()[0].topics, 2);
+
+    hub.market_event(trade_event(&btc(), 1));
+    let msg = recv(&sub).await;
+    assert_eq!(msg.topic.as_ref(), Some(&wanted[0]));
+    assert!(matches!(msg.payload, Some(Payload::Trade(_))));
+
+    // After an unsubscribe there is room again.
+    unsubscribe(&mut session, vec![wanted[1].clone()]);
+    expect_ack(&sub, &wanted[1], pb::ack::Result::Unsubscribed).await;
+    subscribe(&mut session, vec![wanted[2].clone()]);
+    expect_ack(&sub, &wanted[2], pb::ack::Result::Subscribed).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn ping_pong_and_unsubscribe() {
+    let hub = new_hub(HubConfig::default());
+    let mut session = hub.session("test".into());
+    let sub = session.subscriber();
+    session.handle(pb::ClientMessage {
+        kind: Some(pb::client_message::Kind::Ping(pb::Ping {
+            nonce: 0xdead_beef,
+        })),
+    });
+    let pong = recv(&sub).await;
+    assert_eq!(pong.topic, None);
+    assert_eq!(
+        pong.payload,
+        Some(Payload::Pong(pb::Pong { nonce: 0xdead_beef }))
+    );
+
+    let trades = topic(&btc(), pb::Channel::Trades, 0);
+    let bbo = topic(&btc(), pb::Channel::Bbo, 0);
+    subscribe(&mut session, vec![trades.clone(), bbo.clone()]);
+    expect_ack(&sub, &trades, pb::ack::Result::Subscribed).await;
+    expect_ack(&sub, &bbo, pb::ack::Result::Subscribed).await;
+    hub.market_event(trade_event(&btc(), 1));
+    assert_eq!(recv(&sub).await.topic.as_ref(), Some(&trades));
+
+    unsubscribe(&mut session, vec![trades.clone()]);
+    expect_ack(&sub, &trades, pb::ack::Result::Unsubscribed).await;
+    hub.market_event(trade_event(&btc(), 2));
+    assert_idle(&sub).await;
+    assert_eq!(hub.subscriber_infos()[0].topics, 1);
+}
+
+// ------------------------------------------------------------------ slow consumers
+
+#[tokio::test(start_paused = true)]
+async fn a_slow_book_subscriber_is_conflated_to_a_fresh_snapshot() {
+    let (hub, mut reference) = synced_hub(small_queue(16));
+    let mut session = hub.session("slow".into());
+    let sub = session.subscriber();
+    subscribe(&mut session, vec![topic(&btc(), pb::Channel::Book, 0)]);
+
+    for n in 0..100 {
+        publish_delta(&hub, &mut reference, n);
+    }
+    assert_eq!(
+        sub.info().queue_depth,
+        16,
+        "data stops at the queue capacity"
+    );
+
+    let queued = drain(&sub).await;
+    assert_eq!(queued.len(), 16);
+    ack(&queued[0]);
+    let mut client = ClientBook::default();
+    client.replace(snapshot(&queued[1]));
+    for (i, msg) in queued[2..].iter().enumerate() {
+        assert_eq!(msg.sequence, queued[1].sequence + 1 + i as u64);
+        client.apply(book_delta(msg));
+    }
+    let last_queued = queued.last().unwrap().sequence;
+
+    // With room again, the next publication brings a conflated snapshot of the book as
+    // it is then, numbered as that publication, and deltas resume after it.
+    publish_delta(&hub, &mut reference, 100);
+    let conflated = recv(&sub).await;
+    let snap = snapshot(&conflated);
+    assert_eq!(snap, &expected_snapshot(&reference, 0, true));
+    assert_eq!(
+        conflated.sequence,
+        last_queued + 100 - 14 + 1,
+        "the sequence jumps over the skipped deltas"
+    );
+    client.replace(snap);
+    for n in 101..110 {
+        publish_delta(&hub, &mut reference, n);
+        let msg = recv(&sub).await;
+        assert_eq!(msg.sequence, conflated.sequence + n - 100);
+        client.apply(book_delta(&msg));
+    }
+    client.matches(&reference);
+    assert!(sub.info().conflations >= 1);
+    assert_eq!(sub.info().dropped, 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_slow_trade_subscriber_is_told_how_many_trades_it_missed() {
+    let hub = new_hub(small_queue(16));
+    let mut session = hub.session("slow".into());
+    let sub = session.subscriber();
+    subscribe(&mut session, vec![topic(&btc(), pb::Channel::Trades, 0)]);
+
+    for n in 0..100 {
+        hub.market_event(trade_event(&btc(), n));
+    }
+    let mut got = drain(&sub).await;
+    assert_eq!(got.len(), 16, "the ack and the trades that fit");
+    hub.market_event(trade_event(&btc(), 100));
+    got.extend(drain(&sub).await);
+
+    let mut expect_seq = got[1].sequence;
+    let mut dropped = 0;
+    for msg in &got[1..] {
+        match &msg.payload {
+            Some(Payload::Dropped(d)) => {
+                expect_seq += d.count;
+                assert_eq!(
+                    msg.sequence,
+                    expect_seq - 1,
+                    "a Dropped notice is numbered as the last skipped trade"
+                );
+                dropped += d.count;
+            }
+            Some(Payload::Trade(_)) => {
+                assert_eq!(msg.sequence, expect_seq);
+                expect_seq += 1;
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(
+        expect_seq,
+        got[1].sequence + 101,
+        "every trade is either delivered or counted"
+    );
+    assert_eq!(dropped, 100 - 15);
+    assert_eq!(sub.info().dropped, dropped);
+}
+
+/// Publishes on BTCUSDT until `slow` is killed (giving up after `give_up`), draining
+/// `fast` after each publication; returns what `fast` received.
+async fn publish_until_killed(
+    hub: &Hub,
+    slow: &Subscriber,
+    fast: &Subscriber,
+    publish: &mut dyn FnMut(&Hub, u64),
+) -> (u64, Vec<pb::ServerMessage>) {
+    let started = std::time::Instant::now();
+    let mut received = Vec::new();
+    let mut published = 0;
+    while !slow.is_killed() {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "a subscriber stuck behind for 10 s with a 50 ms limit was never disconnected"
+        );
+        publish(hub, published);
+        published += 1;
+        received.extend(drain(fast).await);
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    (published, received)
+}
+
+fn kill_config() -> HubConfig {
+    HubConfig {
+        queue_capacity: 16,
+        slow_consumer_limit: Duration::from_millis(50),
+        ..HubConfig::default()
+    }
+}
+
+async fn expect_killed(sub: &Subscriber) {
+    match sub.next(far()).await {
+        Next::Killed(reason) => assert!(reason.contains("slow consumer"), "{reason}"),
+        other => panic!("expected a kill, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_trade_subscriber_behind_past_the_limit_is_killed_and_others_unaffected() {
+    let hub = new_hub(kill_config());
+    let trades = topic(&btc(), pb::Channel::Trades, 0);
+    let mut slow_session = hub.session("slow".into());
+    let mut fast_session = hub.session("fast".into());
+    subscribe(&mut slow_session, vec![trades.clone()]);
+    subscribe(&mut fast_session, vec![trades.clone()]);
+    let (slow, fast) = (slow_session.subscriber(), fast_session.subscriber());
+    expect_ack(&fast, &trades, pb::ack::Result::Subscribed).await;
+
+    let (published, received) = publish_until_killed(&hub, &slow, &fast, &mut |hub, n| {
+        hub.market_event(trade_event(&btc(), n))
+    })
+    .await;
+    expect_killed(&slow).await;
+    assert_eq!(
+        received.len() as u64,
+        published,
+        "the fast subscriber got every trade"
+    );
+    for (i, msg) in received.iter().enumerate() {
+        assert!(matches!(msg.payload, Some(Payload::Trade(_))));
+        assert_eq!(msg.sequence, received[0].sequence + i as u64);
+    }
+    assert!(!fast.is_killed());
+}
+
+#[tokio::test]
+async fn a_book_subscriber_behind_past_the_limit_is_killed_and_others_unaffected() {
+    let (hub, mut reference) = synced_hub(kill_config());
+    let book = topic(&btc(), pb::Channel::Book, 0);
+    let mut slow_session = hub.session("slow".into());
+    let mut fast_session = hub.session("fast".into());
+    subscribe(&mut slow_session, vec![book.clone()]);
+    subscribe(&mut fast_session, vec![book.clone()]);
+    let (slow, fast) = (slow_session.subscriber(), fast_session.subscriber());
+    expect_ack(&fast, &book, pb::ack::Result::Subscribed).await;
+    let first = recv(&fast).await;
+    let mut client = ClientBook::default();
+    client.replace(snapshot(&first));
+
+    let (published, received) = publish_until_killed(&hub, &slow, &fast, &mut |hub, n| {
+        drop(publish_delta(hub, &mut reference, n))
+    })
+    .await;
+    expect_killed(&slow).await;
+    assert_eq!(received.len() as u64, published);
+    for (i, msg) in received.iter().enumerate() {
+        assert_eq!(msg.sequence, first.sequence + 1 + i as u64);
+        client.apply(book_delta(msg));
+    }
+    client.matches(&reference);
+}
+
+// ------------------------------------------------------------------ candles and sessions
+
+#[tokio::test(start_paused = true)]
+async fn trades_in_the_past_close_candles_on_the_clock() {
+    let hub = new_hub(HubConfig {
+        candle_grace: Duration::ZERO,
+        ..HubConfig::default()
+    });
+    let mut session = hub.session("test".into());
+    let sub = session.subscriber();
+    let intervals = [
+        (CandleInterval::M1, pb::Channel::Candles1m),
+        (CandleInterval::M5, pb::Channel::Candles5m),
+        (CandleInterval::H1, pb::Channel::Candles1h),
+    ];
+    subscribe(
+        &mut session,
+        intervals
+            .iter()
+            .map(|(_, c)| topic(&btc(), *c, 0))
+            .collect(),
+    );
+    assert_eq!(drain(&sub).await.len(), 3);
+
+    // Two hours ago, on an hour boundary: every interval's bucket has long ended.
+    const HOUR: u64 = 3_600_000_000_000;
+    let open = UnixNanos::now().as_nanos() / HOUR * HOUR - 2 * HOUR;
+    for (offset_s, price, qty) in [(1, "100.0", "1"), (30, "102.5", "0.5"), (45, "99.0", "2")] {
+        let at = UnixNanos(open + offset_s * 1_000_000_000);
+        hub.market_event(MarketEvent {
+            instrument: btc(),
+            exchange_time: at,
+            receive_time: at,
+            kind: EventKind::Trade(Trade {
+                price: Price::parse(price).unwrap(),
+                qty: Qty::parse(qty).unwrap(),
+                aggressor: Side::Buy,
+                trade_id: offset_s,
+            }),
+        });
+    }
+    assert_idle(&sub).await;
+    let before = UnixNanos::now().as_nanos();
+    hub.tick();
+    let got = drain(&sub).await;
+
+    for (interval, channel) in intervals {
+        let wire = topic(&btc(), channel, 0);
+        let step = interval.as_nanos();
+        let candles: Vec<_> = got
+            .iter()
+            .filter(|m| m.topic.as_ref() == Some(&wire))
+            .collect();
+        assert!(!candles.is_empty(), "{interval:?} closed nothing");
+        let first = match &candles[0].payload {
+            Some(Payload::Candle(c)) => c,
+            other => panic!("expected a candle, got {other:?}"),
+        };
+        assert_eq!(
+            first,
+            &pb::Candle {
+                open_time_ns: open,
+                close_time_ns: open + step,
+                open: "100.0".into(),
+                high: "102.5".into(),
+                low: "99.0".into(),
+                close: "99.0".into(),
+                volume: "3.5".into(),
+                trade_count: 3,
+            }
+        );
+        let mut prev_close = first.close_time_ns;
+        for (i, msg) in candles.iter().enumerate() {
+            assert_eq!(
+                msg.sequence,
+                candles[0].sequence + i as u64,
+                "{interval:?} candles are contiguous"
+            );
+            let Some(Payload::Candle(c)) = &msg.payload else {
+                panic!("{msg:?}")
+            };
+            assert_eq!(msg.exchange_time_ns, c.close_time_ns);
+            if i > 0 {
+                assert_eq!(c.open_time_ns, prev_close, "no gap between candles");
+                assert_eq!(
+                    (
+                        c.open.as_str(),
+                        c.close.as_str(),
+                        c.volume.as_str(),
+                        c.trade_count
+                    ),
+                    ("99.0", "99.0", "0", 0)
+                );
+                prev_close = c.close_time_ns;
+            }
+        }
+        // Every bucket that ended before the tick is closed, and none after it.
+        assert!(
+            prev_close + step > before,
+            "{interval:?}: the last closed bucket ends at {prev_close}"
+        );
+        assert!(prev_close <= UnixNanos::now().as_nanos());
+    }
+    assert_eq!(
+        got.len(),
+        got.iter()
+            .filter(|m| matches!(m.payload, Some(Payload::Candle(_))))
+            .count()
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn dropping_a_session_unsubscribes_it() {
+    let (hub, mut reference) = synced_hub(HubConfig::default());
+    let mut gone = hub.session("gone".into());
+    let mut stays = hub.session("stays".into());
+    let topics = vec![
+        topic(&btc(), pb::Channel::Book, 0),
+        topic(&btc(), pb::Channel::Book, 5),
+        topic(&btc(), pb::Channel::Trades, 0),
+    ];
+    subscribe(&mut gone, topics.clone());
+    subscribe(&mut stays, topics);
+    let (gone_sub, stays_sub) = (gone.subscriber(), stays.subscriber());
+    let ids: Vec<u64> = hub.subscriber_infos().iter().map(|i| i.id).collect();
+    assert_eq!(ids, vec![gone_sub.id, stays_sub.id]);
+    drain(&gone_sub).await;
+    drain(&stays_sub).await;
+
+    drop(gone);
+    let infos = hub.subscriber_infos();
+    assert_eq!(infos.len(), 1);
+    assert_eq!(
+        (infos[0].id, infos[0].peer.as_str(), infos[0].topics),
+        (stays_sub.id, "stays", 3)
+    );
+
+    publish_delta(&hub, &mut reference, 0);
+    hub.market_event(trade_event(&btc(), 0));
+    assert_idle(&gone_sub).await;
+    assert_eq!(
+        drain(&stays_sub).await.len(),
+        3,
+        "delta, top-5 snapshot and trade still flow to the other session"
+    );
+}
