@@ -335,18 +335,24 @@ impl Session {
             Ok(keys) => keys,
             Err(reason) => return self.reject(topic, &reason),
         };
+        let wildcard = keys.len() > 1 || topic.symbol.trim() == "*";
+        let mut removed = 0;
         for key in keys {
             let wire = key.to_proto();
             if !self.topics.remove(&key) {
-                if topic.symbol != "*" {
+                if !wildcard {
                     self.reject(&wire, "not subscribed");
                 }
                 continue;
             }
+            removed += 1;
             if let Some(state) = self.hub.instruments.get(&key.instrument) {
                 state.lock().unsubscribe(&key, self.sub.id);
             }
             self.ack(&wire, pb::ack::Result::Unsubscribed, "");
+        }
+        if wildcard && removed == 0 {
+            self.reject(topic, "not subscribed to any topic this wildcard matches");
         }
     }
 }

@@ -107,15 +107,17 @@ impl Topic {
                         &env,
                         Payload::Dropped(pb::Dropped { count: n }),
                     ));
-                    e.sub.count_dropped(n);
                     // Room was checked above, so this is admitted.
-                    e.sub.offer_data(body, 0);
-                    e.sub.caught_up();
+                    e.sub.offer_data(body);
                     e.pending = Pending::None;
                 }
-                Pending::Dropped(n) => e.pending = Pending::Dropped(n + 1),
+                Pending::Dropped(n) => {
+                    e.sub.count_dropped(1);
+                    e.pending = Pending::Dropped(n + 1);
+                }
                 _ => {
-                    if e.sub.offer_data(body, 0) == Admit::Full {
+                    if e.sub.offer_data(body) == Admit::Full {
+                        e.sub.count_dropped(1);
                         e.pending = Pending::Dropped(1);
                     }
                 }
@@ -141,13 +143,17 @@ impl Topic {
                 }
                 (Pending::AwaitingSnapshot, None) => Pending::AwaitingSnapshot,
                 (Pending::Conflate, None) if sub.try_recover() => {
-                    sub.count_conflation();
-                    sub.offer_data(&fresh(self), 0);
-                    sub.caught_up();
+                    sub.offer_data(&fresh(self));
                     Pending::None
                 }
                 (Pending::Conflate, None) => Pending::Conflate,
-                (Pending::None | Pending::Dropped(_), _) => admit(&sub, body, Pending::Conflate),
+                (Pending::None | Pending::Dropped(_), _) => {
+                    let next = admit(&sub, body, Pending::Conflate);
+                    if next == Pending::Conflate {
+                        sub.count_conflation();
+                    }
+                    next
+                }
             };
             self.entries[i].pending = next;
         }
@@ -155,7 +161,7 @@ impl Topic {
 }
 
 fn admit(sub: &Subscriber, body: &Bytes, on_full: Pending) -> Pending {
-    match sub.offer_data(body, 0) {
+    match sub.offer_data(body) {
         Admit::Accepted => Pending::None,
         Admit::Full => on_full,
     }
@@ -185,6 +191,8 @@ pub(crate) struct InstrumentState {
     last_exchange_time: UnixNanos,
     last_receive_time: UnixNanos,
     last_message_at: Option<Instant>,
+    /// Times of the last book update, carried by a new subscriber's first snapshot.
+    book_times: (UnixNanos, UnixNanos),
 }
 
 impl InstrumentState {
@@ -223,6 +231,7 @@ impl InstrumentState {
             last_exchange_time: UnixNanos::default(),
             last_receive_time: UnixNanos::default(),
             last_message_at: None,
+            book_times: (UnixNanos::default(), UnixNanos::default()),
         }
     }
 
@@ -312,6 +321,7 @@ impl InstrumentState {
         receive_time: UnixNanos,
     ) -> Result<(), BookRejected> {
         self.touch(exchange_time, receive_time);
+        self.book_times = (exchange_time, receive_time);
         match update {
             BookUpdate::Snapshot(levels) => {
                 self.book.apply_snapshot(levels);
@@ -450,7 +460,7 @@ impl InstrumentState {
             let topic = &mut self.book_topics[index];
             let pending = if synced {
                 let levels = self.book.snapshot(key.depth as usize);
-                let env = topic.envelope(self.last_exchange_time, self.last_receive_time);
+                let env = topic.envelope(self.book_times.0, self.book_times.1);
                 sub.push_control(encode::encode(
                     &env,
                     Payload::BookSnapshot(encode::book_snapshot(&levels, false)),

@@ -10,9 +10,13 @@
 //! * **control** (acks, pongs, resets, drop notices) is always admitted, so a request is
 //!   never left unanswered and a client always learns that its book became invalid.
 //!
-//! A subscriber that stays behind longer than the configured limit is *killed*: its
-//! queue is cleared, the reason is stored, and its stream ends with that status. The
-//! consumer side is [`Subscriber::next`], awaited by the gRPC response stream.
+//! A subscriber is *behind* from the first data message it could not take until it next
+//! drains its queue empty. A healthy consumer empties its queue many times a second, even
+//! after a burst; a consumer slower than its feed never does, however often one of its
+//! topics is conflated or told of drops. One that stays behind longer than the configured
+//! limit is *killed*: its queue is cleared, the reason is stored, and its stream ends with
+//! that status. The consumer side is [`Subscriber::next`], awaited by the gRPC response
+//! stream.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -88,14 +92,14 @@ impl Subscriber {
         }
     }
 
-    /// Admits a data message if the queue has room for it plus `reserve` more.
-    /// A full queue marks the subscriber behind, and kills it past the slow limit.
-    pub(crate) fn offer_data(&self, msg: &Bytes, reserve: usize) -> Admit {
+    /// Admits a data message if the queue has room. A full queue marks the subscriber
+    /// behind, and kills it past the slow limit.
+    pub(crate) fn offer_data(&self, msg: &Bytes) -> Admit {
         let mut q = self.queue.lock();
         if q.killed.is_some() {
             return Admit::Full;
         }
-        if q.items.len() + reserve < self.capacity {
+        if q.items.len() < self.capacity {
             q.items.push_back(msg.clone());
             drop(q);
             self.ready.notify_one();
@@ -130,11 +134,6 @@ impl Subscriber {
         }
     }
 
-    /// The subscriber caught up on a topic it had fallen behind on.
-    pub(crate) fn caught_up(&self) {
-        self.queue.lock().behind_since = None;
-    }
-
     /// True when data for a recovering topic may be admitted: at least half the queue free.
     /// Otherwise the topic's message is skipped, which keeps the subscriber behind (and
     /// the slow-consumer clock running) exactly as a refused [`Self::offer_data`] does.
@@ -148,12 +147,6 @@ impl Subscriber {
         }
         self.fall_behind_locked(&mut q);
         false
-    }
-
-    /// Disconnects the subscriber; its stream ends with `reason`.
-    pub fn kill(&self, reason: String) {
-        let mut q = self.queue.lock();
-        self.kill_locked(&mut q, reason);
     }
 
     fn kill_locked(&self, q: &mut Queue, reason: String) {
@@ -180,6 +173,9 @@ impl Subscriber {
                     return Next::Killed(reason.clone());
                 }
                 if let Some(msg) = q.items.pop_front() {
+                    if q.items.is_empty() {
+                        q.behind_since = None;
+                    }
                     return Next::Message(msg);
                 }
             }
@@ -231,10 +227,10 @@ mod tests {
     #[tokio::test]
     async fn data_is_bounded_and_control_is_not() {
         let s = Subscriber::new(1, "t".into(), 3, Duration::from_secs(60));
-        assert_eq!(s.offer_data(&msg(1), 0), Admit::Accepted);
-        assert_eq!(s.offer_data(&msg(2), 0), Admit::Accepted);
-        assert_eq!(s.offer_data(&msg(3), 0), Admit::Accepted);
-        assert_eq!(s.offer_data(&msg(4), 0), Admit::Full);
+        assert_eq!(s.offer_data(&msg(1)), Admit::Accepted);
+        assert_eq!(s.offer_data(&msg(2)), Admit::Accepted);
+        assert_eq!(s.offer_data(&msg(3)), Admit::Accepted);
+        assert_eq!(s.offer_data(&msg(4)), Admit::Full);
         s.push_control(msg(9));
         assert_eq!(s.info().queue_depth, 4);
         let far = tokio::time::Instant::now() + Duration::from_secs(1);
@@ -248,11 +244,11 @@ mod tests {
     #[tokio::test]
     async fn staying_behind_past_the_limit_kills() {
         let s = Subscriber::new(1, "t".into(), 2, Duration::from_millis(20));
-        s.offer_data(&msg(1), 0);
-        s.offer_data(&msg(2), 0);
-        assert_eq!(s.offer_data(&msg(3), 0), Admit::Full);
+        s.offer_data(&msg(1));
+        s.offer_data(&msg(2));
+        assert_eq!(s.offer_data(&msg(3)), Admit::Full);
         tokio::time::sleep(Duration::from_millis(30)).await;
-        assert_eq!(s.offer_data(&msg(3), 0), Admit::Full);
+        assert_eq!(s.offer_data(&msg(3)), Admit::Full);
         assert!(s.is_killed());
         let far = tokio::time::Instant::now() + Duration::from_secs(1);
         match s.next(far).await {
@@ -264,9 +260,9 @@ mod tests {
     #[tokio::test]
     async fn a_topic_that_cannot_recover_keeps_the_clock_running() {
         let s = Subscriber::new(1, "t".into(), 2, Duration::from_millis(20));
-        s.offer_data(&msg(1), 0);
-        s.offer_data(&msg(2), 0);
-        assert_eq!(s.offer_data(&msg(3), 0), Admit::Full);
+        s.offer_data(&msg(1));
+        s.offer_data(&msg(2));
+        assert_eq!(s.offer_data(&msg(3)), Admit::Full);
         tokio::time::sleep(Duration::from_millis(30)).await;
         // The topic is conflating or dropping now, so it only asks whether it may recover.
         assert!(!s.try_recover());
@@ -274,17 +270,40 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn catching_up_resets_the_clock() {
+    async fn draining_the_queue_resets_the_clock() {
         let s = Subscriber::new(1, "t".into(), 2, Duration::from_millis(20));
-        s.offer_data(&msg(1), 0);
-        s.offer_data(&msg(2), 0);
-        assert_eq!(s.offer_data(&msg(3), 0), Admit::Full);
-        s.caught_up();
+        s.offer_data(&msg(1));
+        s.offer_data(&msg(2));
+        assert_eq!(s.offer_data(&msg(3)), Admit::Full);
         tokio::time::sleep(Duration::from_millis(30)).await;
-        assert_eq!(s.offer_data(&msg(3), 0), Admit::Full);
+        let far = tokio::time::Instant::now() + Duration::from_secs(1);
+        s.next(far).await;
+        s.next(far).await;
+        s.offer_data(&msg(4));
+        s.offer_data(&msg(5));
+        assert_eq!(s.offer_data(&msg(6)), Admit::Full);
         assert!(
             !s.is_killed(),
-            "the limit counts from the last time it was behind"
+            "the limit counts from the last time the queue was empty"
         );
+    }
+
+    #[tokio::test]
+    async fn reading_slower_than_the_feed_still_gets_killed() {
+        let s = Subscriber::new(1, "t".into(), 2, Duration::from_millis(20));
+        s.offer_data(&msg(1));
+        s.offer_data(&msg(2));
+        let far = tokio::time::Instant::now() + Duration::from_secs(1);
+        for _ in 0..10 {
+            // One message read, two offered: the queue never empties.
+            assert!(matches!(
+                s.next(far).await,
+                Next::Message(_) | Next::Killed(_)
+            ));
+            s.offer_data(&msg(3));
+            s.offer_data(&msg(4));
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert!(s.is_killed(), "a consumer that never catches up is cut");
     }
 }

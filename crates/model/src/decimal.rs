@@ -142,7 +142,10 @@ mod tests {
         ));
         assert!(matches!(Qty::parse("1e400"), Err(DecimalError::Syntax(_))));
         assert!(matches!(Price::parse("abc"), Err(DecimalError::Syntax(_))));
-        assert!(matches!(Price::parse("1.00000000000000000000000000001"), Err(DecimalError::Syntax(_))));
+        assert!(matches!(
+            Price::parse("1.00000000000000000000000000001"),
+            Err(DecimalError::Syntax(_))
+        ));
         assert!(Qty::parse("0.00000000").unwrap().is_zero());
     }
 }

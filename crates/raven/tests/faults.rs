@@ -28,8 +28,21 @@ async fn rig() -> Rig {
     let server = spawn_serve(&venues, "");
     wait_synced(&server).await;
     let mut client = server.client().await;
-    let sub = Subscription::open(&mut client, vec![topic("binance_spot", "*", pb::Channel::Book, 0)]).await;
-    Rig { _sim: sim, sim_addr, server, sub, checker: Checker { spot_continuity: true, ..Checker::default() } }
+    let sub = Subscription::open(
+        &mut client,
+        vec![topic("binance_spot", "*", pb::Channel::Book, 0)],
+    )
+    .await;
+    Rig {
+        _sim: sim,
+        sim_addr,
+        server,
+        sub,
+        checker: Checker {
+            spot_continuity: true,
+            ..Checker::default()
+        },
+    }
 }
 
 async fn wait_synced(server: &Server) {
@@ -42,7 +55,8 @@ async fn wait_synced(server: &Server) {
 
 impl Rig {
     async fn fault(&self, json: &str) {
-        let (code, body) = http_post_json(&format!("http://{}/sim/fault", self.sim_addr), json).await;
+        let (code, body) =
+            http_post_json(&format!("http://{}/sim/fault", self.sim_addr), json).await;
         assert_eq!(code, 200, "fault {json} refused: {body}");
     }
 
@@ -51,13 +65,18 @@ impl Rig {
         let until = tokio::time::Instant::now() + Duration::from_secs_f64(secs);
         while tokio::time::Instant::now() < until {
             if let Some(m) = self.sub.next(Duration::from_millis(100)).await {
-                self.checker.check(&m.expect("the stream survives feed faults"));
+                self.checker
+                    .check(&m.expect("the stream survives feed faults"));
             }
         }
     }
 
     /// Pumps until `check` holds on GetStatus.
-    async fn pump_until(&mut self, what: &str, check: impl Fn(&pb::StatusResponse) -> bool) -> pb::StatusResponse {
+    async fn pump_until(
+        &mut self,
+        what: &str,
+        check: impl Fn(&pb::StatusResponse) -> bool,
+    ) -> pb::StatusResponse {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
         loop {
             self.pump(0.3).await;
@@ -65,7 +84,11 @@ impl Rig {
             if check(&s) {
                 return s;
             }
-            assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}: {s:?}\n{}", self.server.log());
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "timed out waiting for {what}: {s:?}\n{}",
+                self.server.log()
+            );
         }
     }
 
@@ -78,12 +101,33 @@ impl Rig {
     async fn books_match_server(&mut self) {
         let mut client = self.server.client().await;
         for s in SYMBOLS {
-            let req = pb::GetOrderBookRequest { venue: "binance_spot".into(), symbol: s.into(), depth: 0 };
-            let book = client.get_order_book(req).await.expect("GetOrderBook").into_inner();
+            let req = pb::GetOrderBookRequest {
+                venue: "binance_spot".into(),
+                symbol: s.into(),
+                depth: 0,
+            };
+            let book = client
+                .get_order_book(req)
+                .await
+                .expect("GetOrderBook")
+                .into_inner();
             self.pump(0.5).await;
-            let streamed = self.checker.published.iter().find(|(sym, u, _)| sym == s && *u == book.last_update_id);
-            let (_, _, streamed) = streamed.unwrap_or_else(|| panic!("{s}: update {} never reached the subscriber", book.last_update_id));
-            assert_eq!(streamed, &RefBook::from_snapshot(&book), "{s}: GetOrderBook and the stream disagree");
+            let streamed = self
+                .checker
+                .published
+                .iter()
+                .find(|(sym, u, _)| sym == s && *u == book.last_update_id);
+            let (_, _, streamed) = streamed.unwrap_or_else(|| {
+                panic!(
+                    "{s}: update {} never reached the subscriber",
+                    book.last_update_id
+                )
+            });
+            assert_eq!(
+                streamed,
+                &RefBook::from_snapshot(&book),
+                "{s}: GetOrderBook and the stream disagree"
+            );
         }
     }
 }
@@ -93,19 +137,35 @@ async fn dropped_connection_reconnects_and_resyncs() {
     let mut rig = rig().await;
     rig.pump(1.0).await;
     rig.fault(r#"{"fault":"drop"}"#).await;
-    let s = rig.pump_until("a reconnect and all books synced again", |s| {
-        s.connections.iter().any(|c| c.reconnects >= 1 && c.state == "connected") && Rig::all_synced(s)
-    })
-    .await;
-    assert!(s.books.iter().all(|b| b.resyncs >= 1), "every book of the dropped connection resynced: {s:?}");
+    let s = rig
+        .pump_until("a reconnect and all books synced again", |s| {
+            s.connections
+                .iter()
+                .any(|c| c.reconnects >= 1 && c.state == "connected")
+                && Rig::all_synced(s)
+        })
+        .await;
+    assert!(
+        s.books.iter().all(|b| b.resyncs >= 1),
+        "every book of the dropped connection resynced: {s:?}"
+    );
     rig.pump(1.0).await;
     for sym in SYMBOLS {
-        assert!(rig.checker.resets.get(sym).copied().unwrap_or(0) >= 1, "{sym}: subscribers saw the reset");
-        assert!(rig.checker.snapshots[sym] >= 2, "{sym}: a fresh snapshot followed");
+        assert!(
+            rig.checker.resets.get(sym).copied().unwrap_or(0) >= 1,
+            "{sym}: subscribers saw the reset"
+        );
+        assert!(
+            rig.checker.snapshots[sym] >= 2,
+            "{sym}: a fresh snapshot followed"
+        );
     }
     rig.books_match_server().await;
     let metrics = rig.server.metrics().await;
-    assert!(metric(&metrics, "raven_feed_reconnects_total") >= 1.0, "{metrics}");
+    assert!(
+        metric(&metrics, "raven_feed_reconnects_total") >= 1.0,
+        "{metrics}"
+    );
 }
 
 #[tokio::test]
@@ -113,10 +173,14 @@ async fn stalled_connection_is_detected_and_replaced() {
     let mut rig = rig().await;
     rig.pump(1.0).await;
     rig.fault(r#"{"fault":"stall","seconds":4}"#).await;
-    let s = rig.pump_until("the stall detected, a new connection synced", |s| {
-        s.connections.iter().any(|c| c.reconnects >= 1 && c.state == "connected") && Rig::all_synced(s)
-    })
-    .await;
+    let s = rig
+        .pump_until("the stall detected, a new connection synced", |s| {
+            s.connections
+                .iter()
+                .any(|c| c.reconnects >= 1 && c.state == "connected")
+                && Rig::all_synced(s)
+        })
+        .await;
     assert!(s.books.iter().all(|b| b.resyncs >= 1), "{s:?}");
     rig.books_match_server().await;
 }
@@ -126,14 +190,18 @@ async fn rate_limited_snapshots_back_off_and_recover() {
     let mut rig = rig().await;
     rig.fault(r#"{"fault":"rate_limit","count":3}"#).await;
     rig.fault(r#"{"fault":"drop"}"#).await;
-    let s = rig.pump_until("snapshots refused, then every book synced", |s| {
-        s.books.iter().map(|b| b.snapshot_failures).sum::<u64>() >= 1 && Rig::all_synced(s)
-    })
-    .await;
+    let s = rig
+        .pump_until("snapshots refused, then every book synced", |s| {
+            s.books.iter().map(|b| b.snapshot_failures).sum::<u64>() >= 1 && Rig::all_synced(s)
+        })
+        .await;
     let failures: u64 = s.books.iter().map(|b| b.snapshot_failures).sum();
     assert!(failures >= 1, "{s:?}");
     let metrics = rig.server.metrics().await;
-    assert!(metric(&metrics, "raven_snapshot_failures_total") >= 1.0, "{metrics}");
+    assert!(
+        metric(&metrics, "raven_snapshot_failures_total") >= 1.0,
+        "{metrics}"
+    );
     rig.books_match_server().await;
 }
 
@@ -142,19 +210,32 @@ async fn lost_depth_frame_resyncs_that_book_only() {
     let mut rig = rig().await;
     rig.pump(1.0).await;
     rig.fault(r#"{"fault":"gap","symbol":"SYN1USDT"}"#).await;
-    let s = rig.pump_until("the gap detected and the book resynced", |s| {
-        s.books.iter().any(|b| b.symbol == "SYN1USDT" && b.gaps == 1 && b.resyncs >= 1) && Rig::all_synced(s)
-    })
-    .await;
+    let s = rig
+        .pump_until("the gap detected and the book resynced", |s| {
+            s.books
+                .iter()
+                .any(|b| b.symbol == "SYN1USDT" && b.gaps == 1 && b.resyncs >= 1)
+                && Rig::all_synced(s)
+        })
+        .await;
     for b in &s.books {
         if b.symbol != "SYN1USDT" {
             assert_eq!((b.gaps, b.resyncs), (0, 0), "{b:?}");
         }
     }
-    assert!(s.connections.iter().all(|c| c.reconnects == 0), "a gap never costs the connection: {s:?}");
+    assert!(
+        s.connections.iter().all(|c| c.reconnects == 0),
+        "a gap never costs the connection: {s:?}"
+    );
     rig.pump(1.0).await;
-    assert_eq!(rig.checker.resets.keys().collect::<Vec<_>>(), vec!["SYN1USDT"]);
+    assert_eq!(
+        rig.checker.resets.keys().collect::<Vec<_>>(),
+        vec!["SYN1USDT"]
+    );
     rig.books_match_server().await;
     let metrics = rig.server.metrics().await;
-    assert!(metric(&metrics, "raven_book_gaps_total") >= 1.0, "{metrics}");
+    assert!(
+        metric(&metrics, "raven_book_gaps_total") >= 1.0,
+        "{metrics}"
+    );
 }

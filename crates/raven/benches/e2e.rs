@@ -1,0 +1,925 @@
+//! End-to-end benchmark: `raven sim` → `raven serve` → N gRPC subscribers, all real
+//! processes on loopback.
+//!
+//! The hub micro-benchmarks measure fan-out in isolation; this measures what a client
+//! actually sees: the WebSocket read, JSON decode, book update, encode, per-subscriber
+//! queue, HTTP/2 and protobuf decode in the client. For each scenario it starts a
+//! synthetic spot simulator and the release `raven serve` on free ports, waits for
+//! `/health/ready`, opens N `Subscribe` streams (full book `*` at depth 0 plus trades
+//! `*`), lets them warm up, then records for a fixed window:
+//!
+//! * **rates**: frames/s the simulator generated (`/sim/stats` `frames_sent`, every
+//!   stream: depth, aggTrade, trade, bookTicker), frames/s Raven read from its WebSocket
+//!   (`raven_feed_frames_total`, only the streams it subscribes to), messages/s each
+//!   subscriber received and the total;
+//! * **latency**, per data message (book delta, trade): client receive wall clock −
+//!   `receive_time_ns` (Raven's own latency including gRPC transport and the client's
+//!   decode), `send_time_ns − receive_time_ns` (inside Raven, up to the hand-off to the
+//!   transport) and client receive − `exchange_time_ns` (from the simulator's `E`, which
+//!   Binance gives in **milliseconds**: it adds 0–1 ms of truncation plus the sim's 1 ms
+//!   batching, so only its tail is meaningful);
+//! * **resources**: CPU of Raven, the simulator and this bench process over the window
+//!   (`/proc/<pid>/stat` utime+stime, % of one core) and Raven's RSS at the end;
+//! * **slow-consumer events**: conflated snapshots and `Dropped` notices the clients saw
+//!   (0 when everyone keeps up) and streams that ended with an error.
+//!
+//! Latency samples are kept whole (a sorted `Vec<u64>`), so percentiles are exact.
+//!
+//! Everything — simulator, server and these clients — shares the machine's cores, so
+//! the numbers are a lower bound for Raven on a dedicated box; the output says so.
+//!
+//! Usage (`scripts/bench-e2e.sh` wraps the first):
+//!
+//! ```text
+//! cargo bench -p raven --bench e2e                       # all scenarios
+//! cargo bench -p raven --bench e2e -- latency memory     # some of them
+//! cargo bench -p raven --bench e2e -- --duration 30 --warmup 5
+//! cargo bench -p raven --bench e2e -- fanout --rate 20000 --subscribers 50
+//! ```
+//!
+//! Environment equivalents: `RAVEN_E2E_SCENARIOS` (comma-separated),
+//! `RAVEN_E2E_DURATION`, `RAVEN_E2E_WARMUP` (seconds).
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Command, ExitCode, Stdio};
+use std::sync::atomic::{AtomicU8, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{anyhow, bail, Context, Result};
+use raven_proto::pb;
+use raven_proto::pb::market_data_client::MarketDataClient;
+use raven_proto::pb::server_message::Payload;
+use tokio_stream::StreamExt;
+
+const RAVEN: &str = env!("CARGO_BIN_EXE_raven");
+const VENUE: &str = "binance_spot";
+/// Linux USER_HZ: the unit of utime/stime in `/proc/<pid>/stat`.
+const CLOCK_TICKS: f64 = 100.0;
+
+// ---------------------------------------------------------------- scenarios and options
+
+#[derive(Debug, Clone)]
+struct Scenario {
+    name: &'static str,
+    what: &'static str,
+    symbols: usize,
+    levels: usize,
+    /// Simulator `--rate`: frames/s generated over all symbols and streams.
+    rate: u64,
+    subscribers: usize,
+    snapshot_limit: Option<u32>,
+    target: &'static str,
+}
+
+fn default_scenarios() -> Vec<Scenario> {
+    vec![
+        Scenario {
+            name: "latency",
+            what: "(a) 50 k msgs/s, 10 subscribers",
+            symbols: 10,
+            levels: 1000,
+            rate: 50_000,
+            subscribers: 10,
+            snapshot_limit: None,
+            target: "p99 ≤ 1 ms",
+        },
+        Scenario {
+            name: "fanout",
+            what: "(b) 10 k msgs/s, 100 subscribers",
+            symbols: 10,
+            levels: 1000,
+            rate: 10_000,
+            subscribers: 100,
+            snapshot_limit: None,
+            target: "report deliveries/s",
+        },
+        Scenario {
+            name: "memory",
+            what: "(c) 100 books × 5 000 levels",
+            symbols: 100,
+            levels: 5000,
+            rate: 2_000,
+            subscribers: 1,
+            snapshot_limit: Some(5000),
+            target: "RSS ≤ 150 MB",
+        },
+    ]
+}
+
+struct Options {
+    scenarios: Vec<Scenario>,
+    warmup: Duration,
+    duration: Duration,
+}
+
+const USAGE: &str = "usage: cargo bench -p raven --bench e2e -- [latency|fanout|memory ...] \
+[--duration SECS] [--warmup SECS] [--rate MSGS_PER_S] [--subscribers N]";
+
+fn parse_options() -> Result<Options> {
+    let secs = |what: &str, v: &str| -> Result<Duration> {
+        let s: f64 = v
+            .trim()
+            .parse()
+            .with_context(|| format!("{what}: {v:?} is not a number of seconds"))?;
+        if !(s.is_finite() && s > 0.0) {
+            bail!("{what}: {v:?} must be a positive number of seconds");
+        }
+        Ok(Duration::from_secs_f64(s))
+    };
+    let mut warmup = Duration::from_secs(3);
+    let mut duration = Duration::from_secs(15);
+    let mut names: Vec<String> = Vec::new();
+    let (mut rate, mut subscribers): (Option<u64>, Option<usize>) = (None, None);
+    if let Ok(v) = std::env::var("RAVEN_E2E_DURATION") {
+        duration = secs("RAVEN_E2E_DURATION", &v)?;
+    }
+    if let Ok(v) = std::env::var("RAVEN_E2E_WARMUP") {
+        warmup = secs("RAVEN_E2E_WARMUP", &v)?;
+    }
+    if let Ok(v) = std::env::var("RAVEN_E2E_SCENARIOS") {
+        names.extend(
+            v.split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(String::from),
+        );
+    }
+
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        let (flag, inline) = match arg.split_once('=') {
+            Some((f, v)) if f.starts_with("--") => (f.to_owned(), Some(v.to_owned())),
+            _ => (arg.clone(), None),
+        };
+        let mut value = |flag: &str| {
+            inline
+                .clone()
+                .or_else(|| args.next())
+                .ok_or_else(|| anyhow!("{flag} needs a value\n{USAGE}"))
+        };
+        match flag.as_str() {
+            // cargo passes --bench to harness = false targets.
+            "--bench" => {}
+            "--duration" => duration = secs("--duration", &value("--duration")?)?,
+            "--warmup" => warmup = secs("--warmup", &value("--warmup")?)?,
+            "--rate" => {
+                let v = value("--rate")?;
+                rate = Some(
+                    v.parse()
+                        .with_context(|| format!("--rate: {v:?} is not a whole number"))?,
+                );
+            }
+            "--subscribers" => {
+                let v = value("--subscribers")?;
+                subscribers = Some(
+                    v.parse()
+                        .with_context(|| format!("--subscribers: {v:?} is not a whole number"))?,
+                );
+            }
+            "-h" | "--help" => {
+                println!("{USAGE}");
+                std::process::exit(0);
+            }
+            f if f.starts_with('-') => bail!("unknown flag {f}\n{USAGE}"),
+            _ => names.push(arg),
+        }
+    }
+
+    let all = default_scenarios();
+    let mut scenarios = if names.is_empty() {
+        all
+    } else {
+        let mut chosen = Vec::new();
+        for n in &names {
+            let s = all
+                .iter()
+                .find(|s| s.name == n || s.what.starts_with(&format!("({n})")))
+                .ok_or_else(|| {
+                    anyhow!(
+                        "unknown scenario {n:?}: choose from latency (a), fanout (b), memory (c)"
+                    )
+                })?;
+            chosen.push(s.clone());
+        }
+        chosen
+    };
+    for s in &mut scenarios {
+        if let Some(r) = rate {
+            s.rate = r;
+        }
+        if let Some(n) = subscribers {
+            s.subscribers = n;
+        }
+    }
+    Ok(Options {
+        scenarios,
+        warmup,
+        duration,
+    })
+}
+
+// ---------------------------------------------------------------- processes
+
+fn free_port() -> Result<u16> {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").context("bind a free port")?;
+    Ok(l.local_addr().context("local addr")?.port())
+}
+
+/// A child process killed when dropped.
+struct Child(std::process::Child);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Child {
+    fn pid(&self) -> u32 {
+        self.0.id()
+    }
+}
+
+/// Starts `raven sim` on a free port; returns it and its `host:port`.
+fn spawn_sim(s: &Scenario) -> Result<(Child, String)> {
+    let mut proc = Command::new(RAVEN)
+        .arg("sim")
+        .args(["--listen", "127.0.0.1:0", "--venue", "spot"])
+        .args(["--symbols", &s.symbols.to_string()])
+        .args(["--rate", &s.rate.to_string()])
+        .args(["--levels", &s.levels.to_string()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .with_context(|| format!("spawn {RAVEN} sim"))?;
+    let stdout = proc.stdout.take().context("sim stdout")?;
+    let child = Child(proc);
+    let mut reader = BufReader::new(stdout);
+    let mut line = String::new();
+    reader.read_line(&mut line).context("read the sim banner")?;
+    // Keep draining: a closed pipe would kill the sim at its next print.
+    std::thread::spawn(move || std::io::copy(&mut reader, &mut std::io::sink()));
+    if !line.contains("listening on") {
+        bail!("raven sim did not start: {line:?}");
+    }
+    let addr = line
+        .split_whitespace()
+        .last()
+        .unwrap_or_default()
+        .to_owned();
+    Ok((child, addr))
+}
+
+struct Server {
+    child: Child,
+    grpc: String,
+    health_port: u16,
+    metrics_port: u16,
+    dir: tempfile::TempDir,
+}
+
+/// Starts `raven serve` pointed at the simulator at `sim_addr`.
+fn spawn_serve(s: &Scenario, sim_addr: &str) -> Result<Server> {
+    let dir = tempfile::tempdir().context("tempdir")?;
+    let (grpc, health, metrics) = (free_port()?, free_port()?, free_port()?);
+    let symbols: Vec<String> = (0..s.symbols).map(|i| format!("\"SYN{i}USDT\"")).collect();
+    let limit = s
+        .snapshot_limit
+        .map(|l| format!("snapshot_limit = {l}\n"))
+        .unwrap_or_default();
+    let config = format!(
+        "[server]\nhost = \"127.0.0.1\"\ngrpc_port = {grpc}\nhealth_port = {health}\nmetrics_port = {metrics}\nheartbeat_ms = 1000\n\n\
+         [[venues]]\nvenue = \"{VENUE}\"\nsymbols = [{}]\nchannels = [\"trades\", \"book\"]\n\
+         ws_url = \"ws://{sim_addr}\"\nrest_url = \"http://{sim_addr}\"\n{limit}",
+        symbols.join(", ")
+    );
+    let path = dir.path().join("raven.toml");
+    std::fs::write(&path, config).context("write config")?;
+    let log = std::fs::File::create(dir.path().join("serve.log")).context("log file")?;
+    let err = log.try_clone().context("log file")?;
+    let proc = Command::new(RAVEN)
+        .args(["serve", "--config"])
+        .arg(&path)
+        .env("RUST_LOG", "info")
+        .env_remove("SERVER_HOST")
+        .env_remove("SERVER_PORT")
+        .env_remove("HEALTH_PORT")
+        .env_remove("METRICS_PORT")
+        .stdout(log)
+        .stderr(err)
+        .spawn()
+        .with_context(|| format!("spawn {RAVEN} serve"))?;
+    Ok(Server {
+        child: Child(proc),
+        grpc: format!("http://127.0.0.1:{grpc}"),
+        health_port: health,
+        metrics_port: metrics,
+        dir,
+    })
+}
+
+impl Server {
+    /// The last lines of the server's log, for error messages.
+    fn log_tail(&self) -> String {
+        let log = std::fs::read_to_string(self.dir.path().join("serve.log")).unwrap_or_default();
+        let lines: Vec<&str> = log.lines().collect();
+        lines[lines.len().saturating_sub(20)..].join("\n")
+    }
+
+    async fn wait_ready(&self, http: &reqwest::Client, timeout: Duration) -> Result<()> {
+        let url = format!("http://127.0.0.1:{}/health/ready", self.health_port);
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Ok(r) = http.get(&url).send().await {
+                if r.status().as_u16() == 200 {
+                    return Ok(());
+                }
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "raven serve not ready after {timeout:?}; log tail:\n{}",
+                    self.log_tail()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// `raven_feed_frames_total`, summed over its label sets.
+    async fn feed_frames(&self, http: &reqwest::Client) -> Result<u64> {
+        let url = format!("http://127.0.0.1:{}/metrics", self.metrics_port);
+        let text = http
+            .get(&url)
+            .send()
+            .await
+            .context("GET /metrics")?
+            .text()
+            .await
+            .context("read /metrics")?;
+        Ok(text
+            .lines()
+            .filter(|l| l.starts_with("raven_feed_frames_total"))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum::<f64>() as u64)
+    }
+}
+
+async fn sim_frames_sent(http: &reqwest::Client, sim_addr: &str) -> Result<u64> {
+    let url = format!("http://{sim_addr}/sim/stats");
+    let body: serde_json::Value = serde_json::from_str(
+        &http
+            .get(&url)
+            .send()
+            .await
+            .context("GET /sim/stats")?
+            .text()
+            .await
+            .context("read /sim/stats")?,
+    )
+    .context("/sim/stats is not JSON")?;
+    body["frames_sent"]
+        .as_u64()
+        .ok_or_else(|| anyhow!("/sim/stats has no frames_sent: {body}"))
+}
+
+/// utime + stime of `pid`, in clock ticks.
+fn cpu_ticks(pid: u32) -> Result<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .with_context(|| format!("read /proc/{pid}/stat"))?;
+    // Fields after the command name, which is in parentheses: state is f[0], utime f[11], stime f[12].
+    let rest = stat
+        .rsplit_once(')')
+        .map(|(_, r)| r)
+        .context("malformed /proc stat")?;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let num = |i: usize| {
+        f.get(i)
+            .and_then(|v| v.parse::<u64>().ok())
+            .context("malformed /proc stat")
+    };
+    Ok(num(11)? + num(12)?)
+}
+
+/// (VmRSS, VmHWM) of `pid`, in bytes.
+fn memory(pid: u32) -> Result<(u64, u64)> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .with_context(|| format!("read /proc/{pid}/status"))?;
+    let field = |name: &str| -> Result<u64> {
+        let line = status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .with_context(|| format!("no {name} in /proc/{pid}/status"))?;
+        let kb: u64 = line
+            .split_whitespace()
+            .nth(1)
+            .and_then(|v| v.parse().ok())
+            .with_context(|| format!("malformed {line:?}"))?;
+        Ok(kb * 1024)
+    };
+    Ok((field("VmRSS:")?, field("VmHWM:")?))
+}
+
+// ---------------------------------------------------------------- subscribers
+
+const WARMUP: u8 = 0;
+const RECORD: u8 = 1;
+const DONE: u8 = 2;
+
+/// What one subscriber saw during the recording window.
+#[derive(Default)]
+struct SubResult {
+    delivered: u64,
+    /// Client receive − `receive_time_ns`, ns.
+    raven: Vec<u64>,
+    /// `send_time_ns` − `receive_time_ns`, ns.
+    internal: Vec<u64>,
+    /// Client receive − `exchange_time_ns`, ns.
+    exchange: Vec<u64>,
+    /// Over the whole run, warm-up included.
+    conflated: u64,
+    dropped: u64,
+    rejected: u64,
+    error: Option<String>,
+}
+
+fn wall_ns() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+}
+
+fn topic(symbol: &str, channel: pb::Channel) -> pb::Topic {
+    pb::Topic {
+        venue: VENUE.into(),
+        symbol: symbol.into(),
+        channel: channel as i32,
+        depth: 0,
+    }
+}
+
+/// Connects its own HTTP/2 connection and subscribes to every book and trade.
+async fn open_subscriber(
+    url: String,
+) -> Result<(
+    tokio::sync::mpsc::Sender<pb::ClientMessage>,
+    tonic::Streaming<pb::ServerMessage>,
+)> {
+    let mut client = MarketDataClient::connect(url.clone())
+        .await
+        .with_context(|| format!("connect {url}"))?
+        .max_decoding_message_size(256 << 20);
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    let topics = vec![
+        topic("*", pb::Channel::Book),
+        topic("*", pb::Channel::Trades),
+    ];
+    let msg = pb::ClientMessage {
+        kind: Some(pb::client_message::Kind::Subscribe(pb::SubscribeRequest {
+            topics,
+        })),
+    };
+    tx.send(msg).await.context("queue the subscribe request")?;
+    let stream = client
+        .subscribe(tokio_stream::wrappers::ReceiverStream::new(rx))
+        .await
+        .context("Subscribe")?
+        .into_inner();
+    Ok((tx, stream))
+}
+
+async fn run_subscriber(
+    _tx: tokio::sync::mpsc::Sender<pb::ClientMessage>,
+    mut stream: tonic::Streaming<pb::ServerMessage>,
+    phase: Arc<AtomicU8>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) -> SubResult {
+    let mut r = SubResult::default();
+    let stopped = stop.changed();
+    tokio::pin!(stopped);
+    loop {
+        let msg = tokio::select! {
+            biased;
+            _ = &mut stopped => break,
+            m = stream.next() => m,
+        };
+        let now = wall_ns();
+        let m = match msg {
+            Some(Ok(m)) => m,
+            Some(Err(status)) => {
+                r.error = Some(format!("{:?}: {}", status.code(), status.message()));
+                break;
+            }
+            None => {
+                r.error = Some("stream ended".into());
+                break;
+            }
+        };
+        let phase = phase.load(Relaxed);
+        if phase == DONE {
+            break;
+        }
+        let data = match &m.payload {
+            Some(Payload::BookDelta(_)) | Some(Payload::Trade(_)) => true,
+            Some(Payload::BookSnapshot(s)) => {
+                r.conflated += u64::from(s.conflated);
+                false
+            }
+            Some(Payload::Dropped(d)) => {
+                r.dropped += d.count;
+                false
+            }
+            Some(Payload::Ack(a)) => {
+                r.rejected += u64::from(a.result == pb::ack::Result::Rejected as i32);
+                continue;
+            }
+            Some(Payload::Heartbeat(_)) | Some(Payload::Pong(_)) | None => continue,
+            Some(_) => false,
+        };
+        if phase != RECORD {
+            continue;
+        }
+        r.delivered += 1;
+        if data && m.receive_time_ns > 0 {
+            r.raven.push(now.saturating_sub(m.receive_time_ns));
+            r.internal
+                .push(m.send_time_ns.saturating_sub(m.receive_time_ns));
+            if m.exchange_time_ns > 0 {
+                r.exchange.push(now.saturating_sub(m.exchange_time_ns));
+            }
+        }
+    }
+    r
+}
+
+// ---------------------------------------------------------------- results
+
+/// Exact percentiles of a set of samples.
+struct Histogram(Vec<u64>);
+
+impl Histogram {
+    fn new(mut samples: Vec<u64>) -> Self {
+        samples.sort_unstable();
+        Histogram(samples)
+    }
+
+    /// The `q`-quantile (0..=1) in µs, or NaN without samples.
+    fn quantile_us(&self, q: f64) -> f64 {
+        if self.0.is_empty() {
+            return f64::NAN;
+        }
+        let rank = ((q * self.0.len() as f64).ceil() as usize).clamp(1, self.0.len());
+        self.0[rank - 1] as f64 / 1e3
+    }
+
+    fn summary(&self) -> [f64; 4] {
+        [
+            self.quantile_us(0.5),
+            self.quantile_us(0.99),
+            self.quantile_us(0.999),
+            self.quantile_us(1.0),
+        ]
+    }
+}
+
+struct Outcome {
+    scenario: Scenario,
+    window: Duration,
+    sim_rate: f64,
+    feed_rate: f64,
+    per_sub_mean: f64,
+    per_sub_min: f64,
+    total_rate: f64,
+    raven: Histogram,
+    internal: Histogram,
+    exchange: Histogram,
+    cpu_raven: f64,
+    cpu_sim: f64,
+    cpu_bench: f64,
+    rss: u64,
+    rss_peak: u64,
+    conflated: u64,
+    dropped: u64,
+    errors: Vec<String>,
+}
+
+async fn run_scenario(s: &Scenario, opts: &Options, http: &reqwest::Client) -> Result<Outcome> {
+    let (sim, sim_addr) = spawn_sim(s)?;
+    let server = spawn_serve(s, &sim_addr)?;
+    server.wait_ready(http, Duration::from_secs(180)).await?;
+
+    let phase = Arc::new(AtomicU8::new(WARMUP));
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut opened = Vec::with_capacity(s.subscribers);
+    for _ in 0..s.subscribers {
+        opened.push(tokio::spawn(open_subscriber(server.grpc.clone())));
+    }
+    let mut tasks = Vec::with_capacity(s.subscribers);
+    for o in opened {
+        let (tx, stream) = o
+            .await
+            .context("subscriber task")?
+            .with_context(|| server.log_tail())?;
+        tasks.push(tokio::spawn(run_subscriber(
+            tx,
+            stream,
+            phase.clone(),
+            stop_rx.clone(),
+        )));
+    }
+    tokio::time::sleep(opts.warmup).await;
+
+    let me = std::process::id();
+    let (raven_pid, sim_pid) = (server.child.pid(), sim.pid());
+    let sim0 = sim_frames_sent(http, &sim_addr).await?;
+    let feed0 = server.feed_frames(http).await?;
+    let cpu0 = (cpu_ticks(raven_pid)?, cpu_ticks(sim_pid)?, cpu_ticks(me)?);
+    let t0 = Instant::now();
+    phase.store(RECORD, Relaxed);
+
+    tokio::time::sleep(opts.duration).await;
+
+    phase.store(DONE, Relaxed);
+    let window = t0.elapsed();
+    let cpu1 = (cpu_ticks(raven_pid)?, cpu_ticks(sim_pid)?, cpu_ticks(me)?);
+    let sim1 = sim_frames_sent(http, &sim_addr).await?;
+    let feed1 = server.feed_frames(http).await?;
+    let (rss, rss_peak) = memory(raven_pid)?;
+    let _ = stop_tx.send(true);
+
+    let mut results = Vec::with_capacity(tasks.len());
+    for t in tasks {
+        results.push(t.await.context("subscriber task panicked")?);
+    }
+    drop(server);
+    drop(sim);
+
+    let secs = window.as_secs_f64();
+    let pct = |a: u64, b: u64| (b.saturating_sub(a)) as f64 / CLOCK_TICKS / secs * 100.0;
+    let rates: Vec<f64> = results.iter().map(|r| r.delivered as f64 / secs).collect();
+    let total: f64 = rates.iter().sum();
+    let mut errors: HashMap<String, usize> = HashMap::new();
+    for r in &results {
+        if let Some(e) = &r.error {
+            *errors.entry(e.clone()).or_default() += 1;
+        }
+        if r.rejected > 0 {
+            *errors
+                .entry(format!("{} topics rejected", r.rejected))
+                .or_default() += 1;
+        }
+    }
+    let mut errors: Vec<String> = errors
+        .into_iter()
+        .map(|(e, n)| format!("{n}× {e}"))
+        .collect();
+    errors.sort();
+    let (mut raven, mut internal, mut exchange) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut conflated, mut dropped) = (0, 0);
+    for r in results {
+        raven.extend(r.raven);
+        internal.extend(r.internal);
+        exchange.extend(r.exchange);
+        conflated += r.conflated;
+        dropped += r.dropped;
+    }
+    Ok(Outcome {
+        scenario: s.clone(),
+        window,
+        sim_rate: sim1.saturating_sub(sim0) as f64 / secs,
+        feed_rate: feed1.saturating_sub(feed0) as f64 / secs,
+        per_sub_mean: if rates.is_empty() {
+            0.0
+        } else {
+            total / rates.len() as f64
+        },
+        per_sub_min: rates.iter().copied().fold(f64::INFINITY, f64::min),
+        total_rate: total,
+        raven: Histogram::new(raven),
+        internal: Histogram::new(internal),
+        exchange: Histogram::new(exchange),
+        cpu_raven: pct(cpu0.0, cpu1.0),
+        cpu_sim: pct(cpu0.1, cpu1.1),
+        cpu_bench: pct(cpu0.2, cpu1.2),
+        rss,
+        rss_peak,
+        conflated,
+        dropped,
+        errors,
+    })
+}
+
+// ---------------------------------------------------------------- report
+
+fn command_output(cmd: &str, args: &[&str]) -> Option<String> {
+    let out = Command::new(cmd).args(args).output().ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
+}
+
+fn machine() -> String {
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let model = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| {
+            c.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split_once(':'))
+                .map(|(_, m)| m.trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let mem = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .next()
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<u64>().ok())
+        })
+        .map_or_else(String::new, |kb| {
+            format!(", {:.0} GiB RAM", kb as f64 / (1u64 << 20) as f64)
+        });
+    format!("{cores} cores ({model}){mem}")
+}
+
+fn mb(bytes: u64) -> f64 {
+    bytes as f64 / 1e6
+}
+
+fn fmt_us(v: f64) -> String {
+    if v.is_nan() {
+        "–".into()
+    } else if v >= 10_000.0 {
+        format!("{:.1} ms", v / 1e3)
+    } else {
+        format!("{v:.0} µs")
+    }
+}
+
+fn report(outcomes: &[Outcome], opts: &Options) -> String {
+    let date = command_output("date", &["-u", "+%Y-%m-%d %H:%M UTC"]).unwrap_or_default();
+    let rev = command_output(
+        "git",
+        &[
+            "-C",
+            env!("CARGO_MANIFEST_DIR"),
+            "rev-parse",
+            "--short",
+            "HEAD",
+        ],
+    )
+    .unwrap_or_default();
+    let dirty = command_output(
+        "git",
+        &["-C", env!("CARGO_MANIFEST_DIR"), "status", "--porcelain"],
+    )
+    .is_some_and(|s| !s.is_empty());
+    let mut o = String::new();
+    let _ = writeln!(
+        o,
+        "### End-to-end: raven sim → raven serve → gRPC subscribers\n"
+    );
+    let _ = writeln!(
+        o,
+        "Machine: {}. Date: {date}. Commit: {rev}{}. Window: {:.0} s after {:.0} s warm-up per scenario; release build.",
+        machine(),
+        if dirty { " + uncommitted changes" } else { "" },
+        opts.duration.as_secs_f64(),
+        opts.warmup.as_secs_f64(),
+    );
+    let _ = writeln!(
+        o,
+        "**The simulator, the server and every subscriber client share these cores**: the client \
+         columns include protobuf decoding in the bench process, and the CPU columns show who used them.\n"
+    );
+    let _ = writeln!(
+        o,
+        "| Scenario | Symbols × levels | Subs | Sim generated/s | Raven read/s | Delivered/s per sub (min) | Delivered/s total | Raven CPU | Sim CPU | Clients CPU | Raven RSS (peak) | Conflated / dropped | Target |"
+    );
+    let _ = writeln!(
+        o,
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"
+    );
+    for r in outcomes {
+        let s = &r.scenario;
+        let _ = writeln!(
+            o,
+            "| {} | {} × {} | {} | {:.0} | {:.0} | {:.0} ({:.0}) | {:.0} | {:.0} % | {:.0} % | {:.0} % | {:.1} MB ({:.1}) | {} / {} | {} |",
+            s.what, s.symbols, s.levels, s.subscribers, r.sim_rate, r.feed_rate, r.per_sub_mean, r.per_sub_min,
+            r.total_rate, r.cpu_raven, r.cpu_sim, r.cpu_bench, mb(r.rss), mb(r.rss_peak), r.conflated, r.dropped, s.target,
+        );
+    }
+    let _ = writeln!(
+        o,
+        "\nLatency per book delta / trade, p50 / p99 / p99.9 / max:\n"
+    );
+    let _ = writeln!(
+        o,
+        "| Scenario | Samples | Client recv − Raven recv (Raven + gRPC) | Raven send − Raven recv (inside Raven) | Client recv − exchange `E` (ms resolution) |"
+    );
+    let _ = writeln!(o, "|---|---:|---|---|---|");
+    for r in outcomes {
+        let row = |h: &Histogram| h.summary().map(fmt_us).join(" / ");
+        let _ = writeln!(
+            o,
+            "| {} | {} | {} | {} | {} |",
+            r.scenario.what,
+            r.raven.0.len(),
+            row(&r.raven),
+            row(&r.internal),
+            row(&r.exchange)
+        );
+    }
+    let _ = writeln!(
+        o,
+        "\n`Sim generated/s` counts every synthetic stream (depth, aggTrade, trade, bookTicker); \
+         `Raven read/s` only the depth and aggTrade frames Raven subscribes to. `E` is Binance's \
+         millisecond event time, truncated, and the simulator publishes in 1 ms batches, so the last \
+         column carries up to ~2 ms of resolution error."
+    );
+    for r in outcomes {
+        if !r.errors.is_empty() {
+            let _ = writeln!(
+                o,
+                "\n{}: stream errors: {}",
+                r.scenario.what,
+                r.errors.join("; ")
+            );
+        }
+        let measured = r.window.as_secs_f64();
+        if (measured - opts.duration.as_secs_f64()).abs() > 1.0 {
+            let _ = writeln!(
+                o,
+                "\n{}: the window ran {measured:.1} s (asked for {:.1} s)",
+                r.scenario.what,
+                opts.duration.as_secs_f64()
+            );
+        }
+    }
+    o
+}
+
+fn main() -> ExitCode {
+    let opts = match parse_options() {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("e2e: {e:#}");
+            return ExitCode::from(2);
+        }
+    };
+    if !Path::new(RAVEN).exists() {
+        eprintln!("e2e: the raven binary {RAVEN} does not exist; run through `cargo bench -p raven --bench e2e`");
+        return ExitCode::FAILURE;
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("build the tokio runtime");
+    raven_venues::binance::snapshot::install_crypto_provider();
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .expect("build the HTTP client");
+
+    let mut outcomes = Vec::new();
+    let mut failed = false;
+    for s in &opts.scenarios {
+        eprintln!(
+            "e2e: {} — sim {} symbols × {} levels at {} frames/s, {} subscribers, {:.0} s + {:.0} s warm-up …",
+            s.what,
+            s.symbols,
+            s.levels,
+            s.rate,
+            s.subscribers,
+            opts.duration.as_secs_f64(),
+            opts.warmup.as_secs_f64()
+        );
+        match rt.block_on(run_scenario(s, &opts, &http)) {
+            Ok(r) => {
+                eprintln!(
+                    "e2e:   delivered {:.0}/s total, Raven p99 {}, Raven CPU {:.0} %, RSS {:.1} MB",
+                    r.total_rate,
+                    fmt_us(r.raven.quantile_us(0.99)),
+                    r.cpu_raven,
+                    mb(r.rss)
+                );
+                outcomes.push(r);
+            }
+            Err(e) => {
+                eprintln!("e2e: {} failed: {e:#}", s.what);
+                failed = true;
+            }
+        }
+    }
+    println!("\n{}", report(&outcomes, &opts));
+    if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}
