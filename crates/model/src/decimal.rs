@@ -25,8 +25,41 @@ pub enum DecimalError {
 }
 
 fn parse_decimal(s: &str) -> Result<Decimal, DecimalError> {
+    if let Some(d) = parse_plain(s.as_bytes()) {
+        return Ok(d);
+    }
     // `from_str_exact` refuses input it would have to round (over 28 significant digits).
     Decimal::from_str_exact(s).map_err(|_| DecimalError::Syntax(s.to_owned()))
+}
+
+/// The fast path for what exchanges actually send: `digits[.digits]`, at most 19 digits
+/// in all, so the mantissa fits a `u64` and the scale is at most 19 — exact by
+/// construction. Anything else (signs, exponents, longer numbers) returns `None` and
+/// takes the general parser.
+fn parse_plain(b: &[u8]) -> Option<Decimal> {
+    if b.is_empty() || b.len() > 20 {
+        return None;
+    }
+    let mut mantissa: u64 = 0;
+    let mut digits = 0u32;
+    let mut scale: Option<u32> = None;
+    for (i, &c) in b.iter().enumerate() {
+        match c {
+            b'0'..=b'9' if digits < 19 => {
+                mantissa = mantissa * 10 + u64::from(c - b'0');
+                digits += 1;
+            }
+            // One dot, with digits on both sides.
+            b'.' if scale.is_none() && i > 0 && i + 1 < b.len() => {
+                scale = Some((b.len() - i - 1) as u32)
+            }
+            _ => return None,
+        }
+    }
+    Some(Decimal::from_i128_with_scale(
+        i128::from(mantissa),
+        scale.unwrap_or(0),
+    ))
 }
 
 /// A strictly positive, exact price.
@@ -107,6 +140,44 @@ decimal_text!(Qty);
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fast_path_agrees_with_the_general_parser() {
+        for text in [
+            "0",
+            "7",
+            "0.35210000",
+            "672.00000000",
+            "1234567890.123456789",
+            "9999999999999999999",
+            "0.000000000000000001",
+            "00012.50",
+        ] {
+            let fast = parse_plain(text.as_bytes()).unwrap();
+            let general = Decimal::from_str_exact(text).unwrap();
+            assert_eq!(fast, general, "{text}");
+            assert_eq!(fast.to_string(), general.to_string(), "{text}");
+        }
+        for text in [
+            "",
+            ".",
+            "1.",
+            ".5",
+            "1.2.3",
+            "-1",
+            "+1",
+            "1e5",
+            "12345678901234567890",
+            " 1",
+            "1,5",
+        ] {
+            assert_eq!(
+                parse_plain(text.as_bytes()),
+                None,
+                "{text:?} must take the general path"
+            );
+        }
+    }
 
     #[test]
     fn keeps_the_exchange_scale() {
