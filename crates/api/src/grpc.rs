@@ -245,9 +245,11 @@ pub async fn serve(
         .build_v1();
     let reflection = reflection?;
     let service = MarketDataServer::new(MarketDataService::new(status, heartbeat));
-    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+    // Market data is many small messages: Nagle's algorithm would hold them back for
+    // up to a delayed-ACK period (~40 ms). The builder's `tcp_nodelay` does not apply to
+    // a listener we bound ourselves, so it is set on the incoming stream.
+    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
     tonic::transport::Server::builder()
-        .tcp_nodelay(true)
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .add_service(health_service)
         .add_service(reflection)

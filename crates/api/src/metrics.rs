@@ -18,12 +18,20 @@ const LATENCY_BUCKETS: &[f64] = &[
     0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
 ];
 
+/// The `kind` label values of `errors_total`.
+pub const ERROR_KINDS: &[&str] = &["rejected_topic", "grpc_status", "slow_consumer"];
+
 /// Installs the process-wide recorder. Call once, before anything records.
 pub fn install() -> Result<PrometheusHandle, metrics_exporter_prometheus::BuildError> {
     let handle = PrometheusBuilder::new()
         .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), LATENCY_BUCKETS)?
         .install_recorder()?;
     describe();
+    // Series that exist from the start, so dashboards and alerts read 0, not "no data".
+    metrics::gauge!("grpc_active_connections").set(0.0);
+    for kind in ERROR_KINDS {
+        metrics::counter!("errors_total", "kind" => *kind).absolute(0);
+    }
     Ok(handle)
 }
 

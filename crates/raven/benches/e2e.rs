@@ -18,8 +18,10 @@
 //!   transport) and client receive − `exchange_time_ns` (from the simulator's `E`, which
 //!   Binance gives in **milliseconds**: it adds 0–1 ms of truncation plus the sim's 1 ms
 //!   batching, so only its tail is meaningful);
-//! * **resources**: CPU of Raven, the simulator and this bench process over the window
-//!   (`/proc/<pid>/stat` utime+stime, % of one core) and Raven's RSS at the end;
+//! * **resources**: CPU of Raven, the simulator, this bench process and the rest of the
+//!   machine over the window (`/proc/<pid>/stat` utime+stime and `/proc/stat`, % of one
+//!   core; a busy "other" means the run was disturbed), Raven's RSS at the end, the book
+//!   levels it holds and how long it took from start until every book was synced;
 //! * **slow-consumer events**: conflated snapshots and `Dropped` notices the clients saw
 //!   (0 when everyone keeps up) and streams that ended with an error.
 //!
@@ -369,6 +371,53 @@ impl Server {
     }
 }
 
+/// The server's view of its books, over gRPC.
+async fn book_status(grpc: &str) -> Result<Vec<pb::BookStatus>> {
+    let mut client = MarketDataClient::connect(grpc.to_owned())
+        .await
+        .with_context(|| format!("connect {grpc}"))?;
+    Ok(client
+        .get_status(pb::GetStatusRequest {})
+        .await
+        .context("GetStatus")?
+        .into_inner()
+        .books)
+}
+
+/// Waits until `/health/ready` answers 200 and every configured book is synced.
+async fn wait_synced(
+    server: &Server,
+    http: &reqwest::Client,
+    books: usize,
+    timeout: Duration,
+) -> Result<()> {
+    let deadline = Instant::now() + timeout;
+    server.wait_ready(http, timeout).await?;
+    loop {
+        let status = book_status(&server.grpc).await?;
+        let synced = status.iter().filter(|b| b.state == "synced").count();
+        if status.len() >= books && synced == status.len() {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "only {synced} of {books} books synced after {timeout:?}; log tail:\n{}",
+                server.log_tail()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// A counter read at a moment: rates divide by the time between two reads, not by the
+/// recording window, so a slow HTTP answer under load does not skew them.
+#[derive(Clone, Copy)]
+struct Reading(u64, Instant);
+
+fn rate(a: Reading, b: Reading) -> f64 {
+    b.0.saturating_sub(a.0) as f64 / b.1.duration_since(a.1).as_secs_f64().max(1e-9)
+}
+
 async fn sim_frames_sent(http: &reqwest::Client, sim_addr: &str) -> Result<u64> {
     let url = format!("http://{sim_addr}/sim/stats");
     let body: serde_json::Value = serde_json::from_str(
@@ -403,6 +452,32 @@ fn cpu_ticks(pid: u32) -> Result<u64> {
             .context("malformed /proc stat")
     };
     Ok(num(11)? + num(12)?)
+}
+
+/// Busy ticks of the whole machine (every CPU) from `/proc/stat`.
+fn machine_busy_ticks() -> Result<u64> {
+    let stat = std::fs::read_to_string("/proc/stat").context("read /proc/stat")?;
+    let line = stat.lines().next().context("empty /proc/stat")?;
+    let f: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq steal (guest time is inside user).
+    if f.len() < 8 {
+        bail!("malformed /proc/stat: {line:?}");
+    }
+    Ok(f[0] + f[1] + f[2] + f[5] + f[6] + f[7])
+}
+
+/// CPU ticks of Raven, the simulator, this process and the whole machine.
+fn cpu_sample(raven: u32, sim: u32) -> Result<[u64; 4]> {
+    Ok([
+        cpu_ticks(raven)?,
+        cpu_ticks(sim)?,
+        cpu_ticks(std::process::id())?,
+        machine_busy_ticks()?,
+    ])
 }
 
 /// (VmRSS, VmHWM) of `pid`, in bytes.
@@ -600,6 +675,10 @@ struct Outcome {
     cpu_raven: f64,
     cpu_sim: f64,
     cpu_bench: f64,
+    /// Everything else on the machine (other builds, the kernel's softirqs for loopback).
+    cpu_other: f64,
+    sync_secs: f64,
+    levels: u64,
     rss: u64,
     rss_peak: u64,
     conflated: u64,
@@ -609,8 +688,10 @@ struct Outcome {
 
 async fn run_scenario(s: &Scenario, opts: &Options, http: &reqwest::Client) -> Result<Outcome> {
     let (sim, sim_addr) = spawn_sim(s)?;
+    let started = Instant::now();
     let server = spawn_serve(s, &sim_addr)?;
-    server.wait_ready(http, Duration::from_secs(180)).await?;
+    wait_synced(&server, http, s.symbols, Duration::from_secs(300)).await?;
+    let sync_secs = started.elapsed().as_secs_f64();
 
     let phase = Arc::new(AtomicU8::new(WARMUP));
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -633,11 +714,10 @@ async fn run_scenario(s: &Scenario, opts: &Options, http: &reqwest::Client) -> R
     }
     tokio::time::sleep(opts.warmup).await;
 
-    let me = std::process::id();
     let (raven_pid, sim_pid) = (server.child.pid(), sim.pid());
-    let sim0 = sim_frames_sent(http, &sim_addr).await?;
-    let feed0 = server.feed_frames(http).await?;
-    let cpu0 = (cpu_ticks(raven_pid)?, cpu_ticks(sim_pid)?, cpu_ticks(me)?);
+    let sim0 = Reading(sim_frames_sent(http, &sim_addr).await?, Instant::now());
+    let feed0 = Reading(server.feed_frames(http).await?, Instant::now());
+    let cpu0 = cpu_sample(raven_pid, sim_pid)?;
     let t0 = Instant::now();
     phase.store(RECORD, Relaxed);
 
@@ -645,10 +725,15 @@ async fn run_scenario(s: &Scenario, opts: &Options, http: &reqwest::Client) -> R
 
     phase.store(DONE, Relaxed);
     let window = t0.elapsed();
-    let cpu1 = (cpu_ticks(raven_pid)?, cpu_ticks(sim_pid)?, cpu_ticks(me)?);
-    let sim1 = sim_frames_sent(http, &sim_addr).await?;
-    let feed1 = server.feed_frames(http).await?;
+    let cpu1 = cpu_sample(raven_pid, sim_pid)?;
+    let sim1 = Reading(sim_frames_sent(http, &sim_addr).await?, Instant::now());
+    let feed1 = Reading(server.feed_frames(http).await?, Instant::now());
     let (rss, rss_peak) = memory(raven_pid)?;
+    let levels: u64 = book_status(&server.grpc)
+        .await?
+        .iter()
+        .map(|b| u64::from(b.bid_levels) + u64::from(b.ask_levels))
+        .sum();
     let _ = stop_tx.send(true);
 
     let mut results = Vec::with_capacity(tasks.len());
@@ -659,7 +744,7 @@ async fn run_scenario(s: &Scenario, opts: &Options, http: &reqwest::Client) -> R
     drop(sim);
 
     let secs = window.as_secs_f64();
-    let pct = |a: u64, b: u64| (b.saturating_sub(a)) as f64 / CLOCK_TICKS / secs * 100.0;
+    let pct = |i: usize| cpu1[i].saturating_sub(cpu0[i]) as f64 / CLOCK_TICKS / secs * 100.0;
     let rates: Vec<f64> = results.iter().map(|r| r.delivered as f64 / secs).collect();
     let total: f64 = rates.iter().sum();
     let mut errors: HashMap<String, usize> = HashMap::new();
@@ -690,8 +775,8 @@ async fn run_scenario(s: &Scenario, opts: &Options, http: &reqwest::Client) -> R
     Ok(Outcome {
         scenario: s.clone(),
         window,
-        sim_rate: sim1.saturating_sub(sim0) as f64 / secs,
-        feed_rate: feed1.saturating_sub(feed0) as f64 / secs,
+        sim_rate: rate(sim0, sim1),
+        feed_rate: rate(feed0, feed1),
         per_sub_mean: if rates.is_empty() {
             0.0
         } else {
@@ -702,9 +787,12 @@ async fn run_scenario(s: &Scenario, opts: &Options, http: &reqwest::Client) -> R
         raven: Histogram::new(raven),
         internal: Histogram::new(internal),
         exchange: Histogram::new(exchange),
-        cpu_raven: pct(cpu0.0, cpu1.0),
-        cpu_sim: pct(cpu0.1, cpu1.1),
-        cpu_bench: pct(cpu0.2, cpu1.2),
+        cpu_raven: pct(0),
+        cpu_sim: pct(1),
+        cpu_bench: pct(2),
+        cpu_other: (pct(3) - pct(0) - pct(1) - pct(2)).max(0.0),
+        sync_secs,
+        levels,
         rss,
         rss_peak,
         conflated,
@@ -799,19 +887,20 @@ fn report(outcomes: &[Outcome], opts: &Options) -> String {
     );
     let _ = writeln!(
         o,
-        "| Scenario | Symbols × levels | Subs | Sim generated/s | Raven read/s | Delivered/s per sub (min) | Delivered/s total | Raven CPU | Sim CPU | Clients CPU | Raven RSS (peak) | Conflated / dropped | Target |"
+        "| Scenario | Symbols × levels | Subs | Sim generated/s | Raven read/s | Delivered/s per sub (min) | Delivered/s total | CPU Raven / sim / clients / other | Raven RSS (peak) | Levels held | Synced after | Conflated / dropped | Target |"
     );
     let _ = writeln!(
         o,
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"
+        "|---|---|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---|"
     );
     for r in outcomes {
         let s = &r.scenario;
         let _ = writeln!(
             o,
-            "| {} | {} × {} | {} | {:.0} | {:.0} | {:.0} ({:.0}) | {:.0} | {:.0} % | {:.0} % | {:.0} % | {:.1} MB ({:.1}) | {} / {} | {} |",
+            "| {} | {} × {} | {} | {:.0} | {:.0} | {:.0} ({:.0}) | {:.0} | {:.0} / {:.0} / {:.0} / {:.0} % | {:.1} MB ({:.1}) | {} | {:.1} s | {} / {} | {} |",
             s.what, s.symbols, s.levels, s.subscribers, r.sim_rate, r.feed_rate, r.per_sub_mean, r.per_sub_min,
-            r.total_rate, r.cpu_raven, r.cpu_sim, r.cpu_bench, mb(r.rss), mb(r.rss_peak), r.conflated, r.dropped, s.target,
+            r.total_rate, r.cpu_raven, r.cpu_sim, r.cpu_bench, r.cpu_other, mb(r.rss), mb(r.rss_peak), r.levels,
+            r.sync_secs, r.conflated, r.dropped, s.target,
         );
     }
     let _ = writeln!(
@@ -840,9 +929,19 @@ fn report(outcomes: &[Outcome], opts: &Options) -> String {
         "\n`Sim generated/s` counts every synthetic stream (depth, aggTrade, trade, bookTicker); \
          `Raven read/s` only the depth and aggTrade frames Raven subscribes to. `E` is Binance's \
          millisecond event time, truncated, and the simulator publishes in 1 ms batches, so the last \
-         column carries up to ~2 ms of resolution error."
+         column carries up to ~2 ms of resolution error. CPU is % of one core over the window; \
+         `other` is the rest of the machine's busy time (other processes, and kernel softirq \
+         time such as loopback TCP not charged to a process)."
     );
     for r in outcomes {
+        if r.cpu_other > 25.0 {
+            let _ = writeln!(
+                o,
+                "\n{}: the rest of the machine used {:.0} % of a core during the window; \
+                 rerun on a quiet machine for clean numbers.",
+                r.scenario.what, r.cpu_other
+            );
+        }
         if !r.errors.is_empty() {
             let _ = writeln!(
                 o,
