@@ -63,8 +63,28 @@ fn parse_plain(b: &[u8]) -> Option<Decimal> {
 }
 
 /// A strictly positive, exact price.
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Price(Decimal);
+
+/// Prices are the keys of every book lookup, and an instrument's prices almost always
+/// share the exchange's scale ("7.6110", "7.6090"). At equal scales the numeric order is
+/// the order of the integer mantissas, a single `i128` comparison; `Decimal`'s general
+/// comparison (which rescales) is kept for mixed scales. Both agree with `Eq`.
+impl Ord for Price {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        if self.0.scale() == other.0.scale() {
+            self.0.mantissa().cmp(&other.0.mantissa())
+        } else {
+            self.0.cmp(&other.0)
+        }
+    }
+}
+
+impl PartialOrd for Price {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
 
 impl Price {
     /// Parses an exchange price string exactly.

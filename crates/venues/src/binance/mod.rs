@@ -15,6 +15,7 @@
 
 pub mod connection;
 pub mod depth;
+mod depth_scan;
 pub mod parse;
 pub mod snapshot;
 pub mod streams;

@@ -3,8 +3,10 @@
 //!
 //! Every market-data frame Raven receives passes through [`parse_frame`], so it is
 //! written for speed without giving up exactness:
-//! * sonic-rs deserializes into typed structs whose string fields borrow from the frame
-//!   (`&str`), so no intermediate `String` or JSON tree is built;
+//! * diff-depth frames, most of the input, take [`super::depth_scan`], a scanner for
+//!   their one canonical shape; everything else (and any depth frame the scanner does
+//!   not recognize) is deserialized by serde_json into typed structs whose string fields
+//!   borrow from the frame (`&str`), so no intermediate `String` or JSON tree is built;
 //! * prices and quantities go straight from the exchange's text to [`Price`] / [`Qty`]
 //!   (book levels are parsed inside the deserializer, so a depth frame allocates one
 //!   `Vec` per side and nothing else);
@@ -32,12 +34,13 @@ use serde::de::{self, Deserializer, SeqAccess, Visitor};
 use serde::Deserialize;
 
 use super::depth::{DepthDiff, DepthSnapshot};
+use super::depth_scan::{self, ScannedDepth};
 
 /// Why a frame or REST body was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum ParseError {
     #[error("invalid JSON or field: {0}")]
-    Json(#[from] sonic_rs::Error),
+    Json(#[from] serde_json::Error),
     #[error("invalid decimal: {0}")]
     Decimal(#[from] raven_model::DecimalError),
     #[error("symbol {0:?} is not subscribed")]
@@ -126,7 +129,11 @@ pub fn parse_frame(
     };
     Ok(match kind {
         "depth" | "depth@100ms" | "depth@250ms" | "depth@500ms" => {
-            let d = data::<DepthUpdate>(text)?;
+            // The canonical shape takes the fast scanner; anything else the general parser.
+            let d = match depth_scan::scan(text) {
+                Some(d) => d,
+                None => data::<DepthUpdate>(text)?.into(),
+            };
             Frame::Depth {
                 instrument: symbols.get(d.symbol)?.clone(),
                 diff: DepthDiff {
@@ -135,8 +142,8 @@ pub fn parse_frame(
                     prev_last_update_id: d.prev,
                     exchange_time: UnixNanos::from_millis(d.event_time),
                     receive_time,
-                    bids: d.bids.0,
-                    asks: d.asks.0,
+                    bids: d.bids,
+                    asks: d.asks,
                 },
             }
         }
@@ -221,7 +228,7 @@ pub fn parse_frame(
         }
         _ => {
             // Still require a well-formed envelope, so garbage is not silently "ignored".
-            sonic_rs::from_str::<de::IgnoredAny>(text)?;
+            serde_json::from_str::<de::IgnoredAny>(text)?;
             Frame::Ignored
         }
     })
@@ -229,7 +236,7 @@ pub fn parse_frame(
 
 /// Parses a REST depth snapshot body (`/api/v3/depth`, `/fapi/v1/depth`, `/dapi/v1/depth`).
 pub fn parse_snapshot(body: &str, receive_time: UnixNanos) -> Result<DepthSnapshot, ParseError> {
-    let s: RestDepth = sonic_rs::from_str(body)?;
+    let s: RestDepth = serde_json::from_str(body)?;
     Ok(DepthSnapshot {
         last_update_id: s.last_update_id,
         exchange_time: UnixNanos::from_millis(s.event_time.unwrap_or(0)),
@@ -250,7 +257,7 @@ pub struct ListedSymbol {
 
 /// Parses an `exchangeInfo` body into its symbol list.
 pub fn parse_exchange_info(body: &str) -> Result<Vec<ListedSymbol>, ParseError> {
-    let info: ExchangeInfo = sonic_rs::from_str(body)?;
+    let info: ExchangeInfo = serde_json::from_str(body)?;
     Ok(info
         .symbols
         .into_iter()
@@ -266,21 +273,21 @@ pub fn parse_exchange_info(body: &str) -> Result<Vec<ListedSymbol>, ParseError> 
 }
 
 /// The `stream` value of a combined-stream frame. Binance writes `stream` first, so the
-/// fast path is a prefix check; any other key order falls back to a lazy lookup.
+/// fast path is a prefix check; any other key order falls back to a full parse.
 fn stream_name(text: &str) -> Option<&str> {
     if let Some(rest) = text.strip_prefix(r#"{"stream":""#) {
         return rest.split_once('"').map(|(name, _)| name);
     }
-    let value = sonic_rs::get(text, ["stream"]).ok()?;
-    // The lazy value borrows `text`; re-slice so the name outlives it.
-    let raw = value.as_raw_str();
-    let name = raw.strip_prefix('"')?.strip_suffix('"')?;
-    let start = text.find(name)?;
-    text.get(start..start + name.len())
+    #[derive(Deserialize)]
+    struct StreamOnly<'a> {
+        #[serde(borrow)]
+        stream: Option<&'a str>,
+    }
+    serde_json::from_str::<StreamOnly>(text).ok()?.stream
 }
 
 fn parse_control(text: &str) -> Result<Frame, ParseError> {
-    let reply: ControlReply = sonic_rs::from_str(text)?;
+    let reply: ControlReply = serde_json::from_str(text)?;
     match (reply.id, reply.error) {
         (Some(_), None) => Ok(Frame::Control),
         (_, Some(error)) => {
@@ -296,7 +303,7 @@ fn parse_control(text: &str) -> Result<Frame, ParseError> {
 }
 
 fn data<'a, T: Deserialize<'a>>(text: &'a str) -> Result<T, ParseError> {
-    Ok(sonic_rs::from_str::<Envelope<T>>(text)?.data)
+    Ok(serde_json::from_str::<Envelope<T>>(text)?.data)
 }
 
 fn aggressor(buyer_is_maker: bool) -> Side {
@@ -346,6 +353,20 @@ struct DepthUpdate<'a> {
     bids: Levels,
     #[serde(rename = "a")]
     asks: Levels,
+}
+
+impl<'a> From<DepthUpdate<'a>> for ScannedDepth<'a> {
+    fn from(d: DepthUpdate<'a>) -> Self {
+        ScannedDepth {
+            symbol: d.symbol,
+            event_time: d.event_time,
+            first: d.first,
+            last: d.last,
+            prev: d.prev,
+            bids: d.bids.0,
+            asks: d.asks.0,
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -510,6 +531,60 @@ impl<'de> Deserialize<'de> for Levels {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every recorded depth frame of both Binance captures.
+    fn recorded_depth_frames() -> Vec<String> {
+        use std::io::Read;
+        let dir =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/captures");
+        let mut frames = Vec::new();
+        for name in ["BINANCE.jsonl.zst", "BINANCE_FUTURES.jsonl.zst"] {
+            let file = std::fs::File::open(dir.join(name)).expect("capture file");
+            let mut text = String::new();
+            zstd::Decoder::new(file)
+                .expect("zstd")
+                .read_to_string(&mut text)
+                .expect("read");
+            for line in text.lines() {
+                let v: serde_json::Value = serde_json::from_str(line).expect("line");
+                if let Some(data) = v["data"]
+                    .as_str()
+                    .filter(|d| v["t"] == "recv" && d.contains("depthUpdate"))
+                {
+                    frames.push(data.to_owned());
+                }
+            }
+        }
+        frames
+    }
+
+    #[test]
+    fn the_depth_scanner_agrees_with_the_general_parser_on_every_recorded_frame() {
+        let frames = recorded_depth_frames();
+        assert_eq!(frames.len(), 177 + 764);
+        for f in &frames {
+            let general: ScannedDepth = data::<DepthUpdate>(f).expect("general parse").into();
+            assert_eq!(depth_scan::scan(f), Some(general), "{f}");
+        }
+    }
+
+    #[test]
+    fn reformatted_depth_frames_still_parse_through_the_general_path() {
+        let spot = spot();
+        for f in recorded_depth_frames().iter().take(40) {
+            if !f.contains("NKNUSDT") {
+                continue;
+            }
+            let expected = parse_frame(f, &spot, UnixNanos(1)).expect("canonical");
+            // Whitespace after every comma: a valid frame the scanner does not take.
+            let spaced = f.replace(',', ", ");
+            assert_eq!(depth_scan::scan(&spaced), None);
+            assert_eq!(
+                parse_frame(&spaced, &spot, UnixNanos(1)).expect("general"),
+                expected
+            );
+        }
+    }
 
     fn spot() -> SymbolMap {
         SymbolMap::new(Venue::BinanceSpot, ["btcusdt", "NKNUSDT"])
