@@ -45,14 +45,6 @@ async fn rig() -> Rig {
     }
 }
 
-async fn wait_synced(server: &Server) {
-    wait_until("every book synced", Duration::from_secs(60), || async {
-        let s = server.status().await;
-        !s.books.is_empty() && s.books.iter().all(|b| b.state == "synced")
-    })
-    .await;
-}
-
 impl Rig {
     async fn fault(&self, json: &str) {
         let (code, body) =
@@ -106,11 +98,18 @@ impl Rig {
                 symbol: s.into(),
                 depth: 0,
             };
-            let book = client
-                .get_order_book(req)
-                .await
-                .expect("GetOrderBook")
-                .into_inner();
+            // A book may be between resyncs right after a fault: UNAVAILABLE, retried.
+            let mut tries = 0;
+            let book = loop {
+                match client.get_order_book(req.clone()).await {
+                    Ok(r) => break r.into_inner(),
+                    Err(status) if status.code() == tonic::Code::Unavailable && tries < 100 => {
+                        tries += 1;
+                        self.pump(0.1).await;
+                    }
+                    Err(status) => panic!("GetOrderBook {s}: {status:?}"),
+                }
+            };
             self.pump(0.5).await;
             let streamed = self
                 .checker
@@ -173,6 +172,8 @@ async fn stalled_connection_is_detected_and_replaced() {
     let mut rig = rig().await;
     rig.pump(1.0).await;
     rig.fault(r#"{"fault":"stall","seconds":4}"#).await;
+    // Past the end of the stall, so no connection is still waiting it out.
+    rig.pump(5.0).await;
     let s = rig
         .pump_until("the stall detected, a new connection synced", |s| {
             s.connections

@@ -205,7 +205,7 @@ async fn a_missing_depth_frame_resyncs_only_its_symbol() {
         };
         if is_victim_depth {
             seen += 1;
-            if seen == 40 {
+            if seen == 80 {
                 removed = Some(line.clone());
                 continue;
             }
@@ -215,13 +215,13 @@ async fn a_missing_depth_frame_resyncs_only_its_symbol() {
     }
     assert!(
         removed.is_some(),
-        "the capture has at least 40 {victim} depth frames"
+        "the capture has at least 80 {victim} depth frames"
     );
     drop(out);
 
     // The sim answers a resync with its own current book, which never saw the removed
     // frame: the reference is therefore built from the same edited recording. Replayed
-    // at 4x the recorded pace, so the gap (10 s into the recording) hits a live book.
+    // at 4x the recorded pace, so the gap (15 s into the recording) hits a live book.
     let run = replay(&path, "binance_spot", reference(&kept, false), true, "4").await;
     assert_golden_except_gaps(&run, victim);
 }

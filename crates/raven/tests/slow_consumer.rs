@@ -11,22 +11,9 @@ use raven_proto::pb;
 
 #[tokio::test]
 async fn slow_client_is_conflated_then_cut_while_fast_client_keeps_full_rate() {
-    let (_sim, sim_addr) = spawn_sim(0, &["--symbols", "1", "--rate", "4000"]);
-    let venues = format!(
-        "[[venues]]\nvenue = \"binance_spot\"\nsymbols = [\"SYN0USDT\"]\nchannels = [\"trades\", \"book\"]\nws_url = \"ws://{sim_addr}\"\nrest_url = \"http://{sim_addr}\"\n"
-    );
     let hub = "[hub]\nqueue_capacity = 1024\nslow_consumer_limit_ms = 2000\n";
-    let server = spawn_serve(&venues, hub);
+    let (_sim, server) = one_symbol_rig(4000, r#"["trades", "book"]"#, hub).await;
     let mut client = server.client().await;
-    wait_until("the book synced", Duration::from_secs(60), || async {
-        server
-            .status()
-            .await
-            .books
-            .iter()
-            .all(|b| b.state == "synced")
-    })
-    .await;
 
     let topics = || {
         vec![
@@ -126,23 +113,10 @@ async fn slow_client_is_conflated_then_cut_while_fast_client_keeps_full_rate() {
 
 #[tokio::test]
 async fn a_paused_client_gets_a_conflated_snapshot_and_continues() {
-    let (_sim, sim_addr) = spawn_sim(0, &["--symbols", "1", "--rate", "4000"]);
-    let venues = format!(
-        "[[venues]]\nvenue = \"binance_spot\"\nsymbols = [\"SYN0USDT\"]\nchannels = [\"book\"]\nws_url = \"ws://{sim_addr}\"\nrest_url = \"http://{sim_addr}\"\n"
-    );
     // A generous slow limit: the client pauses, falls behind, then catches up.
     let hub = "[hub]\nqueue_capacity = 32\nslow_consumer_limit_ms = 60000\n";
-    let server = spawn_serve(&venues, hub);
+    let (_sim, server) = one_symbol_rig(4000, r#"["book"]"#, hub).await;
     let mut client = server.client().await;
-    wait_until("the book synced", Duration::from_secs(60), || async {
-        server
-            .status()
-            .await
-            .books
-            .iter()
-            .all(|b| b.state == "synced")
-    })
-    .await;
     let mut sub = Subscription::open(
         &mut client,
         vec![topic("binance_spot", "SYN0USDT", pb::Channel::Book, 0)],

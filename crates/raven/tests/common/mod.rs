@@ -185,6 +185,27 @@ where
     }
 }
 
+/// Waits until every configured book of `server` is in sync.
+pub async fn wait_synced(server: &Server) {
+    wait_until("every book synced", Duration::from_secs(60), || async {
+        let s = server.status().await;
+        !s.books.is_empty() && s.books.iter().all(|b| b.state == "synced")
+    })
+    .await;
+}
+
+/// A synthetic one-symbol spot market (`SYN0USDT`) at `rate` frames/s and a Raven
+/// serving `channels` of it with the given `[hub]` section, synced.
+pub async fn one_symbol_rig(rate: u32, channels: &str, hub: &str) -> (Child, Server) {
+    let (sim, sim_addr) = spawn_sim(0, &["--symbols", "1", "--rate", &rate.to_string()]);
+    let venues = format!(
+        "[[venues]]\nvenue = \"binance_spot\"\nsymbols = [\"SYN0USDT\"]\nchannels = {channels}\nws_url = \"ws://{sim_addr}\"\nrest_url = \"http://{sim_addr}\"\n"
+    );
+    let server = spawn_serve(&venues, hub);
+    wait_synced(&server).await;
+    (sim, server)
+}
+
 /// The value of a Prometheus sample whose line starts with `prefix` (summed over lines).
 pub fn metric(text: &str, prefix: &str) -> f64 {
     text.lines()

@@ -127,6 +127,20 @@ pub fn parse_frame(
             kind,
         })
     };
+    let trade = |instrument: &InstrumentId,
+                 id: u64,
+                 price: &str,
+                 qty: &str,
+                 time: u64,
+                 buyer_is_maker: bool| {
+        let trade = Trade {
+            price: Price::parse(price)?,
+            qty: Qty::parse(qty)?,
+            aggressor: aggressor(buyer_is_maker),
+            trade_id: id,
+        };
+        Ok::<_, ParseError>(event(instrument, time, EventKind::Trade(trade)))
+    };
     Ok(match kind {
         "depth" | "depth@100ms" | "depth@250ms" | "depth@500ms" => {
             // The canonical shape takes the fast scanner; anything else the general parser.
@@ -147,33 +161,28 @@ pub fn parse_frame(
                 },
             }
         }
+        // The two trade streams differ only in which id they carry.
         "aggTrade" => {
             let t = data::<AggTrade>(text)?;
-            let trade = Trade {
-                price: Price::parse(t.price)?,
-                qty: Qty::parse(t.qty)?,
-                aggressor: aggressor(t.buyer_is_maker),
-                trade_id: t.id,
-            };
-            event(
+            trade(
                 symbols.get(t.symbol)?,
+                t.id,
+                t.price,
+                t.qty,
                 t.trade_time,
-                EventKind::Trade(trade),
-            )
+                t.buyer_is_maker,
+            )?
         }
         "trade" => {
             let t = data::<RawTrade>(text)?;
-            let trade = Trade {
-                price: Price::parse(t.price)?,
-                qty: Qty::parse(t.qty)?,
-                aggressor: aggressor(t.buyer_is_maker),
-                trade_id: t.id,
-            };
-            event(
+            trade(
                 symbols.get(t.symbol)?,
+                t.id,
+                t.price,
+                t.qty,
                 t.trade_time,
-                EventKind::Trade(trade),
-            )
+                t.buyer_is_maker,
+            )?
         }
         "bookTicker" => {
             let b = data::<BookTicker>(text)?;
