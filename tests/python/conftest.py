@@ -4,6 +4,7 @@ Stubs are generated from proto/raven/v1/raven.proto at test time with grpc_tools
 way any Python consumer of Raven would, so the test proves the published proto works.
 """
 
+import json
 import os
 import re
 import socket
@@ -85,9 +86,11 @@ rest_url = "http://{addr}"
     serve = subprocess.Popen([RAVEN, "serve", "--config", str(config)], stdout=log, stderr=log)
     deadline = time.time() + 60
     while True:
+        # Ready needs one book in sync; the tests want all three.
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{health_port}/health/ready", timeout=1) as r:
-                if r.status == 200:
+                books = json.load(r)["components"]["books"]["books"]
+                if r.status == 200 and books and all(b["state"] == "synced" for b in books):
                     break
         except OSError:
             pass
