@@ -150,14 +150,17 @@ fn http() -> reqwest::Client {
     reqwest::Client::new()
 }
 
-pub async fn http_get(url: &str) -> (u16, String) {
-    let resp = http()
-        .get(url)
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("GET {url}: {e}"));
+/// GET `url`: status and body, or `None` if nothing answered.
+pub async fn try_http_get(url: &str) -> Option<(u16, String)> {
+    let resp = http().get(url).send().await.ok()?;
     let code = resp.status().as_u16();
-    (code, resp.text().await.unwrap_or_default())
+    Some((code, resp.text().await.unwrap_or_default()))
+}
+
+pub async fn http_get(url: &str) -> (u16, String) {
+    try_http_get(url)
+        .await
+        .unwrap_or_else(|| panic!("GET {url}: no answer"))
 }
 
 pub async fn http_post_json(url: &str, body: &str) -> (u16, String) {

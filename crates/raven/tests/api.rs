@@ -1,0 +1,191 @@
+//! The server's outward contract beyond market data: standard gRPC health and
+//! reflection, heartbeats on idle streams, the health endpoints, and the metric names
+//! the deployment guide promises.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use raven_proto::pb::server_message::Payload;
+use tokio_stream::StreamExt;
+
+#[tokio::test]
+async fn standard_services_heartbeats_health_and_metrics() {
+    let (_sim, server) = one_symbol_rig(500, r#"["trades", "book"]"#, "").await;
+    let channel = tonic::transport::Channel::from_shared(server.grpc.clone())
+        .expect("uri")
+        .connect()
+        .await
+        .expect("connect");
+
+    // grpc.health.v1: the service and the server as a whole are SERVING.
+    let mut health = tonic_health::pb::health_client::HealthClient::new(channel.clone());
+    for service in ["", "raven.v1.MarketData"] {
+        let resp = health
+            .check(tonic_health::pb::HealthCheckRequest {
+                service: service.into(),
+            })
+            .await
+            .expect("health check")
+            .into_inner();
+        assert_eq!(
+            resp.status,
+            tonic_health::pb::health_check_response::ServingStatus::Serving as i32,
+            "{service:?}"
+        );
+    }
+
+    // Server reflection lists the API, so grpcurl works without the proto.
+    use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
+    use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
+    use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
+    use tonic_reflection::pb::v1::ServerReflectionRequest;
+    let mut reflection = ServerReflectionClient::new(channel.clone());
+    let request = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let mut answers = reflection
+        .server_reflection_info(tokio_stream::iter([request]))
+        .await
+        .expect("reflection")
+        .into_inner();
+    let answer = answers.next().await.expect("an answer").expect("ok");
+    let Some(MessageResponse::ListServicesResponse(list)) = answer.message_response else {
+        panic!("not a service list: {answer:?}")
+    };
+    let names: Vec<_> = list.service.iter().map(|s| s.name.as_str()).collect();
+    assert!(names.contains(&"raven.v1.MarketData"), "{names:?}");
+
+    // An idle stream (nothing subscribed) gets heartbeats at the configured 1 s.
+    let mut client = server.client().await;
+    let mut idle = Subscription::open(&mut client, vec![]).await;
+    let mut heartbeats = 0;
+    let until = tokio::time::Instant::now() + Duration::from_millis(3500);
+    while tokio::time::Instant::now() < until {
+        if let Some(m) = idle.next(Duration::from_millis(500)).await {
+            let m = m.expect("stream ok");
+            assert!(
+                matches!(m.payload, Some(Payload::Heartbeat(_))),
+                "only heartbeats on an idle stream: {m:?}"
+            );
+            assert!(m.send_time_ns > 0);
+            heartbeats += 1;
+        }
+    }
+    assert!(
+        (2..=4).contains(&heartbeats),
+        "about one heartbeat a second, got {heartbeats}"
+    );
+
+    // Health endpoints.
+    let (code, body) = http_get(&format!(
+        "http://127.0.0.1:{}/health/live",
+        server.health_port
+    ))
+    .await;
+    assert_eq!(code, 200, "{body}");
+    let (code, body) = http_get(&format!(
+        "http://127.0.0.1:{}/health/ready",
+        server.health_port
+    ))
+    .await;
+    assert_eq!(code, 200, "{body}");
+    let ready: serde_json::Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(ready["status"], "ready");
+    assert_eq!(
+        ready["components"]["books"]["books"][0]["state"], "synced",
+        "{ready}"
+    );
+
+    // The guide's metric names, and some feed metrics, are exported.
+    let metrics = server.metrics().await;
+    for name in [
+        "grpc_active_connections",
+        "messages_processed_total",
+        "response_latency_seconds_bucket",
+        "errors_total",
+        "process_resident_memory_bytes",
+        "raven_feed_frames_total",
+    ] {
+        assert!(
+            metrics.lines().any(|l| l.starts_with(name)),
+            "{name} missing from /metrics:\n{metrics}"
+        );
+    }
+    assert!(
+        metric(&metrics, "grpc_active_connections") >= 1.0,
+        "the idle stream is counted"
+    );
+    assert!(metric(&metrics, "process_resident_memory_bytes") > 1e6);
+
+    // The guide's docker health check: `raven health` exits 0 when ready.
+    let out = std::process::Command::new(RAVEN)
+        .args([
+            "health",
+            "--url",
+            &format!("http://127.0.0.1:{}/health/ready", server.health_port),
+        ])
+        .output()
+        .expect("raven health");
+    assert!(out.status.success(), "{out:?}");
+    drop(idle);
+}
+
+#[tokio::test]
+async fn unready_until_a_book_syncs_and_health_says_why() {
+    // A venue pointed at a closed port never connects.
+    let port = free_port();
+    let venues = format!(
+        "[[venues]]\nvenue = \"binance_spot\"\nsymbols = [\"BTCUSDT\"]\nws_url = \"ws://127.0.0.1:{port}\"\nrest_url = \"http://127.0.0.1:{port}\"\n"
+    );
+    let server = spawn_serve(&venues, "");
+    let url = format!("http://127.0.0.1:{}/health/ready", server.health_port);
+    wait_until(
+        "the health port answers",
+        Duration::from_secs(30),
+        || async { try_http_get(&url).await.is_some() },
+    )
+    .await;
+    let (code, body) = http_get(&url).await;
+    assert_eq!(code, 503, "{body}");
+    assert!(
+        body.contains("no book in sync") && body.contains("no connection"),
+        "{body}"
+    );
+    let out = std::process::Command::new(RAVEN)
+        .args(["health", "--url", &url])
+        .output()
+        .expect("raven health");
+    assert!(!out.status.success(), "raven health must fail when unready");
+}
+
+#[test]
+fn invalid_config_exits_non_zero_naming_the_key() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("bad.toml");
+    std::fs::write(
+        &path,
+        "[[venues]]\nvenue = \"binance_spot\"\nsymbols = [\"BTCUSDT\"]\nchannels = [\"funding\"]\n",
+    )
+    .expect("write");
+    let out = std::process::Command::new(RAVEN)
+        .args(["serve", "--config"])
+        .arg(&path)
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("venues[0].channels"), "{err}");
+    let out = std::process::Command::new(RAVEN)
+        .args(["serve", "--config"])
+        .arg(&path)
+        .env("SERVER_PORT", "http")
+        .output()
+        .expect("run");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("SERVER_PORT"),
+        "{out:?}"
+    );
+}
