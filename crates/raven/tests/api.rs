@@ -189,3 +189,50 @@ fn invalid_config_exits_non_zero_naming_the_key() {
         "{out:?}"
     );
 }
+
+/// The futures channels end to end: a USD-M synthetic market publishes `@markPrice@1s`,
+/// and subscribers get exact funding messages.
+#[tokio::test]
+async fn futures_funding_reaches_subscribers() {
+    let (_sim, sim_addr) = spawn_sim(0, &["--venue", "usdm", "--symbols", "2", "--rate", "500"]);
+    let venues = format!(
+        "[[venues]]\nvenue = \"binance_usdm\"\nsymbols = [\"SYN0USDT\", \"SYN1USDT\"]\nchannels = [\"book\", \"funding\", \"liquidations\"]\nws_url = \"ws://{sim_addr}\"\nrest_url = \"http://{sim_addr}\"\n"
+    );
+    let server = spawn_serve(&venues, "");
+    wait_synced(&server).await;
+    let mut client = server.client().await;
+    let mut sub = Subscription::open(
+        &mut client,
+        vec![topic(
+            "binance_usdm",
+            "*",
+            raven_proto::pb::Channel::Funding,
+            0,
+        )],
+    )
+    .await;
+    let mut seen = std::collections::HashSet::new();
+    let until = tokio::time::Instant::now() + Duration::from_secs(10);
+    while seen.len() < 2 {
+        assert!(
+            tokio::time::Instant::now() < until,
+            "funding for both symbols within 10 s, got {seen:?}"
+        );
+        let Some(m) = sub.next(Duration::from_secs(3)).await else {
+            continue;
+        };
+        let m = m.expect("stream ok");
+        if let Some(Payload::Funding(f)) = &m.payload {
+            let mark: rust_decimal::Decimal = f.mark_price.parse().expect("exact mark price");
+            assert!(mark > rust_decimal::Decimal::ZERO, "{f:?}");
+            f.funding_rate
+                .parse::<rust_decimal::Decimal>()
+                .expect("exact funding rate");
+            assert!(
+                f.next_funding_time_ns > 0 && m.exchange_time_ns > 0,
+                "{m:?}"
+            );
+            seen.insert(m.topic.expect("topic").symbol);
+        }
+    }
+}
