@@ -28,8 +28,7 @@ async fn live(State(status): State<StatusSource>) -> (StatusCode, Json<Value>) {
 }
 
 async fn ready(State(status): State<StatusSource>) -> (StatusCode, Json<Value>) {
-    let readiness = status.readiness();
-    let s = status.status();
+    let (s, readiness) = status.status_and_readiness();
     let feeds: Vec<Value> = s
         .connections
         .iter()

@@ -41,7 +41,20 @@ fn book_state(s: BookSyncState) -> &'static str {
 }
 
 impl StatusSource {
+    /// The full status, `ready` included.
     pub fn status(&self) -> pb::StatusResponse {
+        self.status_and_readiness().0
+    }
+
+    /// Status and readiness from one look at the hub and the feeds.
+    pub fn status_and_readiness(&self) -> (pb::StatusResponse, Readiness) {
+        let mut status = self.status_without_readiness();
+        let readiness = readiness(&status);
+        status.ready = readiness.ready;
+        (status, readiness)
+    }
+
+    fn status_without_readiness(&self) -> pb::StatusResponse {
         let feeds = self.feeds.snapshot();
         let hub_books = self.hub.book_infos();
         let connections = feeds
@@ -103,32 +116,35 @@ impl StatusSource {
             connections,
             books,
             subscribers,
-            ready: self.readiness().ready,
+            ready: false,
         }
     }
+}
 
-    /// Ready when at least one book is served in sync and no configured venue has lost
-    /// every connection. A single book resyncing does not make Raven unready: the
-    /// others are still good, and the resync is visible per book.
-    pub fn readiness(&self) -> Readiness {
-        let mut reasons = Vec::new();
-        let books = self.hub.book_infos();
-        let synced = books.iter().filter(|b| b.synced).count();
-        if !books.is_empty() && synced == 0 {
-            reasons.push(format!("no book in sync yet (0 of {})", books.len()));
+/// Ready when at least one book is served in sync and no configured venue has lost
+/// every connection. A single book resyncing does not make Raven unready: the others
+/// are still good, and the resync is visible per book.
+fn readiness(status: &pb::StatusResponse) -> Readiness {
+    let mut reasons = Vec::new();
+    let synced = status.books.iter().filter(|b| b.state == "synced").count();
+    if !status.books.is_empty() && synced == 0 {
+        reasons.push(format!("no book in sync yet (0 of {})", status.books.len()));
+    }
+    let mut venues: Vec<&str> = status
+        .connections
+        .iter()
+        .map(|c| c.venue.as_str())
+        .collect();
+    venues.sort_unstable();
+    venues.dedup();
+    for venue in venues {
+        let mut conns = status.connections.iter().filter(|c| c.venue == venue);
+        if !conns.any(|c| c.state == "connected") {
+            reasons.push(format!("{venue}: no connection to the exchange"));
         }
-        let feeds = self.feeds.snapshot();
-        let mut venues: Vec<_> = feeds.connections.iter().map(|c| c.venue).collect();
-        venues.dedup();
-        for venue in venues {
-            let mut conns = feeds.connections.iter().filter(|c| c.venue == venue);
-            if !conns.any(|c| c.state == ConnectionState::Connected) {
-                reasons.push(format!("{venue}: no connection to the exchange"));
-            }
-        }
-        Readiness {
-            ready: reasons.is_empty(),
-            reasons,
-        }
+    }
+    Readiness {
+        ready: reasons.is_empty(),
+        reasons,
     }
 }

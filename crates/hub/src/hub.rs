@@ -52,10 +52,17 @@ pub struct InstrumentSpec {
     pub channels: Vec<Channel>,
 }
 
+/// One configured instrument: what it carries (fixed, read without locking) and its
+/// live state.
+struct Instrument {
+    channels: Vec<Channel>,
+    state: Mutex<InstrumentState>,
+}
+
 pub struct Hub {
     config: HubConfig,
     /// Fixed at start from the configuration; ordered for listings.
-    instruments: BTreeMap<InstrumentId, Mutex<InstrumentState>>,
+    instruments: BTreeMap<InstrumentId, Instrument>,
     subscribers: Mutex<HashMap<u64, Weak<Subscriber>>>,
     next_subscriber: AtomicU64,
 }
@@ -65,9 +72,13 @@ impl Hub {
         let instruments = instruments
             .into_iter()
             .map(|spec| {
+                let state = Mutex::new(InstrumentState::new(spec.id.clone(), &spec.channels));
                 (
-                    spec.id.clone(),
-                    Mutex::new(InstrumentState::new(spec.id, spec.channels)),
+                    spec.id,
+                    Instrument {
+                        channels: spec.channels,
+                        state,
+                    },
                 )
             })
             .collect();
@@ -87,9 +98,9 @@ impl Hub {
     pub fn instruments(&self) -> Vec<InstrumentSpec> {
         self.instruments
             .iter()
-            .map(|(id, s)| InstrumentSpec {
+            .map(|(id, i)| InstrumentSpec {
                 id: id.clone(),
-                channels: s.lock().channels.clone(),
+                channels: i.channels.clone(),
             })
             .collect()
     }
@@ -101,11 +112,14 @@ impl Hub {
         depth: usize,
     ) -> Result<Option<BookLevels>, UnknownInstrument> {
         let state = self.instruments.get(id).ok_or(UnknownInstrument)?;
-        Ok(state.lock().snapshot(depth))
+        Ok(state.state.lock().snapshot(depth))
     }
 
     pub fn book_infos(&self) -> Vec<BookInfo> {
-        self.instruments.values().map(|s| s.lock().info()).collect()
+        self.instruments
+            .values()
+            .map(|i| i.state.lock().info())
+            .collect()
     }
 
     pub fn subscriber_infos(&self) -> Vec<SubscriberInfo> {
@@ -125,7 +139,7 @@ impl Hub {
         let now = UnixNanos::now();
         let grace = self.config.candle_grace.as_nanos() as u64;
         for state in self.instruments.values() {
-            state.lock().clock(now, grace);
+            state.state.lock().clock(now, grace);
         }
     }
 
@@ -155,7 +169,7 @@ pub struct UnknownInstrument;
 impl FeedSink for Hub {
     fn market_event(&self, event: MarketEvent) {
         if let Some(state) = self.instruments.get(&event.instrument) {
-            state.lock().market_event(&event);
+            state.state.lock().market_event(&event);
         }
     }
 
@@ -168,6 +182,7 @@ impl FeedSink for Hub {
     ) -> Result<(), BookRejected> {
         match self.instruments.get(instrument) {
             Some(state) => state
+                .state
                 .lock()
                 .book_update(&update, exchange_time, receive_time),
             None => Ok(()),
@@ -176,7 +191,7 @@ impl FeedSink for Hub {
 
     fn book_reset(&self, instrument: &InstrumentId, reason: &str) {
         if let Some(state) = self.instruments.get(instrument) {
-            state.lock().reset(reason);
+            state.state.lock().reset(reason);
         }
     }
 }
@@ -244,17 +259,17 @@ impl Session {
     /// Resolves a requested topic to concrete topics, or the reason it cannot be served.
     fn resolve(&self, topic: &pb::Topic) -> Result<Vec<TopicKey>, String> {
         let req = TopicRequest::parse(topic)?;
-        let carried = |s: &InstrumentState| s.channels.contains(&req.channel);
+        let carried = |i: &Instrument| i.channels.contains(&req.channel);
         let keys: Vec<TopicKey> = match &req.symbol {
             Some(symbol) => {
                 let id = InstrumentId::new(req.venue, symbol);
-                let state = self.hub.instruments.get(&id).ok_or_else(|| {
+                let instrument = self.hub.instruments.get(&id).ok_or_else(|| {
                     format!(
                         "unknown symbol {symbol} on {} (see ListInstruments)",
                         req.venue
                     )
                 })?;
-                if !carried(&state.lock()) {
+                if !carried(instrument) {
                     return Err(format!(
                         "{id} does not carry {}",
                         req.channel.to_proto().as_str_name()
@@ -270,7 +285,7 @@ impl Session {
                 .hub
                 .instruments
                 .iter()
-                .filter(|(id, s)| id.venue == req.venue && carried(&s.lock()))
+                .filter(|(id, i)| id.venue == req.venue && carried(i))
                 .map(|(id, _)| TopicKey {
                     instrument: id.clone(),
                     channel: req.channel,
@@ -325,7 +340,7 @@ impl Session {
             );
             // The ack and the snapshot are queued under the instrument's lock, so no
             // message of the topic can slip in between or before them.
-            state.lock().subscribe(&key, &self.sub, ack);
+            state.state.lock().subscribe(&key, &self.sub, ack);
             self.topics.insert(key);
         }
     }
@@ -347,7 +362,7 @@ impl Session {
             }
             removed += 1;
             if let Some(state) = self.hub.instruments.get(&key.instrument) {
-                state.lock().unsubscribe(&key, self.sub.id);
+                state.state.lock().unsubscribe(&key, self.sub.id);
             }
             self.ack(&wire, pb::ack::Result::Unsubscribed, "");
         }
@@ -361,7 +376,7 @@ impl Drop for Session {
     fn drop(&mut self) {
         for key in self.topics.drain() {
             if let Some(state) = self.hub.instruments.get(&key.instrument) {
-                state.lock().unsubscribe(&key, self.sub.id);
+                state.state.lock().unsubscribe(&key, self.sub.id);
             }
         }
         self.hub.subscribers.lock().remove(&self.sub.id);

@@ -180,7 +180,6 @@ pub struct BookInfo {
 
 pub(crate) struct InstrumentState {
     pub id: InstrumentId,
-    pub channels: Vec<Channel>,
     book: OrderBook,
     synced: bool,
     /// Full-depth topic (depth 0) first, then top-N views.
@@ -196,7 +195,7 @@ pub(crate) struct InstrumentState {
 }
 
 impl InstrumentState {
-    pub fn new(id: InstrumentId, channels: Vec<Channel>) -> Self {
+    pub fn new(id: InstrumentId, channels: &[Channel]) -> Self {
         let book_topics = vec![Topic::new(TopicKey {
             instrument: id.clone(),
             channel: Channel::Book,
@@ -222,7 +221,6 @@ impl InstrumentState {
             .collect();
         Self {
             id,
-            channels,
             book: OrderBook::new(),
             synced: false,
             book_topics,
