@@ -297,7 +297,8 @@ fn spawn_serve(s: &Scenario, sim_addr: &str) -> Result<Server> {
     let config = format!(
         "[server]\nhost = \"127.0.0.1\"\ngrpc_port = {grpc}\nhealth_port = {health}\nmetrics_port = {metrics}\nheartbeat_ms = 1000\n\n\
          [[venues]]\nvenue = \"{VENUE}\"\nsymbols = [{}]\nchannels = [\"trades\", \"book\"]\n\
-         ws_url = \"ws://{sim_addr}\"\nrest_url = \"http://{sim_addr}\"\n{limit}",
+         ws_url = \"ws://{sim_addr}\"\nrest_url = \"http://{sim_addr}\"\n\
+         rest_weight_per_minute = 1000000\n{limit}",
         symbols.join(", ")
     );
     let path = dir.path().join("raven.toml");

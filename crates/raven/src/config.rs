@@ -113,6 +113,9 @@ pub struct VenueConfig {
     pub snapshot_limit: Option<u32>,
     /// Seconds without a frame before a connection is considered dead.
     pub stall_timeout_secs: Option<u64>,
+    /// REST weight per minute Raven may spend on depth snapshots (default: half the
+    /// venue's per-IP limit).
+    pub rest_weight_per_minute: Option<u32>,
 }
 
 fn default_channels() -> Vec<ChannelName> {
@@ -258,6 +261,9 @@ impl Config {
                         return Err(invalid(key(k), format!("{url:?} has the wrong scheme")));
                     }
                 }
+            }
+            if v.rest_weight_per_minute == Some(0) {
+                return Err(invalid(key("rest_weight_per_minute"), "must be at least 1"));
             }
             if let Some(limit) = v.snapshot_limit {
                 if !(5..=5000).contains(&limit) {

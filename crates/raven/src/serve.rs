@@ -122,6 +122,9 @@ fn binance_config(venue: Venue, v: &VenueConfig) -> raven_venues::binance::Binan
     if let Some(secs) = v.stall_timeout_secs {
         c.stall_timeout = Duration::from_secs(secs);
     }
+    if let Some(weight) = v.rest_weight_per_minute {
+        c.rest_weight_per_minute = weight;
+    }
     c
 }
 
@@ -171,6 +174,8 @@ async fn start_demo(args: &ServeArgs) -> anyhow::Result<(Vec<raven_sim::Sim>, Ve
             trade_stream: TradeStream::AggTrade,
             snapshot_limit: None,
             stall_timeout_secs: None,
+            // The local simulator has no weight limit: sync every demo book at once.
+            rest_weight_per_minute: Some(1_000_000),
         });
         sims.push(sim);
     }

@@ -64,8 +64,13 @@ pub struct BinanceConfig {
     /// Binance's 24 h cut.
     pub max_connection_age: Duration,
     pub backoff: BackoffConfig,
-    /// Pause between two REST snapshot fetches of this venue.
+    /// Minimum pause between two REST snapshot fetches of this venue.
     pub snapshot_spacing: Duration,
+    /// REST request weight per minute Raven allows itself for snapshots; fetches are
+    /// spaced so that they never spend more (see [`snapshot::weight_spacing`]). Default:
+    /// half of the venue's documented per-IP limit, leaving room for other clients on
+    /// the same IP and for bursts of resyncs without ever reaching 429s and 418 bans.
+    pub rest_weight_per_minute: u32,
     /// Ask `exchangeInfo` at start and skip symbols the venue does not list.
     pub check_symbols: bool,
 }
@@ -90,6 +95,7 @@ impl BinanceConfig {
             max_connection_age: Duration::from_secs(23 * 3600 + 30 * 60),
             backoff: BackoffConfig::default(),
             snapshot_spacing: Duration::from_millis(250),
+            rest_weight_per_minute: snapshot::weight_limit_per_minute(venue) / 2,
             check_symbols: true,
         }
     }
@@ -180,7 +186,11 @@ async fn supervise(
             venue,
             rest_url: config.rest_url.clone(),
             limit: config.snapshot_limit,
-            spacing: config.snapshot_spacing,
+            spacing: config.snapshot_spacing.max(snapshot::weight_spacing(
+                config.venue,
+                config.snapshot_limit,
+                config.rest_weight_per_minute,
+            )),
             backoff: config.backoff,
         },
     );

@@ -14,9 +14,9 @@
 //!   are not stuck behind it, and reports each failure so the book's status counts it;
 //! * bounds every request with a timeout.
 //!
-//! With 250 ms spacing the futures default (`limit=1000`) can exceed the futures weight
-//! budget during a resync of hundreds of symbols; the 429 handling then paces it. Lower
-//! `snapshot_limit` or raise `snapshot_spacing` for such deployments.
+//! The spacing is the larger of `snapshot_spacing` and what the weight budget allows:
+//! a `limit=1000` spot snapshot weighs 50 against 6 000 per minute, a futures one 20
+//! against 2 400, so at half the budget one such snapshot per second is the steady rate.
 
 use std::time::Duration;
 
@@ -28,6 +28,40 @@ use super::depth::DepthSnapshot;
 use super::parse::{self, ListedSymbol, ParseError};
 use crate::backoff::{Backoff, BackoffConfig};
 use crate::status;
+
+/// Binance's documented per-IP REST weight limit per minute (spot "General API
+/// Information"; USD-M and COIN-M "General Info: Limits").
+pub fn weight_limit_per_minute(venue: Venue) -> u32 {
+    match venue {
+        Venue::BinanceSpot => 6000,
+        Venue::BinanceUsdm | Venue::BinanceCoinm => 2400,
+    }
+}
+
+/// The weight of one depth request of `limit` levels (spot `GET /api/v3/depth`:
+/// 5/25/50/250 by limit; futures `GET /fapi/v1/depth` and `/dapi/v1/depth`: 2/5/10/20).
+pub fn depth_weight(venue: Venue, limit: u32) -> u32 {
+    match venue {
+        Venue::BinanceSpot => match limit {
+            0..=100 => 5,
+            101..=500 => 25,
+            501..=1000 => 50,
+            _ => 250,
+        },
+        Venue::BinanceUsdm | Venue::BinanceCoinm => match limit {
+            0..=50 => 2,
+            51..=100 => 5,
+            101..=500 => 10,
+            _ => 20,
+        },
+    }
+}
+
+/// The pause between depth requests that keeps them within `weight_per_minute`.
+pub fn weight_spacing(venue: Venue, limit: u32, weight_per_minute: u32) -> Duration {
+    let per_minute = weight_per_minute.max(1);
+    Duration::from_secs(60) * depth_weight(venue, limit) / per_minute
+}
 
 /// Every REST request gives up after this long.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
@@ -256,4 +290,34 @@ pub fn http_client() -> Result<reqwest::Client, reqwest::Error> {
 /// another part of the process installed one first, that one is used.
 pub fn install_crypto_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_budgets_space_thousand_level_snapshots_one_second_apart() {
+        for venue in [Venue::BinanceSpot, Venue::BinanceUsdm, Venue::BinanceCoinm] {
+            let spacing = weight_spacing(venue, 1000, weight_limit_per_minute(venue) / 2);
+            assert_eq!(spacing, Duration::from_secs(1), "{venue}");
+        }
+        assert_eq!(
+            weight_spacing(Venue::BinanceSpot, 5000, 3000),
+            Duration::from_secs(5)
+        );
+        assert_eq!(
+            weight_spacing(Venue::BinanceSpot, 100, 3000),
+            Duration::from_millis(100)
+        );
+        assert_eq!(
+            weight_spacing(Venue::BinanceUsdm, 100, 1200),
+            Duration::from_millis(250)
+        );
+        // A zero budget is treated as one unit per minute, not a division by zero.
+        assert_eq!(
+            weight_spacing(Venue::BinanceSpot, 1000, 0),
+            Duration::from_secs(3000)
+        );
+    }
 }
