@@ -21,9 +21,10 @@ build: ## Build Rust application (release)
 	$(CARGO) build --release --workspace
 
 .PHONY: dev-setup
-dev-setup: ## Setup development environment (Rust components, Python venv with grpcio for the client test)
+dev-setup: ## Setup development environment (Rust components, Python venv, redis-server for the tests)
 	rustup component add rustfmt clippy 2>/dev/null || true
 	scripts/setup-python.sh $(PYTHON_VENV)
+	scripts/setup-services.sh
 
 .PHONY: test
 test: ## Run all tests (Rust unit + integration, Python gRPC client)
@@ -35,8 +36,9 @@ test-unit: ## Unit tests only (every crate's lib and property tests)
 	$(CARGO) test --workspace --lib --bins
 
 .PHONY: test-integration
-test-integration: ## Integration tests only (capture replays, faults, gRPC end to end, Python client)
+test-integration: ## Integration tests only (capture replays, faults, gRPC end to end, Redis, Python client)
 	scripts/setup-python.sh $(PYTHON_VENV)
+	scripts/setup-services.sh
 	$(CARGO) test --workspace --test '*'
 	$(CARGO) build --bin raven
 	RAVEN_BIN=target/debug/raven $(PY) -m pytest -q tests/python

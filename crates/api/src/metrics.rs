@@ -19,7 +19,7 @@ const LATENCY_BUCKETS: &[f64] = &[
 ];
 
 /// The `kind` label values of `errors_total`.
-pub const ERROR_KINDS: &[&str] = &["rejected_topic", "grpc_status", "slow_consumer"];
+pub const ERROR_KINDS: &[&str] = &["rejected_topic", "grpc_status", "slow_consumer", "redis"];
 
 /// Installs the process-wide recorder. Call once, before anything records.
 pub fn install() -> Result<PrometheusHandle, metrics_exporter_prometheus::BuildError> {

@@ -100,6 +100,7 @@ fn setup(
             id: id.clone(),
             channels: vec![Channel::Trades, Channel::Book],
         }],
+        Vec::new(),
     );
     hub.book_update(
         &id,

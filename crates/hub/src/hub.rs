@@ -9,9 +9,10 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
+use raven_model::candle::Candle;
 use raven_model::feed::{BookRejected, BookUpdate, FeedSink};
 use raven_model::{BookLevels, InstrumentId, MarketEvent, UnixNanos};
 use raven_proto::pb;
@@ -21,6 +22,7 @@ use crate::channel::{Channel, TopicKey, TopicRequest};
 use crate::encode::{self, Envelope};
 use crate::instrument::{BookInfo, InstrumentState};
 use crate::subscriber::{Subscriber, SubscriberInfo};
+use crate::tap::{offer_all, Record, Tap};
 
 #[derive(Debug, Clone)]
 pub struct HubConfig {
@@ -32,6 +34,10 @@ pub struct HubConfig {
     pub max_topics_per_stream: usize,
     /// How late a trade may arrive and still count in its candle.
     pub candle_grace: Duration,
+    /// How often taps get each book's top levels and the open candles.
+    pub tap_interval: Duration,
+    /// Levels per side in the book samples taps get.
+    pub tap_book_depth: usize,
 }
 
 impl Default for HubConfig {
@@ -41,6 +47,8 @@ impl Default for HubConfig {
             slow_consumer_limit: Duration::from_secs(5),
             max_topics_per_stream: 1024,
             candle_grace: Duration::from_secs(2),
+            tap_interval: Duration::from_secs(1),
+            tap_book_depth: 20,
         }
     }
 }
@@ -65,10 +73,14 @@ pub struct Hub {
     instruments: BTreeMap<InstrumentId, Instrument>,
     subscribers: Mutex<HashMap<u64, Weak<Subscriber>>>,
     next_subscriber: AtomicU64,
+    /// Stores fed from the hub; fixed at start.
+    taps: Vec<Tap>,
+    last_sample: Mutex<Option<Instant>>,
 }
 
 impl Hub {
-    pub fn new(config: HubConfig, instruments: Vec<InstrumentSpec>) -> Arc<Hub> {
+    /// A hub serving `instruments` and feeding `taps` (none when no store is configured).
+    pub fn new(config: HubConfig, instruments: Vec<InstrumentSpec>, taps: Vec<Tap>) -> Arc<Hub> {
         let instruments = instruments
             .into_iter()
             .map(|spec| {
@@ -87,6 +99,8 @@ impl Hub {
             instruments,
             subscribers: Mutex::new(HashMap::new()),
             next_subscriber: AtomicU64::new(1),
+            taps,
+            last_sample: Mutex::new(None),
         })
     }
 
@@ -134,12 +148,52 @@ impl Hub {
         infos
     }
 
-    /// Closes candles whose interval has ended; call it a few times a second.
+    /// Closes candles whose interval has ended (call it a few times a second),
+    /// and, every `tap_interval`, gives the taps each book's top levels and open candles.
     pub fn tick(&self) {
         let now = UnixNanos::now();
         let grace = self.config.candle_grace.as_nanos() as u64;
-        for state in self.instruments.values() {
-            state.state.lock().clock(now, grace);
+        for (id, instrument) in &self.instruments {
+            let closed = instrument.state.lock().clock(now, grace);
+            self.tap_candles(id, closed, true);
+        }
+        if self.taps.is_empty() {
+            return;
+        }
+        {
+            let mut last = self.last_sample.lock();
+            if last.is_some_and(|t| t.elapsed() < self.config.tap_interval) {
+                return;
+            }
+            *last = Some(Instant::now());
+        }
+        for (id, instrument) in &self.instruments {
+            let (book, open) = instrument.state.lock().sample(self.config.tap_book_depth);
+            if let Some((levels, exchange_time, receive_time)) = book {
+                offer_all(
+                    &self.taps,
+                    Record::Book {
+                        instrument: id.clone(),
+                        levels,
+                        exchange_time,
+                        receive_time,
+                    },
+                );
+            }
+            self.tap_candles(id, open, false);
+        }
+    }
+
+    fn tap_candles(&self, id: &InstrumentId, candles: Vec<Candle>, closed: bool) {
+        for candle in candles {
+            offer_all(
+                &self.taps,
+                Record::Candle {
+                    instrument: id.clone(),
+                    candle,
+                    closed,
+                },
+            );
         }
     }
 
@@ -169,7 +223,10 @@ pub struct UnknownInstrument;
 impl FeedSink for Hub {
     fn market_event(&self, event: MarketEvent) {
         if let Some(state) = self.instruments.get(&event.instrument) {
-            state.state.lock().market_event(&event);
+            let closed = state.state.lock().market_event(&event);
+            // Stores are fed outside the instrument's lock.
+            self.tap_candles(&event.instrument, closed, true);
+            offer_all(&self.taps, Record::Event(event));
         }
     }
 

@@ -249,7 +249,8 @@ impl InstrumentState {
 
     // ------------------------------------------------------------------ feed side
 
-    pub fn market_event(&mut self, event: &MarketEvent) {
+    /// Publishes a non-book event; returns the candles a trade closed.
+    pub fn market_event(&mut self, event: &MarketEvent) -> Vec<Candle> {
         self.touch(event.exchange_time, event.receive_time);
         let channel = match &event.kind {
             EventKind::Trade(_) => Channel::Trades,
@@ -273,13 +274,16 @@ impl InstrumentState {
                 closed.extend(agg.on_trade(t.price, t.qty, event.exchange_time));
             }
             self.publish_candles(&closed, event.receive_time);
+            return closed;
         }
+        Vec::new()
     }
 
-    /// Advances the candle clock to Raven's estimate of the exchange's time now.
-    pub fn clock(&mut self, wall_now: UnixNanos, grace_ns: u64) {
+    /// Advances the candle clock to Raven's estimate of the exchange's time now;
+    /// returns the candles it closed.
+    pub fn clock(&mut self, wall_now: UnixNanos, grace_ns: u64) -> Vec<Candle> {
         if self.last_exchange_time.as_nanos() == 0 || self.candles.is_empty() {
-            return;
+            return Vec::new();
         }
         // The exchange clock runs at wall speed from the last event we saw: this works
         // live (offset = latency) and in replays of old captures (offset = years).
@@ -288,13 +292,35 @@ impl InstrumentState {
             .saturating_sub(self.last_receive_time.as_nanos());
         let exchange_now = UnixNanos(self.last_exchange_time.as_nanos() + elapsed);
         let Some(cutoff) = exchange_now.as_nanos().checked_sub(grace_ns) else {
-            return;
+            return Vec::new();
         };
         let mut closed = Vec::new();
         for agg in &mut self.candles {
             closed.extend(agg.on_clock(UnixNanos(cutoff)));
         }
         self.publish_candles(&closed, wall_now);
+        closed
+    }
+
+    /// What stores sample periodically: the top `depth` levels of an in-sync book with
+    /// the times of its last update, and the open candles.
+    pub fn sample(
+        &self,
+        depth: usize,
+    ) -> (Option<(BookLevels, UnixNanos, UnixNanos)>, Vec<Candle>) {
+        let book = self.synced.then(|| {
+            (
+                self.book.snapshot(depth),
+                self.book_times.0,
+                self.book_times.1,
+            )
+        });
+        let open = self
+            .candles
+            .iter()
+            .filter_map(|a| a.current().cloned())
+            .collect();
+        (book, open)
     }
 
     fn publish_candles(&mut self, closed: &[Candle], receive_time: UnixNanos) {

@@ -7,15 +7,18 @@
 //! * `instrument`: one instrument's book, topics, candles and the slow-consumer policy;
 //! * [`encode`]: model to wire, encoded once per message for all subscribers;
 //! * [`subscriber`]: each stream's bounded queue, and the kill switch for clients that
-//!   stay behind.
+//!   stay behind;
+//! * [`tap`]: bounded feeds from the hub to stores, offered without waiting.
 
 pub mod channel;
 pub mod encode;
 mod hub;
 mod instrument;
 pub mod subscriber;
+pub mod tap;
 
 pub use channel::{Channel, TopicKey, TopicRequest, MAX_TOPIC_DEPTH};
 pub use hub::{Hub, HubConfig, InstrumentSpec, Session, UnknownInstrument};
 pub use instrument::BookInfo;
 pub use subscriber::{Next, Subscriber, SubscriberInfo};
+pub use tap::{Record, Tap};

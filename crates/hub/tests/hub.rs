@@ -56,6 +56,7 @@ fn new_hub(config: HubConfig) -> Arc<Hub> {
                 channels: perp_channels,
             },
         ],
+        Vec::new(),
     )
 }
 
@@ -1141,4 +1142,73 @@ async fn dropping_a_session_unsubscribes_it() {
         3,
         "delta, top-5 snapshot and trade still flow to the other session"
     );
+}
+
+#[tokio::test]
+async fn taps_get_events_closed_candles_and_periodic_samples() {
+    // Large: a clock three years past the trade closes a day of flat candles.
+    let (tap, mut rx) = raven_hub::Tap::new("test", 100_000);
+    let hub = Hub::new(
+        HubConfig {
+            candle_grace: Duration::ZERO,
+            tap_interval: Duration::ZERO,
+            tap_book_depth: 1,
+            ..HubConfig::default()
+        },
+        vec![InstrumentSpec {
+            id: btc(),
+            channels: spot_channels(),
+        }],
+        vec![tap],
+    );
+    hub.book_update(&btc(), BookUpdate::Snapshot(initial_book()), t(1), t(2))
+        .unwrap();
+    let trade = trade_event(&btc(), 1);
+    hub.market_event(trade.clone());
+    assert_eq!(rx.try_recv().unwrap(), raven_hub::Record::Event(trade));
+
+    hub.tick();
+    let mut books = Vec::new();
+    let mut closed = 0;
+    let mut open = 0;
+    while let Ok(record) = rx.try_recv() {
+        match record {
+            raven_hub::Record::Book {
+                instrument,
+                levels,
+                exchange_time,
+                receive_time,
+            } => {
+                assert_eq!(instrument, btc());
+                assert_eq!(
+                    (exchange_time, receive_time),
+                    (t(1), t(2)),
+                    "the book's own update times"
+                );
+                books.push(levels);
+            }
+            raven_hub::Record::Candle {
+                instrument,
+                closed: true,
+                ..
+            } => {
+                assert_eq!(instrument, btc());
+                closed += 1;
+            }
+            raven_hub::Record::Candle { closed: false, .. } => open += 1,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    let mut reference = OrderBook::new();
+    reference.apply_snapshot(&initial_book());
+    assert_eq!(
+        books,
+        vec![reference.snapshot(1)],
+        "one top-1 sample of the synced book"
+    );
+    assert!(
+        closed >= 3,
+        "the trade's candles closed on the clock (1m, 5m, 1h)"
+    );
+    assert_eq!(open, 3, "the open candle of each interval is sampled");
 }

@@ -18,6 +18,7 @@ use serde::Deserialize;
 pub struct Config {
     pub server: ServerConfig,
     pub hub: HubSection,
+    pub redis: RedisSection,
     #[serde(rename = "venues")]
     pub venues: Vec<VenueConfig>,
 }
@@ -59,6 +60,10 @@ pub struct HubSection {
     pub max_topics_per_stream: usize,
     /// How late a trade may be and still count in its candle, milliseconds.
     pub candle_grace_ms: u64,
+    /// How often stores get each book's top levels and the open candles, milliseconds.
+    pub tap_interval_ms: u64,
+    /// Levels per side in those book samples.
+    pub tap_book_depth: usize,
 }
 
 impl Default for HubSection {
@@ -69,7 +74,45 @@ impl Default for HubSection {
             slow_consumer_limit_ms: d.slow_consumer_limit.as_millis() as u64,
             max_topics_per_stream: d.max_topics_per_stream,
             candle_grace_ms: d.candle_grace.as_millis() as u64,
+            tap_interval_ms: d.tap_interval.as_millis() as u64,
+            tap_book_depth: d.tap_book_depth,
         }
+    }
+}
+
+/// The Redis latest-state store; off unless a URL is set (key or env `REDIS_URL`).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RedisSection {
+    pub url: Option<String>,
+    pub prefix: String,
+    /// At most one write per key per this many milliseconds.
+    pub interval_ms: u64,
+    /// Also publish every event as JSON on pub/sub.
+    pub publish: bool,
+}
+
+impl Default for RedisSection {
+    fn default() -> Self {
+        Self {
+            url: None,
+            prefix: "raven".to_owned(),
+            interval_ms: 100,
+            publish: false,
+        }
+    }
+}
+
+impl RedisSection {
+    /// The store's settings, when one is configured.
+    pub fn store(&self) -> Option<raven_sinks::redis::RedisConfig> {
+        let url = self.url.clone().filter(|u| !u.trim().is_empty())?;
+        Some(raven_sinks::redis::RedisConfig {
+            url,
+            prefix: self.prefix.clone(),
+            interval: Duration::from_millis(self.interval_ms),
+            publish: self.publish,
+        })
     }
 }
 
@@ -164,6 +207,9 @@ impl Config {
 
     /// Applies the guide's environment variables through `get` (std::env::var in main).
     pub fn apply_env(&mut self, get: impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
+        if let Some(url) = get("REDIS_URL") {
+            self.redis.url = Some(url);
+        }
         if let Some(v) = get("SERVER_HOST") {
             self.server.host = v
                 .trim()
@@ -201,6 +247,19 @@ impl Config {
         }
         if self.server.heartbeat_ms == 0 {
             return Err(invalid("server.heartbeat_ms", "must be at least 1"));
+        }
+        if self.hub.tap_interval_ms == 0 || self.hub.tap_book_depth == 0 {
+            return Err(invalid(
+                "hub.tap_interval_ms / hub.tap_book_depth",
+                "must be at least 1",
+            ));
+        }
+        if let Some(store) = self.redis.store() {
+            raven_sinks::redis::validate(&store)
+                .map_err(|e| invalid("redis.url (REDIS_URL)", e.0))?;
+            if self.redis.interval_ms == 0 {
+                return Err(invalid("redis.interval_ms", "must be at least 1"));
+            }
         }
         if self.hub.queue_capacity < 16 {
             return Err(invalid("hub.queue_capacity", "must be at least 16"));
@@ -287,6 +346,8 @@ impl Config {
             slow_consumer_limit: Duration::from_millis(self.hub.slow_consumer_limit_ms),
             max_topics_per_stream: self.hub.max_topics_per_stream,
             candle_grace: Duration::from_millis(self.hub.candle_grace_ms),
+            tap_interval: Duration::from_millis(self.hub.tap_interval_ms),
+            tap_book_depth: self.hub.tap_book_depth,
         }
     }
 }

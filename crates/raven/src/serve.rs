@@ -182,6 +182,9 @@ async fn start_demo(args: &ServeArgs) -> anyhow::Result<(Vec<raven_sim::Sim>, Ve
     Ok((sims, venues))
 }
 
+/// Records a store's channel absorbs while its task is busy (a flush, a reconnect).
+const STORE_TAP_CAPACITY: usize = 65_536;
+
 async fn bind(key: &str, addr: SocketAddr) -> anyhow::Result<tokio::net::TcpListener> {
     tokio::net::TcpListener::bind(addr)
         .await
@@ -232,7 +235,15 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             });
         }
     }
-    let hub = Hub::new(config.hub_config(), specs);
+    let mut taps = Vec::new();
+    let mut stores = Vec::new();
+    if let Some(redis) = config.redis.store() {
+        let (tap, records) = raven_hub::Tap::new("redis", STORE_TAP_CAPACITY);
+        taps.push(tap);
+        tracing::info!(url = %redis.url, "redis latest-state store enabled");
+        stores.push(tokio::spawn(raven_sinks::redis::run(redis, records)));
+    }
+    let hub = Hub::new(config.hub_config(), specs, taps);
     let feeds = Arc::new(FeedStatus::new());
     let status = StatusSource {
         hub: hub.clone(),
@@ -290,6 +301,10 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     tracing::info!("shutting down");
     ticker.abort();
     drop(venues);
+    // Redis holds only the latest state, which the next start rewrites: no final flush.
+    for store in stores {
+        store.abort();
+    }
     let _ = stop_tx.send(true);
     let _ = tokio::time::timeout(Duration::from_secs(5), async {
         let _ = grpc_task.await;

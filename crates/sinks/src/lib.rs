@@ -1,0 +1,10 @@
+//! Stores fed from the hub.
+//!
+//! Each store runs as its own task reading one [`raven_hub::Tap`]: the hub offers records
+//! without waiting, and the store batches, conflates or buffers them as its backend
+//! needs. A slow or dead store therefore never delays a subscriber.
+//!
+//! * [`redis`]: the latest state of every instrument under a documented key schema.
+
+mod json;
+pub mod redis;
