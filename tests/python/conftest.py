@@ -6,6 +6,7 @@ way any Python consumer of Raven would, so the test proves the published proto w
 
 import json
 import os
+import random
 import re
 import socket
 import subprocess
@@ -22,9 +23,16 @@ RAVEN = os.environ.get("RAVEN_BIN", str(ROOT / "target" / "debug" / "raven"))
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A free port below Linux's ephemeral range, where outgoing connections take their
+    source ports (a port-0 pick could be taken by one before the server binds it)."""
+    while True:
+        port = random.randint(20000, 31999)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
 
 
 @pytest.fixture(scope="session")
