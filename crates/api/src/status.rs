@@ -121,8 +121,8 @@ impl StatusSource {
     }
 }
 
-/// Ready when at least one book is served in sync and no configured venue has lost
-/// every connection. A single book resyncing does not make Raven unready: the others
+/// Ready when at least one book is served in sync and every configured venue has a
+/// live connection. A single book resyncing does not make Raven unready: the others
 /// are still good, and the resync is visible per book.
 fn readiness(status: &pb::StatusResponse) -> Readiness {
     let mut reasons = Vec::new();
@@ -130,11 +130,9 @@ fn readiness(status: &pb::StatusResponse) -> Readiness {
     if !status.books.is_empty() && synced == 0 {
         reasons.push(format!("no book in sync yet (0 of {})", status.books.len()));
     }
-    let mut venues: Vec<&str> = status
-        .connections
-        .iter()
-        .map(|c| c.venue.as_str())
-        .collect();
+    // Every venue with a configured book needs a live connection, including a venue
+    // whose connections are not even registered yet.
+    let mut venues: Vec<&str> = status.books.iter().map(|b| b.venue.as_str()).collect();
     venues.sort_unstable();
     venues.dedup();
     for venue in venues {

@@ -7,7 +7,7 @@
 //! wrong, and the process exits non-zero before anything starts.
 
 use std::net::IpAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use raven_model::Venue;
@@ -19,6 +19,7 @@ pub struct Config {
     pub server: ServerConfig,
     pub hub: HubSection,
     pub redis: RedisSection,
+    pub influxdb: InfluxSection,
     #[serde(rename = "venues")]
     pub venues: Vec<VenueConfig>,
 }
@@ -36,6 +37,8 @@ pub struct ServerConfig {
     pub metrics_port: u16,
     /// Heartbeat on idle Subscribe streams, milliseconds.
     pub heartbeat_ms: u64,
+    /// Raven's own durable data (the InfluxDB spill) (env RAVEN_DATA_DIR).
+    pub data_dir: PathBuf,
 }
 
 impl Default for ServerConfig {
@@ -46,6 +49,7 @@ impl Default for ServerConfig {
             health_port: 8080,
             metrics_port: 9090,
             heartbeat_ms: 5000,
+            data_dir: PathBuf::from("data"),
         }
     }
 }
@@ -113,6 +117,60 @@ impl RedisSection {
             interval: Duration::from_millis(self.interval_ms),
             publish: self.publish,
         })
+    }
+}
+
+/// The InfluxDB time-series store; off unless a URL is set (key or env `INFLUXDB_URL`).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct InfluxSection {
+    /// env INFLUXDB_URL
+    pub url: Option<String>,
+    /// env INFLUXDB_DATABASE
+    pub database: String,
+    /// env INFLUXDB_USERNAME
+    pub username: Option<String>,
+    /// env INFLUXDB_PASSWORD
+    pub password: Option<String>,
+    /// env INFLUXDB_TOKEN (2.x/3.x); takes precedence over username/password.
+    pub token: Option<String>,
+    pub batch_size: usize,
+    pub batch_interval_ms: u64,
+    /// Unsent points kept in memory before the oldest go to the spill on disk.
+    pub memory_limit_points: usize,
+}
+
+impl Default for InfluxSection {
+    fn default() -> Self {
+        Self {
+            url: None,
+            database: "market_data".to_owned(),
+            username: None,
+            password: None,
+            token: None,
+            batch_size: 5000,
+            batch_interval_ms: 1000,
+            memory_limit_points: 200_000,
+        }
+    }
+}
+
+impl InfluxSection {
+    /// The store's settings, when one is configured; the spill lives under `data_dir`.
+    pub fn store(&self, data_dir: &Path) -> Option<raven_sinks::influx::InfluxConfig> {
+        let url = self.url.clone().filter(|u| !u.trim().is_empty())?;
+        let mut c = raven_sinks::influx::InfluxConfig::new(
+            url,
+            self.database.clone(),
+            data_dir.join("influx-spill"),
+        );
+        c.username = self.username.clone().filter(|s| !s.is_empty());
+        c.password = self.password.clone().filter(|s| !s.is_empty());
+        c.token = self.token.clone().filter(|s| !s.is_empty());
+        c.batch_size = self.batch_size;
+        c.batch_interval = Duration::from_millis(self.batch_interval_ms);
+        c.memory_limit_points = self.memory_limit_points;
+        Some(c)
     }
 }
 
@@ -210,6 +268,23 @@ impl Config {
         if let Some(url) = get("REDIS_URL") {
             self.redis.url = Some(url);
         }
+        if let Some(dir) = get("RAVEN_DATA_DIR") {
+            self.server.data_dir = PathBuf::from(dir);
+        }
+        let influx = &mut self.influxdb;
+        for (key, slot) in [
+            ("INFLUXDB_URL", &mut influx.url),
+            ("INFLUXDB_USERNAME", &mut influx.username),
+            ("INFLUXDB_PASSWORD", &mut influx.password),
+            ("INFLUXDB_TOKEN", &mut influx.token),
+        ] {
+            if let Some(v) = get(key) {
+                *slot = Some(v);
+            }
+        }
+        if let Some(db) = get("INFLUXDB_DATABASE") {
+            influx.database = db;
+        }
         if let Some(v) = get("SERVER_HOST") {
             self.server.host = v
                 .trim()
@@ -259,6 +334,31 @@ impl Config {
                 .map_err(|e| invalid("redis.url (REDIS_URL)", e.0))?;
             if self.redis.interval_ms == 0 {
                 return Err(invalid("redis.interval_ms", "must be at least 1"));
+            }
+        }
+        if let Some(url) = self
+            .influxdb
+            .url
+            .as_deref()
+            .filter(|u| !u.trim().is_empty())
+        {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                return Err(invalid(
+                    "influxdb.url (INFLUXDB_URL)",
+                    format!("{url:?} is not an http(s) URL"),
+                ));
+            }
+            if self.influxdb.database.trim().is_empty() {
+                return Err(invalid(
+                    "influxdb.database (INFLUXDB_DATABASE)",
+                    "must not be empty",
+                ));
+            }
+            if self.influxdb.batch_size == 0 || self.influxdb.batch_interval_ms == 0 {
+                return Err(invalid(
+                    "influxdb.batch_size / influxdb.batch_interval_ms",
+                    "must be at least 1",
+                ));
             }
         }
         if self.hub.queue_capacity < 16 {
@@ -400,6 +500,46 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("server.health_port"), "{e}");
+    }
+
+    #[test]
+    fn the_guides_store_variables_configure_the_stores() {
+        let mut c = parse("").unwrap();
+        assert!(
+            c.influxdb.store(Path::new("d")).is_none() && c.redis.store().is_none(),
+            "stores are off by default"
+        );
+        let env = |k: &str| {
+            Some(
+                match k {
+                    "INFLUXDB_URL" => "http://influxdb:8086",
+                    "INFLUXDB_DATABASE" => "market_data",
+                    "INFLUXDB_USERNAME" => "raven",
+                    "INFLUXDB_PASSWORD" => "ravens_fly_at_dawn",
+                    "REDIS_URL" => "redis://redis:6379",
+                    "RAVEN_DATA_DIR" => "/var/lib/raven",
+                    _ => return None,
+                }
+                .to_owned(),
+            )
+        };
+        c.apply_env(env).unwrap();
+        c.validate().unwrap();
+        let influx = c.influxdb.store(&c.server.data_dir).unwrap();
+        assert_eq!(
+            (influx.url.as_str(), influx.database.as_str()),
+            ("http://influxdb:8086", "market_data")
+        );
+        assert_eq!(
+            (influx.username.as_deref(), influx.password.as_deref()),
+            (Some("raven"), Some("ravens_fly_at_dawn"))
+        );
+        assert_eq!(influx.data_dir, Path::new("/var/lib/raven/influx-spill"));
+        assert_eq!(c.redis.store().unwrap().url, "redis://redis:6379");
+        c.apply_env(|k| (k == "INFLUXDB_URL").then(|| "influxdb:8086".to_owned()))
+            .unwrap();
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("INFLUXDB_URL"), "{e}");
     }
 
     #[test]

@@ -185,6 +185,9 @@ async fn start_demo(args: &ServeArgs) -> anyhow::Result<(Vec<raven_sim::Sim>, Ve
 /// Records a store's channel absorbs while its task is busy (a flush, a reconnect).
 const STORE_TAP_CAPACITY: usize = 65_536;
 
+/// How long stores get to flush at shutdown (InfluxDB drains for up to 5 s, then spills).
+const STORE_SHUTDOWN: Duration = Duration::from_secs(10);
+
 async fn bind(key: &str, addr: SocketAddr) -> anyhow::Result<tokio::net::TcpListener> {
     tokio::net::TcpListener::bind(addr)
         .await
@@ -242,6 +245,12 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         taps.push(tap);
         tracing::info!(url = %redis.url, "redis latest-state store enabled");
         stores.push(tokio::spawn(raven_sinks::redis::run(redis, records)));
+    }
+    if let Some(influx) = config.influxdb.store(&config.server.data_dir) {
+        let (tap, records) = raven_hub::Tap::new("influxdb", STORE_TAP_CAPACITY);
+        taps.push(tap);
+        tracing::info!(url = %influx.url, database = %influx.database, spill = %influx.data_dir.display(), "influxdb store enabled");
+        stores.push(tokio::spawn(raven_sinks::influx::run(influx, records)));
     }
     let hub = Hub::new(config.hub_config(), specs, taps);
     let feeds = Arc::new(FeedStatus::new());
@@ -301,10 +310,6 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     tracing::info!("shutting down");
     ticker.abort();
     drop(venues);
-    // Redis holds only the latest state, which the next start rewrites: no final flush.
-    for store in stores {
-        store.abort();
-    }
     let _ = stop_tx.send(true);
     let _ = tokio::time::timeout(Duration::from_secs(5), async {
         let _ = grpc_task.await;
@@ -312,6 +317,14 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         let _ = metrics_task.await;
     })
     .await;
+    // With the last hub reference gone the taps close, and each store flushes what it
+    // holds (InfluxDB: drains or spills to disk) before it ends.
+    drop((hub, sink, status));
+    for store in stores {
+        if tokio::time::timeout(STORE_SHUTDOWN, store).await.is_err() {
+            tracing::warn!("a store did not finish flushing in time");
+        }
+    }
     for sim in sims {
         sim.shutdown().await;
     }

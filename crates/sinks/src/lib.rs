@@ -5,6 +5,8 @@
 //! needs. A slow or dead store therefore never delays a subscriber.
 //!
 //! * [`redis`]: the latest state of every instrument under a documented key schema.
+//! * [`influx`]: every event as an InfluxDB time series, with a durable spill for outages.
 
+pub mod influx;
 mod json;
 pub mod redis;

@@ -98,8 +98,10 @@ pub struct Server {
 pub fn spawn_serve(venues: &str, hub: &str) -> Server {
     let dir = tempfile::tempdir().expect("tempdir");
     let (grpc, health, metrics) = (free_port(), free_port(), free_port());
+    let data = dir.path().join("data");
     let config = format!(
-        "[server]\nhost = \"127.0.0.1\"\ngrpc_port = {grpc}\nhealth_port = {health}\nmetrics_port = {metrics}\nheartbeat_ms = 1000\n\n{hub}\n\n{venues}\n"
+        "[server]\nhost = \"127.0.0.1\"\ngrpc_port = {grpc}\nhealth_port = {health}\nmetrics_port = {metrics}\nheartbeat_ms = 1000\ndata_dir = \"{}\"\n\n{hub}\n\n{venues}\n",
+        data.display()
     );
     let path = dir.path().join("raven.toml");
     std::fs::write(&path, config).expect("write config");
