@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use raven_hub::{Channel, Hub, HubConfig, InstrumentSpec, Next, Session, Subscriber};
+use raven_hub::{Channel, Hub, HubConfig, InstrumentSpec, Next, Session, Subscriber, Tap};
 use raven_model::feed::{BookUpdate, FeedSink};
 use raven_model::{
     BookLevels, EventKind, InstrumentId, Level, MarketEvent, Price, Qty, Side, Trade, UnixNanos,
@@ -92,6 +92,7 @@ fn trade(id: &InstrumentId, n: u64) -> MarketEvent {
 fn setup(
     channel: pb::Channel,
     n: usize,
+    taps: Vec<Tap>,
 ) -> (Arc<Hub>, InstrumentId, Vec<Session>, Vec<Arc<Subscriber>>) {
     let id = InstrumentId::new(Venue::BinanceSpot, "BTCUSDT");
     let hub = Hub::new(
@@ -100,7 +101,7 @@ fn setup(
             id: id.clone(),
             channels: vec![Channel::Trades, Channel::Book],
         }],
-        Vec::new(),
+        taps,
     );
     hub.book_update(
         &id,
@@ -156,7 +157,7 @@ fn fanout(c: &mut Criterion) {
         ("trade", pb::Channel::Trades),
     ] {
         for n in SUBSCRIBERS {
-            let (hub, id, _sessions, subs) = setup(channel, n);
+            let (hub, id, _sessions, subs) = setup(channel, n, Vec::new());
             let deltas = deltas();
             let mut published = 0usize;
             group.throughput(Throughput::Elements(n as u64));
@@ -192,5 +193,37 @@ fn fanout(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, fanout);
+/// What feeding stores adds to the hot path: trades to 10 subscribers with no store,
+/// and with two (the Redis and InfluxDB taps), whose channels are drained like a store
+/// task would.
+fn stores(c: &mut Criterion) {
+    let mut group = c.benchmark_group("stores");
+    for taps in [0usize, 2] {
+        let (senders, mut receivers): (Vec<Tap>, Vec<_>) = (0..taps)
+            .map(|_| Tap::new("bench", 4 * DRAIN_EVERY))
+            .unzip();
+        let (hub, id, _sessions, subs) = setup(pb::Channel::Trades, 10, senders);
+        let mut published = 0usize;
+        group.throughput(Throughput::Elements(1));
+        group.bench_function(BenchmarkId::new("trade_10_subscribers_taps", taps), |b| {
+            b.iter(|| {
+                hub.market_event(trade(&id, published as u64));
+                published += 1;
+                if published.is_multiple_of(DRAIN_EVERY) {
+                    for sub in &subs {
+                        take(sub, DRAIN_EVERY);
+                    }
+                    for rx in &mut receivers {
+                        while let Ok(record) = rx.try_recv() {
+                            black_box(record);
+                        }
+                    }
+                }
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, fanout, stores);
 criterion_main!(benches);
