@@ -44,8 +44,9 @@
 //! `data_dir`, fsync'd, so the oldest data is always on disk and the drain order —
 //! spill files oldest first, then memory — is also time order. A spill file is deleted
 //! only after InfluxDB answered 204. At start the spill left by a previous run is sent
-//! before anything new; when the tap closes, the in-flight write is awaited, a healthy
-//! InfluxDB gets up to [`SHUTDOWN_DRAIN`] to take the rest, and what remains is spilled.
+//! before anything new; when the tap closes, the in-flight write is awaited, InfluxDB
+//! gets up to [`SHUTDOWN_DRAIN`] (retried on the usual backoff) to take the rest, and
+//! what remains is spilled.
 //!
 //! What can still be lost, each counted or logged: points only in memory when the
 //! process is killed (up to `memory_limit_points` plus the open batch); points whose
@@ -78,8 +79,8 @@ use line::{Encoded, Encoder};
 use spill::Spill;
 use writer::{Client, WriteError};
 
-/// How long a healthy InfluxDB may take, at shutdown, to accept what is buffered before
-/// the rest is spilled to disk.
+/// How long InfluxDB may take, at shutdown, to accept what is buffered before the rest
+/// is spilled to disk.
 pub const SHUTDOWN_DRAIN: Duration = Duration::from_secs(5);
 
 const BACKOFF_START: Duration = Duration::from_millis(100);
@@ -448,10 +449,15 @@ impl Store {
                 let done = join(&mut self.inflight).await;
                 self.finished(done).await;
             }
-            if self.failures > 0 || !self.has_backlog() || Instant::now() >= deadline {
+            if !self.has_backlog() || Instant::now() >= deadline {
                 break;
             }
-            self.retry_at = Instant::now();
+            // A failure just before shutdown (InfluxDB still starting, a hiccup) is
+            // retried on the usual backoff until the deadline, not spilled at once.
+            tokio::time::sleep_until(self.retry_at.min(deadline)).await;
+            if Instant::now() >= deadline {
+                break;
+            }
             self.start_send();
         }
         while let Some(batch) = self.memory.pop_front() {
