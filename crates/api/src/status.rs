@@ -1,6 +1,7 @@
 //! The one view of "how is Raven doing" shared by `GetStatus` and the health endpoints,
 //! so the two can never disagree.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -56,6 +57,7 @@ impl StatusSource {
 
     fn status_without_readiness(&self) -> pb::StatusResponse {
         let feeds = self.feeds.snapshot();
+        let feed_books: HashMap<_, _> = feeds.books.iter().map(|f| (&f.instrument, f)).collect();
         let hub_books = self.hub.book_infos();
         let connections = feeds
             .connections
@@ -74,7 +76,7 @@ impl StatusSource {
         let books = hub_books
             .iter()
             .map(|b| {
-                let feed = feeds.books.iter().find(|f| f.instrument == b.instrument);
+                let feed = feed_books.get(&b.instrument);
                 pb::BookStatus {
                     venue: b.instrument.venue.as_str().to_owned(),
                     symbol: b.instrument.symbol.as_str().to_owned(),

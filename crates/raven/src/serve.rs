@@ -228,9 +228,14 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     )
     .await?;
 
+    // Validated above, so parsing cannot fail here; done once for both uses below.
+    let venues_by_id = config
+        .venues
+        .iter()
+        .map(|v| Ok((v.venue.parse::<Venue>()?, v)))
+        .collect::<Result<Vec<_>, raven_model::VenueParseError>>()?;
     let mut specs = Vec::new();
-    for v in &config.venues {
-        let venue: Venue = v.venue.parse()?;
+    for &(venue, v) in &venues_by_id {
         for s in &v.symbols {
             specs.push(InstrumentSpec {
                 id: InstrumentId::new(venue, s),
@@ -288,8 +293,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
 
     let sink: Arc<dyn FeedSink> = hub.clone();
     let mut venues = Vec::new();
-    for v in &config.venues {
-        let venue: Venue = v.venue.parse()?;
+    for &(venue, v) in &venues_by_id {
         venues.push(raven_venues::binance::spawn(
             binance_config(venue, v),
             sink.clone(),

@@ -23,7 +23,7 @@
 //! and reconnects at the next interval; the first successful flush writes the latest
 //! state of every key that changed meanwhile.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
 
 use raven_hub::Record;
@@ -75,7 +75,7 @@ pub async fn run(config: RedisConfig, mut records: mpsc::Receiver<Record>) {
     let mut state = State {
         prefix: config.prefix.clone(),
         changed: HashMap::new(),
-        publish: Vec::new(),
+        publish: VecDeque::new(),
         publish_on: config.publish,
     };
     let mut conn: Option<redis::aio::MultiplexedConnection> = None;
@@ -98,7 +98,7 @@ struct State {
     prefix: String,
     /// Key → latest JSON, for keys changed since the last successful flush.
     changed: HashMap<String, String>,
-    publish: Vec<(String, String)>,
+    publish: VecDeque<(String, String)>,
     publish_on: bool,
 }
 
@@ -145,10 +145,10 @@ impl State {
         };
         if self.publish_on && matches!(record, Record::Event(_)) {
             if self.publish.len() >= MAX_PENDING_PUBLISH {
-                self.publish.remove(0);
+                self.publish.pop_front();
                 metrics::counter!("raven_redis_publish_dropped_total").increment(1);
             }
-            self.publish.push((key.clone(), value.clone()));
+            self.publish.push_back((key.clone(), value.clone()));
         }
         self.changed.insert(key, value);
     }
