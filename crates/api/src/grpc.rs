@@ -7,6 +7,15 @@
 //! with `RESOURCE_EXHAUSTED` if the hub disconnected the client as a slow consumer.
 //! Dropping the response stream (the client went away) drops the session, which
 //! unsubscribes everything.
+//!
+//! Tracing: every call is one `grpc.request` span with OpenTelemetry's RPC attributes
+//! (`rpc.method`, `rpc.grpc.status_code`, the peer). A streaming call's span lives as
+//! long as its response stream, so a `Subscribe` is one span however many messages it
+//! carries.
+//!
+//! `GetHistory` validates the request here (naming the bad field), then streams the
+//! history store's pages as they are read, converted with the same model → wire code
+//! as the live stream, so stored and live decimals are the same strings.
 
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -16,11 +25,12 @@ use std::time::{Duration, Instant};
 use futures_util::{Stream, StreamExt};
 use parking_lot::Mutex;
 use raven_hub::encode::encode_untopiced;
-use raven_hub::{Hub, Next};
+use raven_hub::{Channel, Hub, Next};
 use raven_model::{InstrumentId, UnixNanos, Venue};
 use raven_proto::pb::server_message::Payload;
 use raven_proto::server::market_data_server::{MarketData, MarketDataServer};
 use raven_proto::{pb, OutboundMessage, FILE_DESCRIPTOR_SET};
+use raven_sinks::history::{HistoryError, HistoryItem, HistoryQuery, HistoryRow, SharedHistory};
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::status::StatusSource;
@@ -28,19 +38,97 @@ use crate::status::StatusSource;
 /// The largest `GetOrderBook` depth.
 pub const MAX_BOOK_DEPTH: u32 = 5000;
 
+/// `GetHistory`'s default and largest `limit`.
+pub const DEFAULT_HISTORY_LIMIT: u32 = 10_000;
+pub const MAX_HISTORY_LIMIT: u32 = 1_000_000;
+
 pub struct MarketDataService {
     status: StatusSource,
     heartbeat: Duration,
+    history: SharedHistory,
 }
 
 impl MarketDataService {
-    pub fn new(status: StatusSource, heartbeat: Duration) -> Self {
-        Self { status, heartbeat }
+    pub fn new(status: StatusSource, heartbeat: Duration, history: SharedHistory) -> Self {
+        Self {
+            status,
+            heartbeat,
+            history,
+        }
     }
 
     fn hub(&self) -> &Arc<Hub> {
         &self.status.hub
     }
+}
+
+/// The `grpc.request` span of one call; `rpc.grpc.status_code` is recorded when the
+/// call ends ([`record_status`]).
+fn call_span(method: &'static str, peer: Option<SocketAddr>) -> tracing::Span {
+    tracing::info_span!(
+        "grpc.request",
+        otel.kind = "server",
+        rpc.system = "grpc",
+        rpc.service = "raven.v1.MarketData",
+        rpc.method = method,
+        network.peer.address = peer.map(|a| tracing::field::display(a.ip())),
+        network.peer.port = peer.map(|a| a.port()),
+        rpc.grpc.status_code = tracing::field::Empty,
+        rpc.messages_sent = tracing::field::Empty,
+        otel.status_code = tracing::field::Empty,
+    )
+}
+
+/// Records a call's final status once. As OpenTelemetry's RPC conventions say for a
+/// server, only the codes that mean the server failed mark the span as an error; a bad
+/// request is the client's.
+fn record_status(span: &tracing::Span, code: tonic::Code) {
+    span.record("rpc.grpc.status_code", code as i32);
+    if matches!(
+        code,
+        tonic::Code::Unknown
+            | tonic::Code::DeadlineExceeded
+            | tonic::Code::Unimplemented
+            | tonic::Code::Internal
+            | tonic::Code::Unavailable
+            | tonic::Code::DataLoss
+    ) {
+        span.record("otel.status_code", "error");
+    }
+}
+
+/// A streaming call's span, owned by its response stream: closed with the call's final
+/// status when the stream ends or the client goes away.
+struct StreamTrace {
+    span: tracing::Span,
+    code: tonic::Code,
+    messages: u64,
+}
+
+impl StreamTrace {
+    fn new(span: tracing::Span) -> Self {
+        StreamTrace {
+            span,
+            code: tonic::Code::Ok,
+            messages: 0,
+        }
+    }
+}
+
+impl Drop for StreamTrace {
+    fn drop(&mut self) {
+        self.span.record("rpc.messages_sent", self.messages);
+        record_status(&self.span, self.code);
+    }
+}
+
+/// Records a unary call's status on its span.
+fn traced<T>(span: &tracing::Span, result: Result<T, Status>) -> Result<T, Status> {
+    let code = result
+        .as_ref()
+        .map_or_else(Status::code, |_| tonic::Code::Ok);
+    record_status(span, code);
+    result
 }
 
 /// Records a unary call's latency and outcome.
@@ -69,6 +157,7 @@ fn code_name(code: tonic::Code) -> &'static str {
         tonic::Code::NotFound => "NOT_FOUND",
         tonic::Code::Unavailable => "UNAVAILABLE",
         tonic::Code::ResourceExhausted => "RESOURCE_EXHAUSTED",
+        tonic::Code::DataLoss => "DATA_LOSS",
         _ => "OTHER",
     }
 }
@@ -80,6 +169,85 @@ fn parse_venue(venue: &str) -> Result<Venue, Status> {
 }
 
 type OutboundStream = Pin<Box<dyn Stream<Item = Result<OutboundMessage, Status>> + Send>>;
+type HistoryStream = Pin<Box<dyn Stream<Item = Result<pb::HistoryRecord, Status>> + Send>>;
+
+/// Checks a `GetHistory` request and turns it into a store query.
+fn history_query(req: &pb::GetHistoryRequest, now: UnixNanos) -> Result<HistoryQuery, Status> {
+    let venue = parse_venue(&req.venue)?;
+    if req.symbol.trim().is_empty() {
+        return Err(Status::invalid_argument("symbol: must not be empty"));
+    }
+    let channel = match Channel::from_proto(req.channel) {
+        None => {
+            return Err(Status::invalid_argument(
+                "channel: must be TRADES, BBO, FUNDING, LIQUIDATIONS or CANDLES_*",
+            ))
+        }
+        Some(Channel::Book) => {
+            return Err(Status::invalid_argument(
+                "channel: BOOK history is not kept; GetOrderBook serves the live book",
+            ))
+        }
+        Some(c) => c,
+    };
+    let end = if req.end_time_ns == 0 {
+        now.as_nanos()
+    } else {
+        req.end_time_ns
+    };
+    if req.start_time_ns >= end {
+        return Err(Status::invalid_argument(format!(
+            "start_time_ns: {} is not before end_time_ns {end}",
+            req.start_time_ns
+        )));
+    }
+    let limit = match req.limit {
+        0 => DEFAULT_HISTORY_LIMIT,
+        n if n > MAX_HISTORY_LIMIT => {
+            return Err(Status::invalid_argument(format!(
+                "limit: {n} exceeds the maximum {MAX_HISTORY_LIMIT}"
+            )))
+        }
+        n => n,
+    };
+    Ok(HistoryQuery {
+        instrument: InstrumentId::new(venue, req.symbol.trim()),
+        channel,
+        start: UnixNanos(req.start_time_ns),
+        end: UnixNanos(end),
+        limit: limit as usize,
+    })
+}
+
+fn history_record(row: HistoryRow) -> pb::HistoryRecord {
+    use pb::history_record::Payload as H;
+    let payload = match row.item {
+        HistoryItem::Event(kind) => match raven_hub::encode::event(&kind) {
+            Payload::Trade(t) => Some(H::Trade(t)),
+            Payload::Bbo(b) => Some(H::Bbo(b)),
+            Payload::Funding(f) => Some(H::Funding(f)),
+            Payload::Liquidation(l) => Some(H::Liquidation(l)),
+            _ => None,
+        },
+        HistoryItem::Candle(c) => match raven_hub::encode::candle(&c) {
+            Payload::Candle(c) => Some(H::Candle(c)),
+            _ => None,
+        },
+    };
+    pb::HistoryRecord {
+        time_ns: row.time.as_nanos(),
+        exchange_time_ns: row.exchange_time.as_nanos(),
+        receive_time_ns: row.receive_time.as_nanos(),
+        payload,
+    }
+}
+
+fn history_status(e: HistoryError) -> Status {
+    match e {
+        HistoryError::Unavailable(_) => Status::unavailable(e.to_string()),
+        HistoryError::Corrupt(_) => Status::data_loss(e.to_string()),
+    }
+}
 
 #[tonic::async_trait]
 impl MarketData for MarketDataService {
@@ -89,6 +257,7 @@ impl MarketData for MarketDataService {
         &self,
         request: Request<Streaming<pb::ClientMessage>>,
     ) -> Result<Response<OutboundStream>, Status> {
+        let trace = StreamTrace::new(call_span("Subscribe", request.remote_addr()));
         let peer = request
             .remote_addr()
             .map_or_else(|| "unknown".to_owned(), |a: SocketAddr| a.to_string());
@@ -125,8 +294,8 @@ impl MarketData for MarketDataService {
 
         let heartbeat = self.heartbeat;
         let heartbeat_body = encode_untopiced(Payload::Heartbeat(pb::Heartbeat {}));
-        let state = (session, false);
-        let stream = futures_util::stream::unfold(state, move |(session, finished)| {
+        let state = (session, false, trace);
+        let stream = futures_util::stream::unfold(state, move |(session, finished, mut trace)| {
             let subscriber = subscriber.clone();
             let heartbeat_body = heartbeat_body.clone();
             async move {
@@ -135,20 +304,27 @@ impl MarketData for MarketDataService {
                 }
                 let deadline = tokio::time::Instant::now() + heartbeat;
                 let item = match subscriber.next(deadline).await {
-                    Next::Message(body) => Ok(OutboundMessage {
-                        send_time_ns: UnixNanos::now().as_nanos(),
-                        body,
-                    }),
+                    Next::Message(body) => {
+                        trace.messages += 1;
+                        Ok(OutboundMessage {
+                            send_time_ns: UnixNanos::now().as_nanos(),
+                            body,
+                        })
+                    }
                     Next::Idle => Ok(OutboundMessage {
                         send_time_ns: UnixNanos::now().as_nanos(),
                         body: heartbeat_body,
                     }),
                     Next::Killed(reason) => {
                         metrics::counter!("errors_total", "kind" => "slow_consumer").increment(1);
-                        return Some((Err(Status::resource_exhausted(reason)), (session, true)));
+                        trace.code = tonic::Code::ResourceExhausted;
+                        return Some((
+                            Err(Status::resource_exhausted(reason)),
+                            (session, true, trace),
+                        ));
                     }
                 };
-                Some((item, (session, false)))
+                Some((item, (session, false, trace)))
             }
         });
         Ok(Response::new(Box::pin(stream)))
@@ -159,6 +335,7 @@ impl MarketData for MarketDataService {
         request: Request<pb::GetOrderBookRequest>,
     ) -> Result<Response<pb::BookSnapshot>, Status> {
         let started = Instant::now();
+        let span = call_span("GetOrderBook", request.remote_addr());
         let req = request.into_inner();
         let result = (|| {
             let venue = parse_venue(&req.venue)?;
@@ -184,7 +361,7 @@ impl MarketData for MarketDataService {
                 ))),
             }
         })();
-        observe("GetOrderBook", started, result)
+        traced(&span, observe("GetOrderBook", started, result))
     }
 
     async fn list_instruments(
@@ -192,6 +369,7 @@ impl MarketData for MarketDataService {
         request: Request<pb::ListInstrumentsRequest>,
     ) -> Result<Response<pb::ListInstrumentsResponse>, Status> {
         let started = Instant::now();
+        let span = call_span("ListInstruments", request.remote_addr());
         let req = request.into_inner();
         let result = (|| {
             let venue = if req.venue.is_empty() {
@@ -212,18 +390,68 @@ impl MarketData for MarketDataService {
                 .collect();
             Ok(Response::new(pb::ListInstrumentsResponse { instruments }))
         })();
-        observe("ListInstruments", started, result)
+        traced(&span, observe("ListInstruments", started, result))
+    }
+
+    type GetHistoryStream = HistoryStream;
+
+    async fn get_history(
+        &self,
+        request: Request<pb::GetHistoryRequest>,
+    ) -> Result<Response<HistoryStream>, Status> {
+        let started = Instant::now();
+        let span = call_span("GetHistory", request.remote_addr());
+        let result: Result<Response<HistoryStream>, Status> = (|| {
+            let query = history_query(request.get_ref(), UnixNanos::now())?;
+            let store = self.history.as_ref().ok_or_else(|| {
+                Status::unavailable(
+                    "no history store is configured: set INFLUXDB_URL, or enable [history] \
+                     in the config file",
+                )
+            })?;
+            let pages = store.query(query);
+            // The call's span goes with the stream: it ends, with the final status,
+            // when the answer does.
+            let mut trace = StreamTrace::new(span.clone());
+            let stream = tokio_stream::wrappers::ReceiverStream::new(pages).flat_map(move |page| {
+                // The whole guard, not copies of its fields: it must live in the stream.
+                let trace = &mut trace;
+                let items: Vec<Result<pb::HistoryRecord, Status>> = match page {
+                    Ok(rows) => {
+                        trace.messages += rows.len() as u64;
+                        rows.into_iter().map(|r| Ok(history_record(r))).collect()
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "GetHistory: the store failed mid-answer");
+                        metrics::counter!("errors_total", "kind" => "history").increment(1);
+                        let status = history_status(e);
+                        trace.code = status.code();
+                        vec![Err(status)]
+                    }
+                };
+                futures_util::stream::iter(items)
+            });
+            Ok(Response::new(Box::pin(stream) as HistoryStream))
+        })();
+        if let Err(status) = &result {
+            record_status(&span, status.code());
+        }
+        observe("GetHistory", started, result)
     }
 
     async fn get_status(
         &self,
-        _request: Request<pb::GetStatusRequest>,
+        request: Request<pb::GetStatusRequest>,
     ) -> Result<Response<pb::StatusResponse>, Status> {
         let started = Instant::now();
-        observe(
-            "GetStatus",
-            started,
-            Ok(Response::new(self.status.status())),
+        let span = call_span("GetStatus", request.remote_addr());
+        traced(
+            &span,
+            observe(
+                "GetStatus",
+                started,
+                Ok(Response::new(self.status.status())),
+            ),
         )
     }
 }
@@ -234,6 +462,7 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     status: StatusSource,
     heartbeat: Duration,
+    history: SharedHistory,
     shutdown: impl std::future::Future<Output = ()> + Send,
 ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
@@ -244,7 +473,7 @@ pub async fn serve(
         .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
         .build_v1();
     let reflection = reflection?;
-    let service = MarketDataServer::new(MarketDataService::new(status, heartbeat));
+    let service = MarketDataServer::new(MarketDataService::new(status, heartbeat, history));
     // Market data is many small messages: Nagle's algorithm would hold them back for
     // up to a delayed-ACK period (~40 ms). The builder's `tcp_nodelay` does not apply to
     // a listener we bound ourselves, so it is set on the incoming stream.

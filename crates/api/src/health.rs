@@ -40,6 +40,11 @@ async fn ready(State(status): State<StatusSource>) -> (StatusCode, Json<Value>) 
         .map(|b| json!({ "venue": b.venue, "symbol": b.symbol, "state": b.state, "gaps": b.gaps, "resyncs": b.resyncs }))
         .collect();
     let synced = s.books.iter().filter(|b| b.state == "synced").count();
+    let stores: Vec<Value> = s
+        .stores
+        .iter()
+        .map(|st| json!({ "name": st.name, "state": st.state, "reason": st.reason, "dropped": st.dropped }))
+        .collect();
     let body = json!({
         "status": if readiness.ready { "ready" } else { "unready" },
         "reasons": readiness.reasons,
@@ -47,6 +52,7 @@ async fn ready(State(status): State<StatusSource>) -> (StatusCode, Json<Value>) 
             "grpc": { "status": "serving", "subscribers": s.subscribers.len() },
             "feeds": { "status": if feeds.iter().all(|f| f["state"] == "connected") { "up" } else { "degraded" }, "connections": feeds },
             "books": { "status": format!("{synced}/{} synced", s.books.len()), "books": books },
+            "stores": stores,
         },
         "uptime_ms": s.uptime_ms,
     });

@@ -7,6 +7,7 @@ use std::time::Instant;
 
 use raven_hub::Hub;
 use raven_proto::pb;
+use raven_sinks::health::{StoreHealth, StoreState, LOSS_WINDOW};
 use raven_venues::status::{BookSyncState, ConnectionState, FeedStatus};
 
 /// Where status comes from: the hub (books as served, subscribers) and the feeds
@@ -15,6 +16,8 @@ use raven_venues::status::{BookSyncState, ConnectionState, FeedStatus};
 pub struct StatusSource {
     pub hub: Arc<Hub>,
     pub feeds: Arc<FeedStatus>,
+    /// Every configured store; each has a hub tap of the same name.
+    pub stores: Vec<Arc<StoreHealth>>,
     pub started: Instant,
 }
 
@@ -119,15 +122,48 @@ impl StatusSource {
             books,
             subscribers,
             ready: false,
+            stores: self.stores(),
         }
+    }
+
+    /// Each store's own report, with what the hub dropped because it fell behind.
+    fn stores(&self) -> Vec<pb::StoreStatus> {
+        self.stores
+            .iter()
+            .map(|store| {
+                let mut report = store.report();
+                if let Some(tap) = self.hub.taps().iter().find(|t| t.name() == report.name) {
+                    report.lost += tap.dropped();
+                    let recent = tap.last_drop().is_some_and(|t| t.elapsed() < LOSS_WINDOW);
+                    if recent && report.state != StoreState::Losing {
+                        report.state = StoreState::Losing;
+                        report.reason = format!(
+                            "not keeping up: the hub dropped {} records for it",
+                            tap.dropped()
+                        );
+                    }
+                }
+                pb::StoreStatus {
+                    name: report.name.to_owned(),
+                    state: report.state.as_str().to_owned(),
+                    reason: report.reason,
+                    dropped: report.lost,
+                }
+            })
+            .collect()
     }
 }
 
-/// Ready when at least one book is served in sync and every configured venue has a
-/// live connection. A single book resyncing does not make Raven unready: the others
-/// are still good, and the resync is visible per book.
+/// Ready when at least one book is served in sync, every configured venue has a live
+/// connection, and no store lost data within the last minute. A single book resyncing
+/// does not make Raven unready: the others are still good, and the resync is visible
+/// per book. Nor does a store that is down but keeping its data for later (degraded):
+/// subscribers are still served exactly.
 fn readiness(status: &pb::StatusResponse) -> Readiness {
     let mut reasons = Vec::new();
+    for store in status.stores.iter().filter(|s| s.state == "losing") {
+        reasons.push(format!("{}: losing data: {}", store.name, store.reason));
+    }
     let synced = status.books.iter().filter(|b| b.state == "synced").count();
     if !status.books.is_empty() && synced == 0 {
         reasons.push(format!("no book in sync yet (0 of {})", status.books.len()));

@@ -148,6 +148,11 @@ impl Hub {
         infos
     }
 
+    /// The stores' taps, for their drop counts.
+    pub fn taps(&self) -> &[Tap] {
+        &self.taps
+    }
+
     /// Closes candles whose interval has ended (call it a few times a second),
     /// and, every `tap_interval`, gives the taps each book's top levels and open candles.
     pub fn tick(&self) {

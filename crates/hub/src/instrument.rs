@@ -370,8 +370,7 @@ impl InstrumentState {
     }
 
     fn unsync(&mut self, reason: &str) -> BookRejected {
-        metrics::counter!("raven_book_crossed_total", "venue" => self.id.venue.as_str())
-            .increment(1);
+        // Counted by the feed that receives the rejection (`raven_book_rejected_total`).
         tracing::warn!(instrument = %self.id, reason, "book rejected; resyncing");
         self.reset(reason);
         BookRejected::Crossed

@@ -40,7 +40,14 @@ pub struct Tap {
     name: &'static str,
     tx: mpsc::Sender<Record>,
     dropped: AtomicU64,
-    last_warning: Mutex<Option<Instant>>,
+    drops: Mutex<Drops>,
+}
+
+/// When this tap last dropped a record, and last warned about it.
+#[derive(Default)]
+struct Drops {
+    last_drop: Option<Instant>,
+    last_warning: Option<Instant>,
 }
 
 impl Tap {
@@ -53,7 +60,7 @@ impl Tap {
                 name,
                 tx,
                 dropped: AtomicU64::new(0),
-                last_warning: Mutex::new(None),
+                drops: Mutex::new(Drops::default()),
             },
             rx,
         )
@@ -64,9 +71,14 @@ impl Tap {
         if self.tx.try_send(record).is_err() {
             let total = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
             metrics::counter!("raven_tap_dropped_total", "tap" => self.name).increment(1);
-            let mut last = self.last_warning.lock();
-            if last.is_none_or(|t| t.elapsed().as_secs() >= 10) {
-                *last = Some(Instant::now());
+            let now = Instant::now();
+            let mut drops = self.drops.lock();
+            drops.last_drop = Some(now);
+            if drops
+                .last_warning
+                .is_none_or(|t| t.elapsed().as_secs() >= 10)
+            {
+                drops.last_warning = Some(now);
                 tracing::warn!(
                     tap = self.name,
                     total,
@@ -76,8 +88,18 @@ impl Tap {
         }
     }
 
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+
+    /// Records dropped since start.
     pub fn dropped(&self) -> u64 {
         self.dropped.load(Ordering::Relaxed)
+    }
+
+    /// When the last record was dropped.
+    pub fn last_drop(&self) -> Option<Instant> {
+        self.drops.lock().last_drop
     }
 }
 

@@ -1,4 +1,4 @@
-//! Client commands: `sub`, `book`, `status` and `health`.
+//! Client commands: `sub`, `book`, `status` and `health` (`history` has its own module).
 //!
 //! They are the quickest way to see what Raven serves, and `sub --json` is meant for
 //! scripts: one JSON object per message, decimals as the exact strings the API sends.
@@ -89,17 +89,25 @@ const CHANNELS: &[(&str, pb::Channel)] = &[
     ("candles_1h", pb::Channel::Candles1h),
 ];
 
+/// A channel by its CLI name (`trades`, `candles_1m`, ...).
+pub fn parse_channel(name: &str) -> anyhow::Result<pb::Channel> {
+    CHANNELS
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case(name))
+        .map(|(_, c)| *c)
+        .with_context(|| {
+            let names: Vec<&str> = CHANNELS.iter().map(|(n, _)| *n).collect();
+            format!("unknown channel {name:?} (one of {})", names.join(", "))
+        })
+}
+
 /// Parses `VENUE:SYMBOL:CHANNEL[:DEPTH]`. The server validates venue and symbol.
 pub fn parse_topic(spec: &str) -> anyhow::Result<pb::Topic> {
     let parts: Vec<&str> = spec.split(':').collect();
     if !(3..=4).contains(&parts.len()) {
         bail!("topic {spec:?}: expected VENUE:SYMBOL:CHANNEL[:DEPTH]");
     }
-    let channel = CHANNELS
-        .iter()
-        .find(|(n, _)| n.eq_ignore_ascii_case(parts[2]))
-        .map(|(_, c)| *c)
-        .with_context(|| format!("topic {spec:?}: unknown channel {:?}", parts[2]))?;
+    let channel = parse_channel(parts[2]).map_err(|e| anyhow::anyhow!("topic {spec:?}: {e}"))?;
     let depth = match parts.get(3) {
         Some(d) => d
             .parse()
@@ -121,7 +129,7 @@ fn channel_name(c: i32) -> &'static str {
         .map_or("unspecified", |(n, _)| n)
 }
 
-async fn connect(
+pub async fn connect(
     server: &ServerArg,
 ) -> anyhow::Result<MarketDataClient<tonic::transport::Channel>> {
     MarketDataClient::connect(server.server.clone())
@@ -196,7 +204,7 @@ fn levels_json(levels: &[pb::PriceLevel]) -> Value {
     )
 }
 
-fn side_name(s: i32) -> &'static str {
+pub fn side_name(s: i32) -> &'static str {
     match pb::Side::try_from(s) {
         Ok(pb::Side::Buy) => "buy",
         Ok(pb::Side::Sell) => "sell",
@@ -415,9 +423,10 @@ pub async fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
         let conns: Vec<Value> = s.connections.iter().map(|c| json!({"venue": c.venue, "name": c.name, "state": c.state, "last_message_age_ms": c.last_message_age_ms, "reconnects": c.reconnects, "frames": c.frames, "malformed_frames": c.malformed_frames, "streams": c.streams})).collect();
         let books: Vec<Value> = s.books.iter().map(|b| json!({"venue": b.venue, "symbol": b.symbol, "state": b.state, "last_message_age_ms": b.last_message_age_ms, "gaps": b.gaps, "resyncs": b.resyncs, "crossed": b.crossed, "bid_levels": b.bid_levels, "ask_levels": b.ask_levels, "last_update_id": b.last_update_id, "snapshot_failures": b.snapshot_failures})).collect();
         let subs: Vec<Value> = s.subscribers.iter().map(|x| json!({"id": x.id, "peer": x.peer, "topics": x.topics, "queue_depth": x.queue_depth, "queue_capacity": x.queue_capacity, "conflations": x.conflations, "dropped": x.dropped})).collect();
+        let stores: Vec<Value> = s.stores.iter().map(|x| json!({"name": x.name, "state": x.state, "reason": x.reason, "dropped": x.dropped})).collect();
         println!(
             "{}",
-            json!({"ready": s.ready, "uptime_ms": s.uptime_ms, "connections": conns, "books": books, "subscribers": subs})
+            json!({"ready": s.ready, "uptime_ms": s.uptime_ms, "connections": conns, "books": books, "subscribers": subs, "stores": stores})
         );
         return Ok(ExitCode::SUCCESS);
     }
@@ -447,6 +456,13 @@ pub async fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
         println!(
             "  #{:<4} {:<22} topics={} queue={}/{} conflations={} dropped={}",
             x.id, x.peer, x.topics, x.queue_depth, x.queue_capacity, x.conflations, x.dropped
+        );
+    }
+    println!("\nstores:");
+    for x in &s.stores {
+        println!(
+            "  {:<10} {:<9} dropped={} {}",
+            x.name, x.state, x.dropped, x.reason
         );
     }
     Ok(ExitCode::SUCCESS)

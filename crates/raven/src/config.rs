@@ -20,6 +20,7 @@ pub struct Config {
     pub hub: HubSection,
     pub redis: RedisSection,
     pub influxdb: InfluxSection,
+    pub history: HistorySection,
     #[serde(rename = "venues")]
     pub venues: Vec<VenueConfig>,
 }
@@ -37,7 +38,7 @@ pub struct ServerConfig {
     pub metrics_port: u16,
     /// Heartbeat on idle Subscribe streams, milliseconds.
     pub heartbeat_ms: u64,
-    /// Raven's own durable data (the InfluxDB spill) (env RAVEN_DATA_DIR).
+    /// Raven's own durable data: the SQLite history, the InfluxDB spill (env RAVEN_DATA_DIR).
     pub data_dir: PathBuf,
 }
 
@@ -171,6 +172,66 @@ impl InfluxSection {
         c.batch_interval = Duration::from_millis(self.batch_interval_ms);
         c.memory_limit_points = self.memory_limit_points;
         Some(c)
+    }
+}
+
+/// Which store keeps the history `GetHistory` serves.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum HistoryStoreName {
+    /// InfluxDB when `influxdb.url` is set, otherwise the embedded SQLite file.
+    #[default]
+    Auto,
+    /// The embedded SQLite file, even when InfluxDB is configured too.
+    Sqlite,
+    /// InfluxDB only (its URL must be set).
+    Influxdb,
+    /// No history: `GetHistory` answers UNAVAILABLE.
+    Off,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct HistorySection {
+    pub store: HistoryStoreName,
+    /// SQLite: hours of history kept; 0 keeps everything.
+    pub retention_hours: u64,
+}
+
+impl Default for HistorySection {
+    fn default() -> Self {
+        Self {
+            store: HistoryStoreName::Auto,
+            retention_hours: 7 * 24,
+        }
+    }
+}
+
+/// Where history goes and where `GetHistory` reads it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum HistoryPlan {
+    Sqlite(raven_sinks::sqlite::SqliteConfig),
+    Influxdb,
+    Off,
+}
+
+impl Config {
+    /// The history store, resolved from `history.store` and whether InfluxDB is set.
+    pub fn history_plan(&self) -> HistoryPlan {
+        let influx = self.influxdb.store(&self.server.data_dir).is_some();
+        let sqlite = || {
+            let mut c =
+                raven_sinks::sqlite::SqliteConfig::new(self.server.data_dir.join("history.sqlite"));
+            c.retention = (self.history.retention_hours > 0)
+                .then(|| Duration::from_secs(self.history.retention_hours.saturating_mul(3600)));
+            HistoryPlan::Sqlite(c)
+        };
+        match self.history.store {
+            HistoryStoreName::Auto if influx => HistoryPlan::Influxdb,
+            HistoryStoreName::Auto | HistoryStoreName::Sqlite => sqlite(),
+            HistoryStoreName::Influxdb => HistoryPlan::Influxdb,
+            HistoryStoreName::Off => HistoryPlan::Off,
+        }
     }
 }
 
@@ -360,6 +421,14 @@ impl Config {
                     "must be at least 1",
                 ));
             }
+        }
+        if self.history.store == HistoryStoreName::Influxdb
+            && self.influxdb.store(&self.server.data_dir).is_none()
+        {
+            return Err(invalid(
+                "history.store",
+                "\"influxdb\" needs influxdb.url (INFLUXDB_URL)",
+            ));
         }
         if self.hub.queue_capacity < 16 {
             return Err(invalid("hub.queue_capacity", "must be at least 16"));

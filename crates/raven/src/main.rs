@@ -1,13 +1,15 @@
 //! `raven`: the market data server and its companion commands.
 //!
 //! One binary so a container, a laptop and CI run the same thing:
-//! `serve` runs the server, `sim` a local exchange, `sub` and `book` are clients for
-//! humans and scripts, `status` prints the server's view of its feeds, and `health`
+//! `serve` runs the server, `sim` a local exchange, `sub`, `book` and `history` are
+//! clients for humans and scripts, `status` prints the server's view of its feeds, and `health`
 //! answers a container health check without curl.
 
 mod client;
 mod config;
+mod history;
 mod serve;
+mod telemetry;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -35,30 +37,16 @@ enum Command {
     Sub(client::SubArgs),
     /// Print one order book snapshot.
     Book(client::BookArgs),
+    /// Print stored trades, BBO, funding, liquidations or candles (table, CSV, JSON lines).
+    History(history::HistoryArgs),
     /// Print the server's status: feed connections, books, subscribers.
     Status(client::StatusArgs),
     /// Check the health endpoint: exit 0 when ready, 1 otherwise (for container health checks).
     Health(client::HealthArgs),
 }
 
-/// `RUST_LOG` decides what is logged (default `info`); `LOG_FORMAT=json` switches to
-/// JSON lines for log shippers.
-fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    if std::env::var("LOG_FORMAT").is_ok_and(|v| v.eq_ignore_ascii_case("json")) {
-        builder.json().init();
-    } else {
-        builder.init();
-    }
-}
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging();
     // TLS for https/wss to the exchanges and for `raven health` against an https URL.
     raven_venues::binance::snapshot::install_crypto_provider();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -71,16 +59,25 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // Logs for every command; trace export only for the server (see `telemetry`). The
+    // OTLP exporter's connection lives on the runtime, so it is set up inside it.
+    let telemetry = {
+        let _runtime = runtime.enter();
+        telemetry::init(matches!(cli.command, Command::Serve(_)))
+    };
     let result = runtime.block_on(async {
         match cli.command {
             Command::Serve(args) => serve::run(args).await,
             Command::Sim(args) => raven_sim::run(args).await.map(|()| ExitCode::SUCCESS),
             Command::Sub(args) => client::sub(args).await,
             Command::Book(args) => client::book(args).await,
+            Command::History(args) => history::history(args).await,
             Command::Status(args) => client::status(args).await,
             Command::Health(args) => client::health(args).await,
         }
     });
+    // With the runtime still running, which carries the export, and off its threads.
+    telemetry.shutdown();
     match result {
         Ok(code) => code,
         Err(e) => {

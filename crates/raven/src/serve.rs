@@ -18,9 +18,11 @@ use raven_hub::{Channel, Hub, InstrumentSpec};
 use raven_model::candle::CandleInterval;
 use raven_model::feed::FeedSink;
 use raven_model::{InstrumentId, Venue};
+use raven_sinks::health::StoreHealth;
+use raven_sinks::history::SharedHistory;
 use raven_venues::status::FeedStatus;
 
-use crate::config::{ChannelName, Config, TradeStream, VenueConfig};
+use crate::config::{ChannelName, Config, HistoryPlan, TradeStream, VenueConfig};
 
 #[derive(clap::Args, Debug)]
 pub struct ServeArgs {
@@ -245,23 +247,55 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     }
     let mut taps = Vec::new();
     let mut stores = Vec::new();
+    let mut store_health = Vec::new();
     if let Some(redis) = config.redis.store() {
         let (tap, records) = raven_hub::Tap::new("redis", STORE_TAP_CAPACITY);
         taps.push(tap);
+        let health = StoreHealth::new("redis");
+        store_health.push(health.clone());
         tracing::info!(url = %redis.url, "redis latest-state store enabled");
-        stores.push(tokio::spawn(raven_sinks::redis::run(redis, records)));
+        stores.push(tokio::spawn(raven_sinks::redis::run(
+            redis, records, health,
+        )));
     }
+    let mut history: SharedHistory = None;
+    let plan = config.history_plan();
     if let Some(influx) = config.influxdb.store(&config.server.data_dir) {
         let (tap, records) = raven_hub::Tap::new("influxdb", STORE_TAP_CAPACITY);
         taps.push(tap);
+        let health = StoreHealth::new("influxdb");
+        store_health.push(health.clone());
         tracing::info!(url = %influx.url, database = %influx.database, spill = %influx.data_dir.display(), "influxdb store enabled");
-        stores.push(tokio::spawn(raven_sinks::influx::run(influx, records)));
+        if plan == HistoryPlan::Influxdb {
+            let reader = raven_sinks::influx::InfluxHistory::new(&influx)
+                .map_err(|e| anyhow::anyhow!("influxdb.url (INFLUXDB_URL): {e}"))?;
+            history = Some(Arc::new(reader));
+        }
+        stores.push(tokio::spawn(raven_sinks::influx::run(
+            influx, records, health,
+        )));
+    }
+    if let HistoryPlan::Sqlite(sqlite) = plan {
+        raven_sinks::sqlite::open(&sqlite.path)
+            .map_err(|e| anyhow::anyhow!("server.data_dir (RAVEN_DATA_DIR): {e}"))?;
+        let (tap, records) = raven_hub::Tap::new("sqlite", STORE_TAP_CAPACITY);
+        taps.push(tap);
+        let health = StoreHealth::new("sqlite");
+        store_health.push(health.clone());
+        tracing::info!(path = %sqlite.path.display(), retention = ?sqlite.retention, "sqlite history store enabled");
+        history = Some(Arc::new(raven_sinks::sqlite::SqliteHistory::new(
+            sqlite.path.clone(),
+        )));
+        stores.push(tokio::spawn(raven_sinks::sqlite::run(
+            sqlite, records, health,
+        )));
     }
     let hub = Hub::new(config.hub_config(), specs, taps);
     let feeds = Arc::new(FeedStatus::new());
     let status = StatusSource {
         hub: hub.clone(),
         feeds: feeds.clone(),
+        stores: store_health,
         started: Instant::now(),
     };
 
@@ -278,6 +312,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         grpc,
         status.clone(),
         config.heartbeat(),
+        history,
         stopped(stop_rx.clone()),
     ));
     let health_task = tokio::spawn(
@@ -286,9 +321,12 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             .into_future(),
     );
     let metrics_task = tokio::spawn(
-        axum::serve(metrics_listener, raven_api::metrics::router(metrics))
-            .with_graceful_shutdown(stopped(stop_rx.clone()))
-            .into_future(),
+        axum::serve(
+            metrics_listener,
+            raven_api::metrics::router(metrics, status.clone()),
+        )
+        .with_graceful_shutdown(stopped(stop_rx.clone()))
+        .into_future(),
     );
 
     let sink: Arc<dyn FeedSink> = hub.clone();

@@ -22,14 +22,20 @@
 //! map (bounded by the number of keys), counts the failed flush, drops the connection,
 //! and reconnects at the next interval; the first successful flush writes the latest
 //! state of every key that changed meanwhile.
+//!
+//! Each flush that has something to write is one `store.batch` span (`store = redis`,
+//! keys written, messages published, outcome): at most one per interval, whatever the
+//! message rate.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
 use std::time::Duration;
 
 use raven_hub::Record;
 use raven_model::InstrumentId;
 use tokio::sync::mpsc;
 
+use crate::health::StoreHealth;
 use crate::json;
 
 /// Pub/sub messages waiting for the next flush, at most; beyond, the oldest are dropped
@@ -63,12 +69,25 @@ pub fn validate(config: &RedisConfig) -> Result<(), UrlError> {
         .map_err(|e| UrlError(e.to_string()))
 }
 
-/// Runs the writer until the hub drops the tap.
-pub async fn run(config: RedisConfig, mut records: mpsc::Receiver<Record>) {
+/// Runs the writer until the hub drops the tap, reporting its state to `health`.
+pub async fn run(
+    config: RedisConfig,
+    mut records: mpsc::Receiver<Record>,
+    health: Arc<StoreHealth>,
+) {
+    for name in [
+        "raven_redis_writes_total",
+        "raven_redis_publishes_total",
+        "raven_redis_publish_dropped_total",
+        "raven_redis_errors_total",
+    ] {
+        metrics::counter!(name).absolute(0);
+    }
     let client = match redis::Client::open(config.url.as_str()) {
         Ok(c) => c,
         Err(e) => {
             tracing::error!(error = %e, "redis: invalid URL; the Redis store is disabled");
+            health.degraded(format!("disabled: {e}"));
             return;
         }
     };
@@ -77,6 +96,7 @@ pub async fn run(config: RedisConfig, mut records: mpsc::Receiver<Record>) {
         changed: HashMap::new(),
         publish: VecDeque::new(),
         publish_on: config.publish,
+        health,
     };
     let mut conn: Option<redis::aio::MultiplexedConnection> = None;
     let mut every = tokio::time::interval(config.interval);
@@ -100,6 +120,7 @@ struct State {
     changed: HashMap<String, String>,
     publish: VecDeque<(String, String)>,
     publish_on: bool,
+    health: Arc<StoreHealth>,
 }
 
 impl State {
@@ -161,18 +182,48 @@ impl State {
         if self.changed.is_empty() && self.publish.is_empty() {
             return;
         }
-        if conn.is_none() {
-            match tokio::time::timeout(IO_TIMEOUT, client.get_multiplexed_async_connection()).await
-            {
-                Ok(Ok(c)) => {
-                    tracing::info!("redis: connected");
-                    *conn = Some(c);
-                }
-                Ok(Err(e)) => return self.failed(conn, &e.to_string()),
-                Err(_) => return self.failed(conn, "connect timed out"),
+        let span = tracing::info_span!(
+            "store.batch",
+            store = "redis",
+            rows = self.changed.len(),
+            published = self.publish.len(),
+            outcome = tracing::field::Empty,
+            error.message = tracing::field::Empty,
+            otel.status_code = tracing::field::Empty,
+        );
+        match self.write(client, conn).await {
+            Ok(()) => {
+                span.record("outcome", "written");
+            }
+            Err(error) => {
+                span.record("outcome", "failed");
+                span.record("error.message", error.as_str());
+                span.record("otel.status_code", "error");
+                self.failed(conn, &error);
             }
         }
-        let Some(c) = conn.as_mut() else { return };
+    }
+
+    /// One pipeline with every changed key and pending publish; cleared once written.
+    async fn write(
+        &mut self,
+        client: &redis::Client,
+        conn: &mut Option<redis::aio::MultiplexedConnection>,
+    ) -> Result<(), String> {
+        let c = match conn {
+            Some(c) => c,
+            None => {
+                let connect = client.get_multiplexed_async_connection();
+                match tokio::time::timeout(IO_TIMEOUT, connect).await {
+                    Ok(Ok(c)) => {
+                        tracing::info!("redis: connected");
+                        conn.insert(c)
+                    }
+                    Ok(Err(e)) => return Err(e.to_string()),
+                    Err(_) => return Err("connect timed out".to_owned()),
+                }
+            }
+        };
         let mut pipe = redis::pipe();
         for (k, v) in &self.changed {
             pipe.set(k, v).ignore();
@@ -186,11 +237,13 @@ impl State {
                 metrics::counter!("raven_redis_publishes_total")
                     .increment(self.publish.len() as u64);
                 metrics::gauge!("raven_redis_up").set(1.0);
+                self.health.ok();
                 self.changed.clear();
                 self.publish.clear();
+                Ok(())
             }
-            Ok(Err(e)) => self.failed(conn, &e.to_string()),
-            Err(_) => self.failed(conn, "write timed out"),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(_) => Err("write timed out".to_owned()),
         }
     }
 
@@ -205,5 +258,8 @@ impl State {
         metrics::counter!("raven_redis_errors_total").increment(1);
         metrics::counter!("errors_total", "kind" => "redis").increment(1);
         metrics::gauge!("raven_redis_up").set(0.0);
+        self.health.degraded(format!(
+            "unreachable ({error}); the latest values wait in memory and are rewritten on reconnect"
+        ));
     }
 }

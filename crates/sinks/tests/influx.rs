@@ -6,6 +6,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use raven_hub::Record;
@@ -14,8 +15,10 @@ use raven_model::{
     Bbo, BookLevels, EventKind, InstrumentId, Level, Liquidation, MarkPrice, MarketEvent, Price,
     Qty, Side, Trade, UnixNanos, Venue,
 };
+use raven_sinks::health::StoreHealth;
 use raven_sinks::influx::{run, InfluxConfig};
 use serde_json::Value;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 
 const DB: &str = "raven";
@@ -168,6 +171,56 @@ impl Drop for Influxd {
     }
 }
 
+/// A loopback relay in front of influxd that keeps a copy of every request byte: the
+/// only way to see what the store puts on the wire, since InfluxDB answers with the
+/// decoded points either way.
+struct Relay {
+    url: String,
+    sent: Arc<Mutex<Vec<u8>>>,
+}
+
+impl Relay {
+    async fn start(upstream: String) -> Relay {
+        // Bound at once and kept, so port 0 cannot be taken by anyone else first.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("relay listener");
+        let url = format!("http://{}", listener.local_addr().expect("relay address"));
+        let sent = Arc::new(Mutex::new(Vec::new()));
+        let copy = Arc::clone(&sent);
+        tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let server = tokio::net::TcpStream::connect(&upstream)
+                    .await
+                    .expect("influxd behind the relay");
+                let (mut from_client, mut to_client) = client.into_split();
+                let (mut from_server, mut to_server) = server.into_split();
+                tokio::spawn(async move {
+                    let _ = tokio::io::copy(&mut from_server, &mut to_client).await;
+                });
+                let copy = Arc::clone(&copy);
+                tokio::spawn(async move {
+                    let mut buf = vec![0; 64 * 1024];
+                    while let Ok(n @ 1..) = from_client.read(&mut buf).await {
+                        copy.lock()
+                            .expect("relay copy")
+                            .extend_from_slice(&buf[..n]);
+                        if to_server.write_all(&buf[..n]).await.is_err() {
+                            break;
+                        }
+                    }
+                });
+            }
+        });
+        Relay { url, sent }
+    }
+
+    /// Everything sent so far, ASCII-lowercased (header names are case-insensitive).
+    fn sent(&self) -> String {
+        String::from_utf8_lossy(&self.sent.lock().expect("relay copy")).to_ascii_lowercase()
+    }
+}
+
 fn id() -> InstrumentId {
     InstrumentId::new(Venue::BinanceSpot, "BTCUSDT")
 }
@@ -239,7 +292,11 @@ async fn round_trip_keeps_exact_text_and_timestamps() {
     let influx = Influxd::started().await;
     let data = tempfile::tempdir().unwrap();
     let (tx, rx) = mpsc::channel(100);
-    let store = tokio::spawn(run(config(&influx.url(), data.path()), rx));
+    let store = tokio::spawn(run(
+        config(&influx.url(), data.path()),
+        rx,
+        StoreHealth::new("influxdb"),
+    ));
 
     let p = |s: &str| Price::parse(s).unwrap();
     let q = |s: &str| Qty::parse(s).unwrap();
@@ -394,7 +451,11 @@ async fn a_thousand_trades_in_one_millisecond_all_survive() {
     let influx = Influxd::started().await;
     let data = tempfile::tempdir().unwrap();
     let (tx, rx) = mpsc::channel(2000);
-    let store = tokio::spawn(run(config(&influx.url(), data.path()), rx));
+    let store = tokio::spawn(run(
+        config(&influx.url(), data.path()),
+        rx,
+        StoreHealth::new("influxdb"),
+    ));
     for i in 0..1000u64 {
         tx.send(trade(T0, 77_000_000 + i, &format!("{}.5", 100 + i)))
             .await
@@ -423,7 +484,7 @@ async fn an_outage_spills_to_disk_and_recovers_every_point_once() {
     cfg.batch_size = 200;
     cfg.memory_limit_points = 500;
     let (tx, rx) = mpsc::channel(10_000);
-    let store = tokio::spawn(run(cfg, rx));
+    let store = tokio::spawn(run(cfg, rx, StoreHealth::new("influxdb")));
     // Each trade in its own millisecond.
     let nth = |i: u64| trade(T0 + i * 1_000_000, i, "1.25");
 
@@ -483,7 +544,7 @@ async fn a_restart_mid_outage_replays_the_previous_runs_spill_first() {
     cfg.batch_size = 100;
     cfg.memory_limit_points = 0;
     let (tx, rx) = mpsc::channel(10_000);
-    let crashed = tokio::spawn(run(cfg.clone(), rx));
+    let crashed = tokio::spawn(run(cfg.clone(), rx, StoreHealth::new("influxdb")));
     for i in 0..1000 {
         tx.send(nth(i)).await.unwrap();
     }
@@ -499,7 +560,7 @@ async fn a_restart_mid_outage_replays_the_previous_runs_spill_first() {
     // shutdown must spill them.
     cfg.memory_limit_points = 1_000_000;
     let (tx, rx) = mpsc::channel(10_000);
-    let clean = tokio::spawn(run(cfg.clone(), rx));
+    let clean = tokio::spawn(run(cfg.clone(), rx, StoreHealth::new("influxdb")));
     for i in 1000..2000 {
         tx.send(nth(i)).await.unwrap();
     }
@@ -513,7 +574,7 @@ async fn a_restart_mid_outage_replays_the_previous_runs_spill_first() {
     // Run 3 with InfluxDB up: both earlier runs' points arrive, and the new ones.
     influx.start().await;
     let (tx, rx) = mpsc::channel(10_000);
-    let store = tokio::spawn(run(cfg, rx));
+    let store = tokio::spawn(run(cfg, rx, StoreHealth::new("influxdb")));
     for i in 2000..2500 {
         tx.send(nth(i)).await.unwrap();
     }
@@ -533,4 +594,46 @@ async fn a_restart_mid_outage_replays_the_previous_runs_spill_first() {
         (0..2500).collect()
     );
     assert_eq!(spilled(data.path()), (0, false));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_are_gzipped_on_the_wire_unless_turned_off() {
+    let influx = Influxd::started().await;
+    let upstream = format!("127.0.0.1:{}", influx.port);
+    let nth = |i: u64| trade(T0 + i * 1_000_000, i, "2.5");
+    for (round, gzip) in [true, false].into_iter().enumerate() {
+        let relay = Relay::start(upstream.clone()).await;
+        let data = tempfile::tempdir().unwrap();
+        let mut cfg = config(&relay.url, data.path());
+        cfg.gzip = gzip;
+        let (tx, rx) = mpsc::channel(2000);
+        let store = tokio::spawn(run(cfg, rx, StoreHealth::new("influxdb")));
+        let first = round as u64 * 1000;
+        for i in first..first + 1000 {
+            tx.send(nth(i)).await.unwrap();
+        }
+        drop(tx);
+        tokio::time::timeout(Duration::from_secs(15), store)
+            .await
+            .expect("run returns after the tap closes")
+            .unwrap();
+        let sent = relay.sent();
+        assert!(sent.contains("post /write?"), "{sent}");
+        assert_eq!(
+            sent.contains("content-encoding: gzip"),
+            gzip,
+            "gzip {gzip}: the header"
+        );
+        assert_eq!(
+            sent.contains("trades,venue=binance_spot"),
+            !gzip,
+            "gzip {gzip}: line protocol in clear on the wire"
+        );
+    }
+    let ids = influx.trade_ids().await;
+    assert_eq!(ids.len(), 2000);
+    assert_eq!(
+        ids.into_iter().collect::<BTreeSet<_>>(),
+        (0..2000).collect()
+    );
 }

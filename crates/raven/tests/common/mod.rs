@@ -96,7 +96,11 @@ pub struct Server {
 
 /// Starts `raven serve` with the given `[[venues]]` (and optional `[hub]`) TOML.
 pub fn spawn_serve(venues: &str, hub: &str) -> Server {
-    let dir = tempfile::tempdir().expect("tempdir");
+    spawn_serve_in(tempfile::tempdir().expect("tempdir"), venues, hub)
+}
+
+/// [`spawn_serve`] in `dir`, whose `data` directory a restarted server finds again.
+pub fn spawn_serve_in(dir: tempfile::TempDir, venues: &str, hub: &str) -> Server {
     let (grpc, health, metrics) = (free_port(), free_port(), free_port());
     let data = dir.path().join("data");
     let config = format!(
@@ -105,7 +109,11 @@ pub fn spawn_serve(venues: &str, hub: &str) -> Server {
     );
     let path = dir.path().join("raven.toml");
     std::fs::write(&path, config).expect("write config");
-    let log = std::fs::File::create(dir.path().join("serve.log")).expect("log file");
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.path().join("serve.log"))
+        .expect("log file");
     let err = log.try_clone().expect("log file");
     let proc = Command::new(RAVEN)
         .args(["serve", "--config"])
@@ -128,6 +136,22 @@ pub fn spawn_serve(venues: &str, hub: &str) -> Server {
 }
 
 impl Server {
+    /// Stops the server as `docker stop` would (SIGTERM, then wait) and hands back its
+    /// directory for a restart.
+    pub fn terminate(mut self) -> tempfile::TempDir {
+        let pid = self.child.proc.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.proc.try_wait() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::mem::replace(&mut self.dir, dir)
+    }
+
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("serve.log")).unwrap_or_default()
     }
@@ -542,5 +566,102 @@ impl Checker {
             Payload::Dropped(d) => self.dropped += d.count,
             _ => {}
         }
+    }
+}
+
+/// A real `influxd` (Debian's `influxdb` 1.x, installed by scripts/setup-services.sh)
+/// on a free port in a temp dir; it can be killed and restarted on the same port and
+/// data, the way an outage looks to Raven.
+pub struct Influxd {
+    child: Option<Child>,
+    pub url: String,
+    port: u16,
+    rpc: u16,
+    dir: tempfile::TempDir,
+}
+
+impl Influxd {
+    pub async fn start() -> Influxd {
+        let mut influx = Influxd {
+            child: None,
+            url: String::new(),
+            port: free_port(),
+            rpc: free_port(),
+            dir: tempfile::tempdir().expect("tempdir"),
+        };
+        influx.url = format!("http://127.0.0.1:{}", influx.port);
+        influx.restart().await;
+        influx
+    }
+
+    /// SIGKILL: no goodbye, like a crashed or unplugged server.
+    pub fn kill(&mut self) {
+        self.child = None;
+    }
+
+    /// Starts it again on the same port and data; returns once it answers `/ping`.
+    pub async fn restart(&mut self) {
+        let d = self.dir.path().display();
+        let (port, rpc) = (self.port, self.rpc);
+        let config = format!(
+            "reporting-disabled = true\nbind-address = \"127.0.0.1:{rpc}\"\n[meta]\n  dir = \"{d}/meta\"\n[data]\n  dir = \"{d}/data\"\n  wal-dir = \"{d}/wal\"\n  query-log-enabled = false\n[http]\n  bind-address = \"127.0.0.1:{port}\"\n  log-enabled = false\n[monitor]\n  store-enabled = false\n"
+        );
+        std::fs::write(self.dir.path().join("influxdb.conf"), config).expect("config");
+        let bin = std::env::var("INFLUXD").unwrap_or_else(|_| "/usr/bin/influxd".to_owned());
+        let proc = Command::new(&bin)
+            .arg("-config")
+            .arg(self.dir.path().join("influxdb.conf"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("{bin} (scripts/setup-services.sh installs it): {e}"));
+        self.child = Some(Child {
+            name: "influxd",
+            proc,
+        });
+        let url = self.url.clone();
+        wait_until("influxd answers /ping", Duration::from_secs(30), || async {
+            try_http_get(&format!("{url}/ping"))
+                .await
+                .is_some_and(|(code, _)| code == 204)
+        })
+        .await;
+    }
+}
+
+// ---------------------------------------------------------------- serve with extra environment
+
+/// [`spawn_serve`] with extra environment variables for the server process (e.g. the
+/// OpenTelemetry ones), which the configuration file cannot carry.
+pub fn spawn_serve_with_env(venues: &str, hub: &str, env: &[(&str, &str)]) -> Server {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (grpc, health, metrics) = (free_port(), free_port(), free_port());
+    let data = dir.path().join("data");
+    let config = format!(
+        "[server]\nhost = \"127.0.0.1\"\ngrpc_port = {grpc}\nhealth_port = {health}\nmetrics_port = {metrics}\nheartbeat_ms = 1000\ndata_dir = \"{}\"\n\n{hub}\n\n{venues}\n",
+        data.display()
+    );
+    let path = dir.path().join("raven.toml");
+    std::fs::write(&path, config).expect("write config");
+    let log = std::fs::File::create(dir.path().join("serve.log")).expect("log file");
+    let err = log.try_clone().expect("log file");
+    let proc = Command::new(RAVEN)
+        .args(["serve", "--config"])
+        .arg(&path)
+        .env("RUST_LOG", "info")
+        .envs(env.iter().copied())
+        .stdout(log)
+        .stderr(err)
+        .spawn()
+        .expect("spawn raven serve");
+    Server {
+        child: Child {
+            name: "serve",
+            proc,
+        },
+        grpc: format!("http://127.0.0.1:{grpc}"),
+        health_port: health,
+        metrics_port: metrics,
+        dir,
     }
 }

@@ -13,14 +13,13 @@
 //! backslash; in string fields `"` and `\` do. A line break cannot be escaped in a tag,
 //! so a record whose tag would hold one is refused (it would otherwise split the batch).
 
-use std::collections::HashMap;
 use std::fmt::{Display, Write};
 
 use raven_hub::Record;
 use raven_model::candle::Candle;
 use raven_model::{BookLevels, EventKind, InstrumentId, MarketEvent, Side, UnixNanos};
 
-const NANOS_PER_MILLI: u64 = 1_000_000;
+use crate::series::{self, SeriesClock};
 
 /// What [`Encoder::encode`] did with a record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,12 +32,10 @@ pub(crate) enum Encoded {
     Refused(&'static str),
 }
 
-/// Turns records into lines, remembering just enough to keep timestamps unique.
+/// Turns records into lines, keeping each series' timestamps unique.
 #[derive(Debug, Default)]
 pub(crate) struct Encoder {
-    /// For series with no exchange sequence number (funding, liquidations): the last
-    /// base timestamp used and how many points already took it.
-    last: HashMap<(InstrumentId, &'static str, &'static str), (u64, u64)>,
+    clock: SeriesClock,
 }
 
 impl Encoder {
@@ -54,7 +51,10 @@ impl Encoder {
 
     fn write(&mut self, record: &Record, out: &mut String) -> Encoded {
         match record {
-            Record::Event(e) => self.event(e, out),
+            Record::Event(e) => {
+                let ts = self.clock.event(e);
+                event_line(e, ts, out)
+            }
             Record::Candle {
                 instrument,
                 candle,
@@ -74,96 +74,54 @@ impl Encoder {
             } => book_line(instrument, levels, *exchange_time, *receive_time, out),
         }
     }
+}
 
-    fn event(&mut self, e: &MarketEvent, out: &mut String) -> Encoded {
-        let id = &e.instrument;
-        match &e.kind {
-            EventKind::Trade(t) => {
-                let side = side(t.aggressor);
-                let ts = sequenced(e.exchange_time, e.receive_time, t.trade_id);
-                let Some(mut line) = Line::start(out, "trades", id, &[("side", side)]) else {
-                    return Encoded::Refused("line break in a tag");
-                };
-                line.decimal("price", &t.price);
-                line.decimal("quantity", &t.qty);
-                if !line.int("trade_id", t.trade_id)
-                    || !line.int("receive_time_ns", e.receive_time.0)
-                {
-                    return Encoded::Refused("integer beyond i64");
-                }
-                line.end(ts)
-            }
-            EventKind::Bbo(b) => {
-                let ts = sequenced(e.exchange_time, e.receive_time, b.update_id);
-                let Some(mut line) = Line::start(out, "bbo", id, &[]) else {
-                    return Encoded::Refused("line break in a tag");
-                };
-                line.decimal("bid_price", &b.bid_price);
-                line.decimal("bid_quantity", &b.bid_qty);
-                line.decimal("ask_price", &b.ask_price);
-                line.decimal("ask_quantity", &b.ask_qty);
-                if !line.int("update_id", b.update_id)
-                    || !line.int("receive_time_ns", e.receive_time.0)
-                {
-                    return Encoded::Refused("integer beyond i64");
-                }
-                line.end(ts)
-            }
-            EventKind::MarkPrice(m) => {
-                let ts = self.unique(id, "funding", "", event_time(e));
-                let Some(mut line) = Line::start(out, "funding", id, &[]) else {
-                    return Encoded::Refused("line break in a tag");
-                };
-                line.decimal("mark_price", &m.mark_price);
-                if let Some(index) = &m.index_price {
-                    line.decimal("index_price", index);
-                }
-                line.decimal("funding_rate", &m.funding_rate);
-                if !line.int("next_funding_time_ns", m.next_funding_time.0)
-                    || !line.int("receive_time_ns", e.receive_time.0)
-                {
-                    return Encoded::Refused("integer beyond i64");
-                }
-                line.end(ts)
-            }
-            EventKind::Liquidation(l) => {
-                let side = side(l.side);
-                let ts = self.unique(id, "liquidations", side, event_time(e));
-                let Some(mut line) = Line::start(out, "liquidations", id, &[("side", side)]) else {
-                    return Encoded::Refused("line break in a tag");
-                };
-                line.decimal("price", &l.price);
-                line.decimal("quantity", &l.qty);
-                if !line.int("receive_time_ns", e.receive_time.0) {
-                    return Encoded::Refused("integer beyond i64");
-                }
-                line.end(ts)
-            }
+fn event_line(e: &MarketEvent, ts: u64, out: &mut String) -> Encoded {
+    let id = &e.instrument;
+    let (measurement, side) = match &e.kind {
+        EventKind::Trade(t) => ("trades", Some(side(t.aggressor))),
+        EventKind::Bbo(_) => ("bbo", None),
+        EventKind::MarkPrice(_) => ("funding", None),
+        EventKind::Liquidation(l) => ("liquidations", Some(side(l.side))),
+    };
+    let side_tag = side.map(|s| ("side", s));
+    let Some(mut line) = Line::start(out, measurement, id, side_tag.as_slice()) else {
+        return Encoded::Refused("line break in a tag");
+    };
+    let ids_fit = match &e.kind {
+        EventKind::Trade(t) => {
+            line.decimal("price", &t.price);
+            line.decimal("quantity", &t.qty);
+            line.int("trade_id", t.trade_id)
         }
-    }
-
-    /// `base`, or `base + n` for the n-th later point of the same series at the same
-    /// base: two liquidations in one millisecond must not merge into one point.
-    fn unique(
-        &mut self,
-        id: &InstrumentId,
-        measurement: &'static str,
-        side: &'static str,
-        base: u64,
-    ) -> u64 {
-        let slot = self
-            .last
-            .entry((id.clone(), measurement, side))
-            .or_insert((base, 0));
-        if slot.0 == base {
-            let ts = base.saturating_add(slot.1);
-            slot.1 += 1;
-            ts
-        } else {
-            *slot = (base, 1);
-            base
+        EventKind::Bbo(b) => {
+            line.decimal("bid_price", &b.bid_price);
+            line.decimal("bid_quantity", &b.bid_qty);
+            line.decimal("ask_price", &b.ask_price);
+            line.decimal("ask_quantity", &b.ask_qty);
+            line.int("update_id", b.update_id)
         }
+        EventKind::MarkPrice(m) => {
+            line.decimal("mark_price", &m.mark_price);
+            if let Some(index) = &m.index_price {
+                line.decimal("index_price", index);
+            }
+            line.decimal("funding_rate", &m.funding_rate);
+            line.int("next_funding_time_ns", m.next_funding_time.0)
+        }
+        EventKind::Liquidation(l) => {
+            line.decimal("price", &l.price);
+            line.decimal("quantity", &l.qty);
+            true
+        }
+    };
+    if !ids_fit
+        || !line.int("exchange_time_ns", e.exchange_time.0)
+        || !line.int("receive_time_ns", e.receive_time.0)
+    {
+        return Encoded::Refused("integer beyond i64");
     }
+    line.end(ts)
 }
 
 fn side(s: Side) -> &'static str {
@@ -171,27 +129,6 @@ fn side(s: Side) -> &'static str {
         Side::Buy => "buy",
         Side::Sell => "sell",
     }
-}
-
-/// The exchange time, or the receive time when the exchange gave none.
-fn event_time(e: &MarketEvent) -> u64 {
-    or_receive(e.exchange_time, e.receive_time)
-}
-
-fn or_receive(exchange: UnixNanos, receive: UnixNanos) -> u64 {
-    if exchange.0 == 0 {
-        receive.0
-    } else {
-        exchange.0
-    }
-}
-
-/// The millisecond of the event plus `seq % 1_000_000` nanoseconds: unique for up to a
-/// million sequence numbers per millisecond (exchanges give milliseconds, so the
-/// nanoseconds are free), and the same every time the same event is encoded.
-fn sequenced(exchange: UnixNanos, receive: UnixNanos, seq: u64) -> u64 {
-    let at = or_receive(exchange, receive);
-    at - at % NANOS_PER_MILLI + seq % NANOS_PER_MILLI
 }
 
 fn candle_line(id: &InstrumentId, c: &Candle, out: &mut String) -> Encoded {
@@ -237,8 +174,7 @@ fn book_line(
     {
         return Encoded::Refused("integer beyond i64");
     }
-    // Two samples with the same last update id are the same book: merging them is right.
-    line.end(sequenced(exchange_time, receive_time, b.last_update_id))
+    line.end(series::book(exchange_time, receive_time, b.last_update_id))
 }
 
 /// A line being written: measurement and tags, then fields, then the timestamp.
@@ -347,7 +283,8 @@ mod tests {
             encode(&trade("BTCUSDT", 3_000_007)),
             "trades,venue=binance_spot,symbol=BTCUSDT,side=sell \
              price=0.35210000,price_exact=\"0.35210000\",quantity=12.5,quantity_exact=\"12.5\",\
-             trade_id=3000007i,receive_time_ns=1700000000125000042i \
+             trade_id=3000007i,exchange_time_ns=1700000000123000000i,\
+             receive_time_ns=1700000000125000042i \
              1700000000123000007\n"
         );
     }

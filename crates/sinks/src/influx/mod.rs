@@ -13,10 +13,10 @@
 //!
 //! | measurement | tags | fields | timestamp (ns) |
 //! |---|---|---|---|
-//! | `trades` | venue, symbol, side (aggressor) | price, quantity (+`_exact`), trade_id, receive_time_ns | exchange ms + `trade_id % 1e6` |
-//! | `bbo` | venue, symbol | bid_price, bid_quantity, ask_price, ask_quantity (+`_exact`), update_id, receive_time_ns | exchange ms + `update_id % 1e6` |
-//! | `funding` | venue, symbol | mark_price, index_price (when given), funding_rate (+`_exact`), next_funding_time_ns, receive_time_ns | exchange time (+n for the n-th repeat) |
-//! | `liquidations` | venue, symbol, side | price, quantity (+`_exact`), receive_time_ns | exchange time (+n for the n-th repeat) |
+//! | `trades` | venue, symbol, side (aggressor) | price, quantity (+`_exact`), trade_id, exchange_time_ns, receive_time_ns | exchange ms + `trade_id % 1e6` |
+//! | `bbo` | venue, symbol | bid_price, bid_quantity, ask_price, ask_quantity (+`_exact`), update_id, exchange_time_ns, receive_time_ns | exchange ms + `update_id % 1e6` |
+//! | `funding` | venue, symbol | mark_price, index_price (when given), funding_rate (+`_exact`), next_funding_time_ns, exchange_time_ns, receive_time_ns | exchange time (+n for the n-th repeat) |
+//! | `liquidations` | venue, symbol, side | price, quantity (+`_exact`), exchange_time_ns, receive_time_ns | exchange time (+n for the n-th repeat in the instrument) |
 //! | `candles` (closed only) | venue, symbol, interval | open, high, low, close, volume (+`_exact`), trade_count, close_time_ns | open time |
 //! | `book_top` | venue, symbol | bid_price, bid_quantity, ask_price, ask_quantity (+`_exact`, absent for an empty side), last_update_id, receive_time_ns | exchange ms + `last_update_id % 1e6` |
 //!
@@ -24,29 +24,27 @@
 //!
 //! # Why the timestamps look like that
 //!
-//! InfluxDB keeps one point per series and timestamp: a second point with the same tags
-//! and time silently replaces the first. Exchanges stamp in milliseconds, and a busy
-//! market prints hundreds of trades in one, so the raw time would lose most of them. The
-//! exchange's own sequence number (trade id, update id) fills the free sub-millisecond
-//! nanoseconds instead: unique within the millisecond, and *deterministic*, so a batch
-//! that is retried or replayed after a crash lands on exactly the same points and
-//! overwrites itself. That idempotence is what makes at-least-once delivery exactly-once
-//! in the database. Series with no sequence number (funding, liquidations) add a
-//! per-series counter for repeats within one timestamp.
+//! InfluxDB keeps one point per series and timestamp, so each point's time is its
+//! series time (module `series`): exchange milliseconds plus the trade or update id in
+//! the sub-millisecond digits. Unique, and deterministic, so a retried or replayed batch
+//! overwrites itself instead of duplicating. The true exchange time is kept as the
+//! `exchange_time_ns` field.
 //!
 //! # Delivery
 //!
-//! Records are encoded into a batch that is sealed at `batch_size` points or every
-//! `batch_interval`. One write is in flight at a time, off the receive loop, so the tap
-//! is read continuously even while InfluxDB hangs. A failed write is retried with
-//! exponential backoff (0.1 s doubling to 5 s). Meanwhile sealed batches wait in memory
-//! up to `memory_limit_points`; beyond that the oldest move to the spill (module `spill`) in
-//! `data_dir`, fsync'd, so the oldest data is always on disk and the drain order —
-//! spill files oldest first, then memory — is also time order. A spill file is deleted
-//! only after InfluxDB answered 204. At start the spill left by a previous run is sent
-//! before anything new; when the tap closes, the in-flight write is awaited, InfluxDB
-//! gets up to [`SHUTDOWN_DRAIN`] (retried on the usual backoff) to take the rest, and
-//! what remains is spilled.
+//! Batch by size and time, gzip, retry with backoff. Records are encoded into a batch
+//! that is sealed at `batch_size` points or every `batch_interval`. One write is in
+//! flight at a time, off the receive loop, so the tap is read continuously even while
+//! InfluxDB hangs; its body is gzip-compressed there, at send time (`gzip`, on by
+//! default), while memory and spill keep plain line protocol. A failed write is
+//! retried with exponential backoff (0.1 s doubling to 5 s). Meanwhile sealed batches
+//! wait in memory up to `memory_limit_points`; beyond that the oldest move to the spill
+//! (module `spill`) in `data_dir`, fsync'd, so the oldest data is always on disk and
+//! the drain order — spill files oldest first, then memory — is also time order. A
+//! spill file is deleted only after InfluxDB answered 204. At start the spill left by a
+//! previous run is sent before anything new; when the tap closes, the in-flight write
+//! is awaited, InfluxDB gets up to [`SHUTDOWN_DRAIN`] (retried on the usual backoff) to
+//! take the rest, and what remains is spilled.
 //!
 //! What can still be lost, each counted or logged: points only in memory when the
 //! process is killed (up to `memory_limit_points` plus the open batch); points whose
@@ -60,9 +58,12 @@
 //! `raven_influx_backlog_points` and `raven_influx_backlog_age_seconds` (gauges: unsent
 //! points and the age of the oldest), `raven_influx_write_seconds` (histogram).
 
+mod history;
 mod line;
 mod spill;
 mod writer;
+
+pub use history::InfluxHistory;
 
 use std::collections::VecDeque;
 use std::path::PathBuf;
@@ -75,6 +76,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
+use crate::health::StoreHealth;
 use line::{Encoded, Encoder};
 use spill::Spill;
 use writer::{Client, WriteError};
@@ -105,10 +107,15 @@ pub struct InfluxConfig {
     pub batch_interval: Duration,
     /// Unsent points kept in memory before the oldest batches go to disk.
     pub memory_limit_points: usize,
+    /// Send write bodies gzip-compressed (`Content-Encoding: gzip`). On by default; off
+    /// only for an endpoint in front of InfluxDB that cannot decompress, and to measure
+    /// what compression costs and saves.
+    pub gzip: bool,
 }
 
 impl InfluxConfig {
-    /// A config with the defaults: no auth, 5000-point batches, 1 s, 200 000 points.
+    /// A config with the defaults: no auth, 5000-point batches, 1 s, 200 000 points,
+    /// gzip.
     pub fn new(url: impl Into<String>, database: impl Into<String>, data_dir: PathBuf) -> Self {
         InfluxConfig {
             url: url.into(),
@@ -120,17 +127,23 @@ impl InfluxConfig {
             batch_size: 5000,
             batch_interval: Duration::from_secs(1),
             memory_limit_points: 200_000,
+            gzip: true,
         }
     }
 }
 
 /// Runs the writer until the hub drops the tap (then drains or spills, see the module
-/// docs).
-pub async fn run(config: InfluxConfig, mut records: mpsc::Receiver<Record>) {
+/// docs), reporting trouble and losses to `health`.
+pub async fn run(
+    config: InfluxConfig,
+    mut records: mpsc::Receiver<Record>,
+    health: Arc<StoreHealth>,
+) {
     let client = match Client::new(&config) {
         Ok(c) => Arc::new(c),
         Err(e) => {
             tracing::error!(error = %e, "influx: invalid configuration; the InfluxDB store is disabled");
+            health.degraded(format!("disabled: {e}"));
             return;
         }
     };
@@ -166,6 +179,7 @@ pub async fn run(config: InfluxConfig, mut records: mpsc::Receiver<Record>) {
         memory_points: 0,
         inflight: None,
         failures: 0,
+        health,
         retry_at: Instant::now(),
         need_create: true,
         batch_size,
@@ -238,6 +252,7 @@ struct Store {
     inflight: Option<Inflight>,
     /// Consecutive failed writes.
     failures: u32,
+    health: Arc<StoreHealth>,
     retry_at: Instant,
     need_create: bool,
     batch_size: usize,
@@ -295,6 +310,8 @@ impl Store {
         {
             metrics::counter!("raven_influx_points_dropped_total").increment(points as u64);
             tracing::error!(error = %e, points, "influx: SPILL WRITE FAILED; points are LOST");
+            self.health
+                .lost(points as u64, format!("spill write failed: {e}"));
         }
     }
 
@@ -324,7 +341,20 @@ impl Store {
         };
         let client = Arc::clone(&self.client);
         let create = self.need_create;
-        let handle = tokio::spawn(async move {
+        let (points, from) = match &source {
+            Source::Memory(b) => (b.points, "memory"),
+            Source::Spill { points } => (*points, "spill"),
+        };
+        let span = tracing::info_span!(
+            "store.batch",
+            store = "influxdb",
+            rows = points,
+            source = from,
+            outcome = tracing::field::Empty,
+            error.message = tracing::field::Empty,
+            otel.status_code = tracing::field::Empty,
+        );
+        let write = async move {
             let body = match body {
                 Ok(b) => b,
                 Err(path) => {
@@ -338,8 +368,22 @@ impl Store {
             if create {
                 client.create_database().await;
             }
-            client.write(body).await
-        });
+            let result = client.write(body).await;
+            let span = tracing::Span::current();
+            match &result {
+                Ok(()) => span.record("outcome", "written"),
+                Err(WriteError::Retry(e)) => span
+                    .record("outcome", "retry")
+                    .record("error.message", e.as_str())
+                    .record("otel.status_code", "error"),
+                Err(WriteError::Refused(e)) => span
+                    .record("outcome", "refused")
+                    .record("error.message", e.as_str())
+                    .record("otel.status_code", "error"),
+            };
+            result
+        };
+        let handle = tokio::spawn(tracing::Instrument::instrument(write, span));
         self.inflight = Some(Inflight {
             source,
             since,
@@ -363,6 +407,7 @@ impl Store {
                 }
                 self.failures = 0;
                 self.need_create = false;
+                self.health.ok();
                 if matches!(source, Source::Spill { .. }) {
                     if let Err(e) = self.spill.remove_front().await {
                         tracing::error!(error = %e, "influx: cannot delete a written spill file; its points will be written again (idempotent)");
@@ -377,6 +422,9 @@ impl Store {
                     .saturating_mul(1 << self.failures.min(16).saturating_sub(1))
                     .min(BACKOFF_MAX);
                 self.retry_at = Instant::now() + backoff;
+                self.health.degraded(format!(
+                    "writes failing ({error}); buffering and retrying, spilling to disk beyond the memory limit"
+                ));
                 if self.failures == 1 {
                     tracing::warn!(%error, "influx: write failed; buffering and retrying");
                 } else {
@@ -406,6 +454,10 @@ impl Store {
                         Err(e) => {
                             metrics::counter!("raven_influx_points_dropped_total")
                                 .increment(batch.points as u64);
+                            self.health.lost(
+                                batch.points as u64,
+                                format!("batch refused ({error}) and could not be kept aside: {e}"),
+                            );
                             tracing::error!(%error, io_error = %e, points = batch.points, "influx: batch refused and could not be kept aside; points are LOST")
                         }
                     },

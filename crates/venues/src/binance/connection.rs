@@ -21,6 +21,12 @@
 //! serving it) and resynced from a new snapshot once the new socket buffers diffs.
 //! [`Feed`] is the synchronous part (frames in, sink calls out) so it can be tested
 //! without a socket.
+//!
+//! Tracing: each connection attempt, from connect to close, is one `venue.connection`
+//! span, and each book's way back to sync, from its first snapshot request until it is
+//! live again, one `book.resync` span under it (the snapshot fetches are its children,
+//! see [`super::snapshot`]). The spans are created and closed, never entered, so a
+//! frame costs nothing extra: nothing here is traced per message.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -104,12 +110,75 @@ struct Book {
     status: Arc<BookStatus>,
     /// A snapshot request is queued or in flight; don't queue another.
     snapshot_pending: bool,
+    /// The resync under way, from the first snapshot request until the book is live.
+    resync: Option<Resync>,
+    /// Why the book is out of sync: the `reason` of the next resync span.
+    lost_because: &'static str,
+}
+
+/// One `book.resync` span: a book out of sync until a snapshot joined its stream.
+/// Its fields are each recorded once, at the end (the OpenTelemetry layer appends a
+/// recorded attribute rather than replacing it).
+struct Resync {
+    span: tracing::Span,
+    /// Snapshot fetch attempts answered so far (fetched or failed).
+    snapshots: u64,
+    finished: bool,
+}
+
+impl Resync {
+    fn start(
+        parent: &tracing::Span,
+        venue: Venue,
+        instrument: &InstrumentId,
+        connection: &str,
+        reason: &str,
+    ) -> Self {
+        let span = tracing::info_span!(
+            parent: parent,
+            "book.resync",
+            venue = venue.as_str(),
+            symbol = instrument.symbol.as_str(),
+            connection.name = connection,
+            reason,
+            outcome = tracing::field::Empty,
+            snapshot.attempts = tracing::field::Empty,
+            snapshot.last_update_id = tracing::field::Empty,
+            replayed_diffs = tracing::field::Empty,
+        );
+        Resync {
+            span,
+            snapshots: 0,
+            finished: false,
+        }
+    }
+
+    /// The book is live again from the snapshot at `last_update_id`.
+    fn synced(mut self, last_update_id: u64, replayed_diffs: usize) {
+        self.span.record("snapshot.last_update_id", last_update_id);
+        self.span.record("replayed_diffs", replayed_diffs);
+        self.span.record("outcome", "synced");
+        self.finished = true;
+    }
+}
+
+impl Drop for Resync {
+    /// A resync that never finished (the venue shut down) still closes its span, saying so.
+    fn drop(&mut self) {
+        self.span.record("snapshot.attempts", self.snapshots);
+        if !self.finished {
+            self.span.record("outcome", "abandoned");
+        }
+    }
 }
 
 /// The synchronous heart of a connection: turns frames and snapshots into sink calls
 /// and keeps each book's sync state.
 pub struct Feed {
+    venue: Venue,
     name: String,
+    /// The current `venue.connection` span: the parent of the resyncs it starts.
+    span: AttemptSpan,
     symbols: SymbolMap,
     books: HashMap<InstrumentId, Book>,
     sink: Arc<dyn FeedSink>,
@@ -146,6 +215,8 @@ impl Feed {
                         sync: DepthSync::new(rules, config.max_buffered_diffs),
                         status: book_status,
                         snapshot_pending: false,
+                        resync: None,
+                        lost_because: "initial sync",
                     };
                     (id, book)
                 })
@@ -156,7 +227,9 @@ impl Feed {
         let conn = status.register_connection(config.venue, &config.name, config.streams);
         let (replies, rx) = mpsc::unbounded_channel();
         let feed = Self {
+            venue: config.venue,
             name: config.name.clone(),
+            span: AttemptSpan(tracing::Span::none()),
             symbols,
             books,
             sink,
@@ -254,6 +327,9 @@ impl Feed {
             SnapshotReply::Failed { symbol, .. } => {
                 if let Some(book) = self.book_by_symbol(&symbol) {
                     book.status.snapshot_failure();
+                    if let Some(resync) = &mut book.resync {
+                        resync.snapshots += 1;
+                    }
                 }
                 return;
             }
@@ -266,8 +342,14 @@ impl Feed {
             return;
         };
         book.snapshot_pending = false;
+        if let Some(resync) = &mut book.resync {
+            resync.snapshots += 1;
+        }
         match book.sync.on_snapshot(snapshot) {
             SnapshotOutcome::Synced { snapshot, replay } => {
+                if let Some(resync) = book.resync.take() {
+                    resync.synced(snapshot.last_update_id, replay.len());
+                }
                 let (et, rt) = (snapshot.exchange_time, snapshot.receive_time);
                 let update = BookUpdate::Snapshot(snapshot.into_levels());
                 if let Err(rejected) = self.sink.book_update(&instrument, update, et, rt) {
@@ -297,10 +379,11 @@ impl Feed {
     }
 
     /// The socket is gone: no book of this connection can be trusted any more.
-    pub fn on_disconnect(&mut self, reason: &str) {
+    pub fn on_disconnect(&mut self, reason: &'static str) {
         for (instrument, book) in &mut self.books {
             let was_live = book.sync.is_live();
             book.sync.reset();
+            book.lost_because = reason;
             self.sink.book_reset(instrument, reason);
             if was_live {
                 book.status.resync();
@@ -334,10 +417,11 @@ impl Feed {
 
     /// Tell the sink, count the resync, fetch a new snapshot. The sync state was
     /// already moved back to buffering by the caller or by [`DepthSync`] itself.
-    fn lose_sync(&mut self, instrument: &InstrumentId, reason: &str) {
+    fn lose_sync(&mut self, instrument: &InstrumentId, reason: &'static str) {
         self.sink.book_reset(instrument, reason);
         if let Some(book) = self.books.get_mut(instrument) {
             book.status.resync();
+            book.lost_because = reason;
         }
         self.counters.resyncs.increment(1);
         self.ensure_snapshot(instrument);
@@ -347,8 +431,19 @@ impl Feed {
         if let Some(book) = self.books.get_mut(instrument) {
             if !book.snapshot_pending {
                 book.snapshot_pending = true;
+                // A refetch (snapshot too old, gap in the buffer) continues the resync
+                // under way; anything else starts one.
+                let resync = book.resync.get_or_insert_with(|| {
+                    Resync::start(
+                        &self.span.0,
+                        self.venue,
+                        instrument,
+                        &self.name,
+                        book.lost_because,
+                    )
+                });
                 self.fetcher
-                    .request(instrument.symbol.as_str(), &self.replies);
+                    .request(instrument.symbol.as_str(), &self.replies, &resync.span);
             }
         }
     }
@@ -357,6 +452,28 @@ impl Feed {
         let id = self.symbols.get(symbol).ok()?.clone();
         self.books.get_mut(&id)
     }
+}
+
+/// A connection attempt's `venue.connection` span while it is under way. An attempt
+/// whose task is aborted (the venue dropped rather than shut down) still closes its
+/// span with an outcome; [`end_attempt`] takes the span out first, so the outcome is
+/// recorded once either way.
+struct AttemptSpan(tracing::Span);
+
+impl Drop for AttemptSpan {
+    fn drop(&mut self) {
+        self.0.record("outcome", "aborted");
+    }
+}
+
+/// Ends the current attempt's `venue.connection` span with its outcome.
+fn end_attempt(feed: &mut Feed, outcome: &str, reason: &str) {
+    let span = std::mem::replace(&mut feed.span.0, tracing::Span::none());
+    span.record("outcome", outcome);
+    span.record("close.reason", reason);
+    // A resync still in flight keeps its parent span open until it ends; leaving the
+    // span once stamps the connection's own end time now, which the exporter uses.
+    span.in_scope(|| {});
 }
 
 /// Why a session ended.
@@ -375,16 +492,25 @@ pub async fn run(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut backoff = Backoff::new(config.backoff);
-    let mut first = true;
+    let mut attempt: u64 = 0;
     loop {
         if *shutdown.borrow() {
             return;
         }
-        if !first {
+        if attempt > 0 {
             feed.conn.reconnected();
             feed.counters.reconnects.increment(1);
         }
-        first = false;
+        attempt += 1;
+        feed.span = AttemptSpan(tracing::info_span!(
+            "venue.connection",
+            venue = config.venue.as_str(),
+            connection.name = config.name.as_str(),
+            connection.streams = config.streams,
+            connection.attempt = attempt,
+            outcome = tracing::field::Empty,
+            close.reason = tracing::field::Empty,
+        ));
         feed.conn.set_state(ConnectionState::Connecting);
         let connect = tokio::time::timeout(
             CONNECT_TIMEOUT,
@@ -392,7 +518,7 @@ pub async fn run(
         );
         let connected = tokio::select! {
             r = connect => r,
-            _ = shutdown.changed() => return,
+            _ = shutdown.changed() => return end_attempt(&mut feed, "shutdown", "venue shutting down"),
         };
         let lost = match connected {
             Ok(Ok((ws, _response))) => {
@@ -410,21 +536,31 @@ pub async fn run(
                 match end {
                     End::Shutdown => {
                         feed.on_disconnect("venue shutting down");
-                        return;
+                        return end_attempt(&mut feed, "shutdown", "venue shutting down");
                     }
                     End::Aged => {
                         tracing::info!(connection = %config.name, "reconnecting before the 24 h limit");
                         feed.on_disconnect("scheduled reconnect");
+                        end_attempt(&mut feed, "aged", "scheduled reconnect");
                         continue;
                     }
                     End::Lost(reason) => {
                         feed.on_disconnect("connection lost");
+                        end_attempt(&mut feed, "lost", &reason);
                         reason
                     }
                 }
             }
-            Ok(Err(e)) => e.to_string(),
-            Err(_) => "connect timed out".to_owned(),
+            Ok(Err(e)) => {
+                let reason = e.to_string();
+                end_attempt(&mut feed, "connect_failed", &reason);
+                reason
+            }
+            Err(_) => {
+                let reason = "connect timed out".to_owned();
+                end_attempt(&mut feed, "connect_failed", &reason);
+                reason
+            }
         };
         let delay = backoff.next_delay();
         tracing::warn!(connection = %config.name, reason = %lost, retry_in = ?delay, "connection lost");

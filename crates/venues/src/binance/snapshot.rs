@@ -14,6 +14,10 @@
 //!   are not stuck behind it, and reports each failure so the book's status counts it;
 //! * bounds every request with a timeout.
 //!
+//! Each attempt is traced as a `book.snapshot` span, a child of the `book.resync` span
+//! the connection passed with the request, so a trace shows how many fetches (and which
+//! refusals) a resync took.
+//!
 //! The spacing is the larger of `snapshot_spacing` and what the weight budget allows:
 //! a `limit=1000` spot snapshot weighs 50 against 6 000 per minute, a futures one 20
 //! against 2 400, so at half the budget one such snapshot per second is the steady rate.
@@ -84,6 +88,19 @@ pub enum SnapshotError {
     Parse(#[from] ParseError),
 }
 
+impl SnapshotError {
+    /// The HTTP status the exchange answered with, when it answered with a refusal.
+    fn http_status(&self) -> Option<u16> {
+        match self {
+            SnapshotError::Status(status) | SnapshotError::RateLimited { status, .. } => {
+                Some(*status)
+            }
+            SnapshotError::Http(e) => e.status().map(|s| s.as_u16()),
+            SnapshotError::Utf8 | SnapshotError::Parse(_) => None,
+        }
+    }
+}
+
 /// What the fetcher reports back to the connection that owns the book.
 #[derive(Debug)]
 pub enum SnapshotReply {
@@ -102,6 +119,8 @@ struct Request {
     symbol: String,
     attempt: u32,
     reply: mpsc::UnboundedSender<SnapshotReply>,
+    /// The span each attempt's `book.snapshot` span belongs under.
+    parent: tracing::Span,
 }
 
 /// Handle for queuing snapshot requests; cheap to clone.
@@ -113,12 +132,19 @@ pub struct SnapshotFetcher {
 impl SnapshotFetcher {
     /// Queues a snapshot of `symbol` (upper-case exchange symbol). The result, and every
     /// failed attempt, is sent to `reply`; the request is dropped once `reply` is closed.
-    pub fn request(&self, symbol: &str, reply: &mpsc::UnboundedSender<SnapshotReply>) {
+    /// Each attempt is traced under `parent` ([`tracing::Span::none`] for a root span).
+    pub fn request(
+        &self,
+        symbol: &str,
+        reply: &mpsc::UnboundedSender<SnapshotReply>,
+        parent: &tracing::Span,
+    ) {
         // The fetcher only stops when the venue shuts down; a lost request then is moot.
         let _ = self.tx.send(Request {
             symbol: symbol.to_owned(),
             attempt: 0,
             reply: reply.clone(),
+            parent: parent.clone(),
         });
     }
 }
@@ -171,7 +197,35 @@ async fn serve(
         if let Some(until) = paused_until.take() {
             tokio::time::sleep_until(until).await;
         }
+        let span = tracing::info_span!(
+            parent: &request.parent,
+            "book.snapshot",
+            venue,
+            symbol = request.symbol.as_str(),
+            snapshot.limit = config.limit,
+            snapshot.attempt = request.attempt,
+            outcome = tracing::field::Empty,
+            snapshot.last_update_id = tracing::field::Empty,
+            http.response.status_code = tracing::field::Empty,
+            error.message = tracing::field::Empty,
+            otel.status_code = tracing::field::Empty,
+        );
         let result = fetch_snapshot(&client, &url, &request.symbol, &limit).await;
+        match &result {
+            Ok(snapshot) => {
+                span.record("snapshot.last_update_id", snapshot.last_update_id);
+                span.record("outcome", "fetched");
+            }
+            Err(error) => {
+                if let Some(status) = error.http_status() {
+                    span.record("http.response.status_code", status);
+                }
+                span.record("error.message", tracing::field::display(error));
+                span.record("outcome", "failed");
+                span.record("otel.status_code", "error");
+            }
+        }
+        drop(span);
         match result {
             Ok(snapshot) => {
                 fetches.increment(1);
@@ -200,6 +254,7 @@ async fn serve(
                     symbol: request.symbol.clone(),
                     attempt: request.attempt.saturating_add(1),
                     reply: request.reply.clone(),
+                    parent: request.parent.clone(),
                 };
                 let _ = request.reply.send(SnapshotReply::Failed {
                     symbol: request.symbol,

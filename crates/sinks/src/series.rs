@@ -1,0 +1,84 @@
+//! Where each record sits on its series' time axis — the key every store writes under.
+//!
+//! A time-series store keeps one row per series and timestamp: InfluxDB silently
+//! replaces a second point with the same tags and time, and the embedded store's primary
+//! key refuses it. Exchanges stamp in milliseconds and a busy market prints hundreds of
+//! trades in one, so the raw time would lose most of them. The exchange's own sequence
+//! number (trade id, update id) fills the free sub-millisecond nanoseconds instead:
+//! unique within the millisecond, and *deterministic*, so a batch that is retried or
+//! replayed after a crash lands on exactly the same keys and overwrites itself. That
+//! idempotence is what makes at-least-once delivery exactly-once in the store. Series
+//! with no sequence number (funding, liquidations) add a per-series counter for repeats
+//! within one timestamp; candles are keyed by their open time, unique per interval.
+//!
+//! Both stores use this one clock, so `GetHistory` pages the same way whichever store
+//! answers (`start_time_ns = last time_ns + 1`).
+
+use std::collections::HashMap;
+
+use raven_model::{EventKind, InstrumentId, MarketEvent, UnixNanos};
+
+const NANOS_PER_MILLI: u64 = 1_000_000;
+
+/// Assigns series times; remembers just enough to keep unsequenced series unique.
+#[derive(Debug, Default)]
+pub(crate) struct SeriesClock {
+    /// For series with no exchange sequence number: the last base time used and how
+    /// many points already took it.
+    last: HashMap<(InstrumentId, &'static str), (u64, u64)>,
+}
+
+impl SeriesClock {
+    /// The series time of a trade, BBO, funding or liquidation event.
+    pub(crate) fn event(&mut self, e: &MarketEvent) -> u64 {
+        match &e.kind {
+            EventKind::Trade(t) => sequenced(e.exchange_time, e.receive_time, t.trade_id),
+            EventKind::Bbo(b) => sequenced(e.exchange_time, e.receive_time, b.update_id),
+            EventKind::MarkPrice(_) => self.unique(&e.instrument, "funding", event_time(e)),
+            // One counter for both sides, so a time is unique within the instrument's
+            // liquidations whichever side they were.
+            EventKind::Liquidation(_) => self.unique(&e.instrument, "liquidations", event_time(e)),
+        }
+    }
+
+    /// `base`, or `base + n` for the n-th later point of the same series at the same
+    /// base: two liquidations in one millisecond must not merge into one point.
+    fn unique(&mut self, id: &InstrumentId, series: &'static str, base: u64) -> u64 {
+        let slot = self.last.entry((id.clone(), series)).or_insert((base, 0));
+        if slot.0 == base {
+            let ts = base.saturating_add(slot.1);
+            slot.1 += 1;
+            ts
+        } else {
+            *slot = (base, 1);
+            base
+        }
+    }
+}
+
+/// The series time of a book sample: two samples with the same last update id are the
+/// same book, so merging them is right.
+pub(crate) fn book(exchange: UnixNanos, receive: UnixNanos, last_update_id: u64) -> u64 {
+    sequenced(exchange, receive, last_update_id)
+}
+
+/// The exchange time, or the receive time when the exchange gave none.
+pub(crate) fn event_time(e: &MarketEvent) -> u64 {
+    or_receive(e.exchange_time, e.receive_time)
+}
+
+fn or_receive(exchange: UnixNanos, receive: UnixNanos) -> u64 {
+    if exchange.0 == 0 {
+        receive.0
+    } else {
+        exchange.0
+    }
+}
+
+/// The millisecond of the event plus `seq % 1_000_000` nanoseconds: unique for up to a
+/// million sequence numbers per millisecond (exchanges give milliseconds, so the
+/// nanoseconds are free), and the same every time the same event is encoded.
+fn sequenced(exchange: UnixNanos, receive: UnixNanos, seq: u64) -> u64 {
+    let at = or_receive(exchange, receive);
+    at - at % NANOS_PER_MILLI + seq % NANOS_PER_MILLI
+}
