@@ -184,3 +184,53 @@ fn readiness(status: &pb::StatusResponse) -> Readiness {
         reasons,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(store_state: &str) -> pb::StatusResponse {
+        pb::StatusResponse {
+            connections: vec![pb::ConnectionStatus {
+                venue: "binance_spot".into(),
+                state: "connected".into(),
+                ..Default::default()
+            }],
+            books: vec![pb::BookStatus {
+                venue: "binance_spot".into(),
+                symbol: "BTCUSDT".into(),
+                state: "synced".into(),
+                ..Default::default()
+            }],
+            stores: vec![pb::StoreStatus {
+                name: "influxdb".into(),
+                state: store_state.into(),
+                reason: "spill write failed: disk full".into(),
+                dropped: 5,
+            }],
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_store_losing_data_makes_raven_unready_a_degraded_one_does_not() {
+        assert!(readiness(&status("ok")).ready);
+        assert!(readiness(&status("degraded")).ready);
+        let losing = readiness(&status("losing"));
+        assert!(!losing.ready);
+        assert_eq!(
+            losing.reasons,
+            ["influxdb: losing data: spill write failed: disk full"]
+        );
+    }
+
+    #[test]
+    fn a_venue_without_a_connection_makes_raven_unready() {
+        let mut s = status("ok");
+        s.connections[0].state = "backoff".into();
+        assert_eq!(
+            readiness(&s).reasons,
+            ["binance_spot: no connection to the exchange"]
+        );
+    }
+}

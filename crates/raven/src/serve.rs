@@ -351,7 +351,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     shutdown_signal().await;
     tracing::info!("shutting down");
     ticker.abort();
-    drop(venues);
+    // Close the exchange connections cleanly (their spans end as `shutdown`), together.
+    futures_util::future::join_all(venues.into_iter().map(|v| v.shutdown())).await;
     let _ = stop_tx.send(true);
     let _ = tokio::time::timeout(Duration::from_secs(5), async {
         let _ = grpc_task.await;
