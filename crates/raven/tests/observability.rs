@@ -43,22 +43,6 @@ fn bin(name: &str) -> String {
 
 // ---------------------------------------------------------------- servers
 
-fn spawn_redis(port: u16, dir: &Path) -> Child {
-    let proc = Command::new("redis-server")
-        .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-        .args(["--save", "", "--appendonly", "no"])
-        .arg("--dir")
-        .arg(dir)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("redis-server (scripts/setup-services.sh installs it)");
-    Child {
-        name: "redis",
-        proc,
-    }
-}
-
 /// A real Prometheus on a free loopback port, with `config` and the files it names
 /// in its own temp dir.
 struct Prometheus {

@@ -4,35 +4,10 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::*;
 use raven_proto::pb;
-
-fn spawn_redis(port: u16, dir: &std::path::Path) -> Child {
-    let proc = Command::new("redis-server")
-        .args([
-            "--port",
-            &port.to_string(),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-        ])
-        .arg("--dir")
-        .arg(dir)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("redis-server (scripts/setup-services.sh installs it)");
-    Child {
-        name: "redis",
-        proc,
-    }
-}
 
 fn redis_get(url: &str, key: &str) -> Option<serde_json::Value> {
     let client = redis::Client::open(url).ok()?;

@@ -7,7 +7,6 @@
 mod common;
 
 use std::collections::HashMap;
-use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -126,22 +125,6 @@ impl TraceService for Receiver {
         Ok(tonic::Response::new(ExportTraceServiceResponse {
             partial_success: None,
         }))
-    }
-}
-
-fn spawn_redis(port: u16, dir: &std::path::Path) -> Child {
-    let proc = Command::new("redis-server")
-        .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-        .args(["--save", "", "--appendonly", "no"])
-        .arg("--dir")
-        .arg(dir)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("redis-server (scripts/setup-services.sh installs it)");
-    Child {
-        name: "redis",
-        proc,
     }
 }
 

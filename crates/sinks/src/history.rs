@@ -72,6 +72,53 @@ pub trait HistoryStore: Send + Sync + 'static {
 /// The store `GetHistory` reads from; `None` when Raven keeps no history.
 pub type SharedHistory = Option<Arc<dyn HistoryStore>>;
 
+/// The paging both stores share: which page to read next, and when the answer is done.
+/// A page starts 1 ns after the previous page's last row (series times are unique), so
+/// nothing is skipped or repeated.
+pub(crate) struct Pager {
+    start: u64,
+    end: u64,
+    remaining: usize,
+}
+
+impl Pager {
+    /// Pages over `query`, with the end clamped to what the store can represent.
+    pub(crate) fn new(query: &HistoryQuery, max_end: u64) -> Pager {
+        Pager {
+            start: query.start.0,
+            end: query.end.0.min(max_end),
+            remaining: query.limit,
+        }
+    }
+
+    /// The next page to read, `(start, end, rows)`, or `None` when the answer is complete.
+    pub(crate) fn next(&self) -> Option<(u64, u64, usize)> {
+        (self.remaining > 0 && self.start < self.end)
+            .then(|| (self.start, self.end, self.remaining.min(PAGE_ROWS)))
+    }
+
+    /// Takes the page just read (for `rows` asked); returns it if it should be sent,
+    /// and moves on. After an error or a short or empty page, [`Pager::next`] is `None`.
+    pub(crate) fn take(
+        &mut self,
+        rows: usize,
+        page: Result<Vec<HistoryRow>, HistoryError>,
+    ) -> Option<Result<Vec<HistoryRow>, HistoryError>> {
+        match &page {
+            Ok(got) if got.is_empty() => {
+                self.remaining = 0;
+                return None;
+            }
+            Ok(got) if got.len() == rows => {
+                self.remaining -= got.len();
+                self.start = got.last().map_or(self.end, |r| r.time.0.saturating_add(1));
+            }
+            _ => self.remaining = 0,
+        }
+        Some(page)
+    }
+}
+
 // Rebuilding model values from a store's exact text; any failure means the store holds
 // something Raven never wrote, reported rather than guessed at.
 
@@ -93,5 +140,57 @@ pub(crate) fn side(s: &str) -> Result<Side, HistoryError> {
         "buy" => Ok(Side::Buy),
         "sell" => Ok(Side::Sell),
         other => Err(HistoryError::Corrupt(format!("unknown side {other:?}"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use raven_model::Venue;
+
+    fn row(time: u64) -> HistoryRow {
+        HistoryRow {
+            time: UnixNanos(time),
+            exchange_time: UnixNanos(0),
+            receive_time: UnixNanos(0),
+            item: HistoryItem::Event(EventKind::Liquidation(raven_model::Liquidation {
+                side: Side::Buy,
+                price: Price::parse("1").unwrap(),
+                qty: Qty::parse("1").unwrap(),
+            })),
+        }
+    }
+
+    fn query(limit: usize) -> HistoryQuery {
+        HistoryQuery {
+            instrument: InstrumentId::new(Venue::BinanceSpot, "X"),
+            channel: Channel::Liquidations,
+            start: UnixNanos(10),
+            end: UnixNanos(u64::MAX),
+            limit,
+        }
+    }
+
+    #[test]
+    fn a_full_page_continues_after_its_last_row_and_a_short_one_ends() {
+        let mut pager = Pager::new(&query(PAGE_ROWS + 3), 1_000_000);
+        assert_eq!(pager.next(), Some((10, 1_000_000, PAGE_ROWS)));
+        let full: Vec<_> = (0..PAGE_ROWS as u64).map(|i| row(20 + i)).collect();
+        assert!(pager.take(PAGE_ROWS, Ok(full)).is_some());
+        let after = 20 + PAGE_ROWS as u64;
+        assert_eq!(pager.next(), Some((after, 1_000_000, 3)));
+        assert!(pager.take(3, Ok(vec![row(after + 5)])).is_some());
+        assert_eq!(pager.next(), None);
+    }
+
+    #[test]
+    fn an_empty_page_is_not_sent_and_an_error_is_sent_last() {
+        let mut pager = Pager::new(&query(10), 1_000);
+        assert!(pager.take(10, Ok(Vec::new())).is_none());
+        assert_eq!(pager.next(), None);
+        let mut pager = Pager::new(&query(10), 1_000);
+        let err = pager.take(10, Err(HistoryError::Unavailable("down".into())));
+        assert!(matches!(err, Some(Err(HistoryError::Unavailable(_)))));
+        assert_eq!(pager.next(), None);
     }
 }

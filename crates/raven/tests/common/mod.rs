@@ -101,6 +101,21 @@ pub fn spawn_serve(venues: &str, hub: &str) -> Server {
 
 /// [`spawn_serve`] in `dir`, whose `data` directory a restarted server finds again.
 pub fn spawn_serve_in(dir: tempfile::TempDir, venues: &str, hub: &str) -> Server {
+    spawn_serve_full(dir, venues, hub, &[])
+}
+
+/// [`spawn_serve`] with extra environment variables for the server process (e.g. the
+/// OpenTelemetry ones), which the configuration file cannot carry.
+pub fn spawn_serve_with_env(venues: &str, hub: &str, env: &[(&str, &str)]) -> Server {
+    spawn_serve_full(tempfile::tempdir().expect("tempdir"), venues, hub, env)
+}
+
+fn spawn_serve_full(
+    dir: tempfile::TempDir,
+    venues: &str,
+    hub: &str,
+    env: &[(&str, &str)],
+) -> Server {
     let (grpc, health, metrics) = (free_port(), free_port(), free_port());
     let data = dir.path().join("data");
     let config = format!(
@@ -119,6 +134,7 @@ pub fn spawn_serve_in(dir: tempfile::TempDir, venues: &str, hub: &str) -> Server
         .args(["serve", "--config"])
         .arg(&path)
         .env("RUST_LOG", "info")
+        .envs(env.iter().copied())
         .stdout(log)
         .stderr(err)
         .spawn()
@@ -629,39 +645,20 @@ impl Influxd {
     }
 }
 
-// ---------------------------------------------------------------- serve with extra environment
-
-/// [`spawn_serve`] with extra environment variables for the server process (e.g. the
-/// OpenTelemetry ones), which the configuration file cannot carry.
-pub fn spawn_serve_with_env(venues: &str, hub: &str, env: &[(&str, &str)]) -> Server {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let (grpc, health, metrics) = (free_port(), free_port(), free_port());
-    let data = dir.path().join("data");
-    let config = format!(
-        "[server]\nhost = \"127.0.0.1\"\ngrpc_port = {grpc}\nhealth_port = {health}\nmetrics_port = {metrics}\nheartbeat_ms = 1000\ndata_dir = \"{}\"\n\n{hub}\n\n{venues}\n",
-        data.display()
-    );
-    let path = dir.path().join("raven.toml");
-    std::fs::write(&path, config).expect("write config");
-    let log = std::fs::File::create(dir.path().join("serve.log")).expect("log file");
-    let err = log.try_clone().expect("log file");
-    let proc = Command::new(RAVEN)
-        .args(["serve", "--config"])
-        .arg(&path)
-        .env("RUST_LOG", "info")
-        .envs(env.iter().copied())
-        .stdout(log)
-        .stderr(err)
+/// A real `redis-server` (scripts/setup-services.sh installs it) on `port`, without
+/// persistence, in `dir`.
+pub fn spawn_redis(port: u16, dir: &Path) -> Child {
+    let proc = Command::new("redis-server")
+        .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+        .args(["--save", "", "--appendonly", "no"])
+        .arg("--dir")
+        .arg(dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
         .spawn()
-        .expect("spawn raven serve");
-    Server {
-        child: Child {
-            name: "serve",
-            proc,
-        },
-        grpc: format!("http://127.0.0.1:{grpc}"),
-        health_port: health,
-        metrics_port: metrics,
-        dir,
+        .expect("redis-server (scripts/setup-services.sh installs it)");
+    Child {
+        name: "redis",
+        proc,
     }
 }

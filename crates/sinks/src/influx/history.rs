@@ -16,8 +16,7 @@ use tokio::sync::mpsc;
 use super::writer::Client;
 use super::InfluxConfig;
 use crate::history::{
-    self, HistoryError, HistoryItem, HistoryPages, HistoryQuery, HistoryRow, HistoryStore,
-    PAGE_ROWS,
+    self, HistoryError, HistoryItem, HistoryPages, HistoryQuery, HistoryRow, HistoryStore, Pager,
 };
 
 /// The largest time InfluxDB stores (`2262-04-11`).
@@ -41,28 +40,16 @@ impl HistoryStore for InfluxHistory {
         let (tx, rx) = mpsc::channel(2);
         let client = self.client.clone();
         tokio::spawn(async move {
-            let mut start = query.start.0;
-            let end = query.end.0.min(INFLUX_MAX_TIME);
-            let mut remaining = query.limit;
-            while remaining > 0 && start < end {
-                let want = remaining.min(PAGE_ROWS);
-                let page = match client.select(&select(&query, start, end, want)).await {
-                    Ok(answer) => rows(&query.channel, &answer),
+            let mut pager = Pager::new(&query, INFLUX_MAX_TIME);
+            while let Some((start, end, rows)) = pager.next() {
+                let page = match client.select(&select(&query, start, end, rows)).await {
+                    Ok(answer) => self::rows(&query.channel, &answer),
                     Err(e) => Err(HistoryError::Unavailable(e)),
                 };
-                let last = match &page {
-                    Ok(rows) if rows.len() == want => rows.last().map(|r| r.time.0),
-                    _ => None,
-                };
-                remaining -= page.as_ref().map_or(0, Vec::len);
-                let failed = page.is_err();
-                let empty = page.as_ref().is_ok_and(Vec::is_empty);
-                if empty || tx.send(page).await.is_err() || failed {
-                    return;
-                }
-                match last {
-                    Some(t) => start = t + 1,
-                    None => return,
+                if let Some(page) = pager.take(rows, page) {
+                    if tx.send(page).await.is_err() {
+                        return;
+                    }
                 }
             }
         });

@@ -15,8 +15,7 @@ use tokio::sync::mpsc;
 
 use super::schema;
 use crate::history::{
-    self, HistoryError, HistoryItem, HistoryPages, HistoryQuery, HistoryRow, HistoryStore,
-    PAGE_ROWS,
+    self, HistoryError, HistoryItem, HistoryPages, HistoryQuery, HistoryRow, HistoryStore, Pager,
 };
 
 /// Reads history from the file the SQLite store writes.
@@ -42,25 +41,13 @@ impl HistoryStore for SqliteHistory {
                     return;
                 }
             };
-            let mut start = query.start.0;
-            let end = query.end.0.min(i64::MAX as u64);
-            let mut remaining = query.limit;
-            while remaining > 0 && start < end {
-                let want = remaining.min(PAGE_ROWS);
-                let page = read_page(&conn, &query, start, end, want);
-                let last = match &page {
-                    Ok(rows) if rows.len() == want => rows.last().map(|r| r.time.0),
-                    _ => None,
-                };
-                remaining -= page.as_ref().map_or(0, Vec::len);
-                let failed = page.is_err();
-                let empty = page.as_ref().is_ok_and(Vec::is_empty);
-                if empty || tx.blocking_send(page).is_err() || failed {
-                    return;
-                }
-                match last {
-                    Some(t) => start = t + 1,
-                    None => return,
+            let mut pager = Pager::new(&query, i64::MAX as u64);
+            while let Some((start, end, rows)) = pager.next() {
+                let page = read_page(&conn, &query, start, end, rows);
+                if let Some(page) = pager.take(rows, page) {
+                    if tx.blocking_send(page).is_err() {
+                        return;
+                    }
                 }
             }
         });
