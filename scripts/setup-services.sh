@@ -2,13 +2,15 @@
 # Installs the real servers the integration tests start on loopback (each test runs its
 # own instance on a free port in a temp dir): redis-server, influxd (InfluxDB 1.x) and
 # prometheus (with promtool, for the dashboards and alert rules test), from Debian's
-# packages.
+# packages; also shellcheck, which `make lint-scripts` runs over the scripts. The native
+# stack (`make deploy` without Docker, `make stack-e2e`) runs the same packages.
 # Idempotent: does nothing when they are already installed.
 set -euo pipefail
 missing=()
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 command -v influxd >/dev/null 2>&1 || missing+=(influxdb)
 command -v prometheus >/dev/null 2>&1 || missing+=(prometheus)
+command -v shellcheck >/dev/null 2>&1 || missing+=(shellcheck)
 [ ${#missing[@]} -eq 0 ] && exit 0
 sudo=""
 [ "$(id -u)" -eq 0 ] || sudo="sudo"

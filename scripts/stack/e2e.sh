@@ -1,0 +1,153 @@
+#!/usr/bin/env bash
+# The native stack end to end (`make stack-e2e`, CI): stack up with Raven fed by
+# `raven sim` → data visible in InfluxDB, Redis and Prometheus → `make backup` → wipe →
+# `make restore BACKUP_NAME=…` → the same data back → stack down cleanly (no process
+# left, every port free).
+#
+# It uses the guide's ports (50051 8080 9090 8086 6379 9091, plus 8088 and 9443), so it
+# must not run beside `make test` or another stack. State goes to .stack-e2e/ (not the
+# .stack/ of `make start`); the backup goes to docker/backups/ and is deleted on
+# success unless E2E_KEEP=1.
+set -euo pipefail
+# shellcheck source=scripts/stack/lib.sh
+. "$(dirname "$0")/lib.sh"
+cd "$STACK_ROOT"
+
+export STACK=native
+export RAVEN_STACK_DIR="${E2E_STACK_DIR:-$STACK_ROOT/.stack-e2e}"
+export FOLLOW=0
+MAKE="${MAKE:-make}"
+PORTS=(50051 8080 9090 8086 8088 6379 9091 9443)
+INFLUX=(http://127.0.0.1:8086 market_data raven ravens_fly_at_dawn)
+PROM=http://127.0.0.1:9091
+T_START=$SECONDS
+T_STEP=$SECONDS
+SETTLE=$((${BACKUP_SETTLE_SECS:-10} + 2))
+backup=""
+done_ok=""
+
+timed() { # a new step: prints the time since the start and the previous step's length
+  local now=$SECONDS
+  printf '%s[e2e %4ds, previous step %3ds]%s %s\n' "$C_HEAD" "$((now - T_START))" "$((now - T_STEP))" "$C_OFF" "$*"
+  T_STEP=$now
+}
+
+ports_in_use() {
+  local p inuse=()
+  for p in "${PORTS[@]}"; do port_open 127.0.0.1 "$p" && inuse+=("$p"); done
+  echo "${inuse[*]}"
+}
+
+on_exit() {
+  local rc=$?
+  if [ -z "$done_ok" ]; then
+    warn "e2e failed (exit $rc); the stack's logs:"
+    for f in "$RAVEN_STACK_DIR"/logs/*.log; do
+      [ -f "$f" ] || continue
+      printf '%s---- %s (last 30 lines)%s\n' "$C_HEAD" "$f" "$C_OFF" >&2
+      tail -n 30 "$f" >&2
+    done
+    scripts/stack/native.sh stop >&2 || true
+    [ -z "${E2E_KEEP:-}" ] || say "kept: $RAVEN_STACK_DIR ${backup:+$BACKUP_ROOT/$backup}"
+  fi
+}
+trap on_exit EXIT
+
+influx_trades() { # points in trades older than $1 (ns), or all
+  python3 "$STACKUTIL" influx-counts "${INFLUX[@]}" "${1:-$(($(date +%s) * 1000000000 + 10 ** 12))}" |
+    python3 -c 'import json,sys; print(json.load(sys.stdin).get("trades", 0))'
+}
+settled_trades() { influx_trades "$((($(date +%s) - SETTLE) * 1000000000))"; }
+trades_above() { [ "$(influx_trades)" -gt "$1" ]; }
+redis_raven_keys() { redis-cli -p 6379 --scan --pattern 'raven:*' | wc -l; }
+prom_value() { python3 "$STACKUTIL" prom-query "$PROM" "$1"; }
+positive() { [ "$("$@" 2>/dev/null | cut -d. -f1)" -gt 0 ] 2>/dev/null; }
+
+# ------------------------------------------------------------------------------------
+timed "checking the ports are free: ${PORTS[*]}"
+busy="$(ports_in_use)"
+[ -z "$busy" ] || die "ports in use: $busy ($(ss -ltnpH 2>/dev/null | grep -E ":(${busy// /|}) " | tr -s ' ' | head -5))"
+scripts/stack/native.sh clean-all >/dev/null
+
+timed "services installed, Raven built (release)"
+scripts/setup-services.sh
+"${CARGO:-cargo}" build --release --bin raven
+
+timed "make start (InfluxDB 1.x, Redis, Prometheus, raven sim, raven serve)"
+"$MAKE" --no-print-directory start
+
+timed "waiting for data in InfluxDB, Redis and Prometheus"
+wait_until "trades in InfluxDB older than ${SETTLE}s" 120 positive settled_trades ||
+  die "no trades reached InfluxDB"
+wait_until "raven:* keys in Redis" 60 positive redis_raven_keys || die "no raven:* keys in Redis"
+wait_until "Prometheus: raven_ready == 1" 60 positive prom_value 'raven_ready' ||
+  die "Prometheus has no raven_ready == 1"
+wait_until "Prometheus: messages_processed_total" 60 positive prom_value 'sum(messages_processed_total)' ||
+  die "Prometheus has no messages_processed_total"
+# The backup verifies Prometheus at a time 15 s before it: let that hold samples.
+wait_until "Prometheus history: 3 scrapes of Raven 16 s ago" 90 \
+  positive prom_value "sum(count_over_time(raven_ready[1h] offset 16s)) >= 3" ||
+  die "Prometheus keeps no history"
+say "  influxdb trades: $(influx_trades)  redis raven:* keys: $(redis_raven_keys)  prometheus raven_ready: $(prom_value raven_ready)  messages_processed_total: $(prom_value 'sum(messages_processed_total)')"
+
+timed "make status / health / urls"
+"$MAKE" --no-print-directory status
+"$MAKE" --no-print-directory health
+"$MAKE" --no-print-directory urls >/dev/null
+
+timed "make backup"
+"$MAKE" --no-print-directory backup
+backup="$(cat "$BACKUP_ROOT/LATEST")"
+manifest="$BACKUP_ROOT/$backup/manifest.json"
+[ -f "$manifest" ] || die "no manifest in $BACKUP_ROOT/$backup"
+cut="$(python3 "$STACKUTIL" get "$manifest" components.influxdb.points_before_ns)"
+want_influx="$(python3 "$STACKUTIL" get "$manifest" components.influxdb.points)"
+want_redis_keys="$(python3 "$STACKUTIL" get "$manifest" components.redis.snapshot.keys)"
+want_prom="$(python3 "$STACKUTIL" get "$manifest" components.prometheus.stats)"
+[ "$(python3 -c 'import json,sys; print(json.loads(sys.argv[1]).get("trades", 0))' "$want_influx")" -gt 0 ] ||
+  die "the backup holds no trades"
+[ "$want_redis_keys" -gt 0 ] || die "the backup holds no Redis keys"
+
+timed "wipe: make stop, every store's data deleted, make start (empty)"
+"$MAKE" --no-print-directory stop
+rm -rf "$RAVEN_STACK_DIR"/influxdb/{meta,data,wal} "$RAVEN_STACK_DIR/redis/dump.rdb" \
+  "$RAVEN_STACK_DIR/prometheus/data" "$RAVEN_STACK_DIR/raven/data"
+"$MAKE" --no-print-directory start
+got="$(python3 "$STACKUTIL" influx-counts "${INFLUX[@]}" "$cut")"
+[ "$got" = "{}" ] || die "InfluxDB not empty after the wipe: $got"
+got="$(python3 "$STACKUTIL" prom-stats "$PROM" "$(python3 "$STACKUTIL" get "$manifest" components.prometheus.stats.time)")"
+python3 "$STACKUTIL" same "$want_prom" "$got" >/dev/null && die "Prometheus still has the old data after the wipe"
+say "  wiped: InfluxDB has no point before the backup's cut, Prometheus none at its time"
+
+timed "make restore BACKUP_NAME=$backup"
+"$MAKE" --no-print-directory restore BACKUP_NAME="$backup"
+
+timed "data back: InfluxDB, Redis, Prometheus as in the manifest; Raven healthy and writing"
+got="$(python3 "$STACKUTIL" influx-counts "${INFLUX[@]}" "$cut")"
+python3 "$STACKUTIL" same "$want_influx" "$got" || die "InfluxDB points differ from the manifest"
+got="$(python3 "$STACKUTIL" prom-stats "$PROM" "$(python3 "$STACKUTIL" get "$manifest" components.prometheus.stats.time)")"
+python3 "$STACKUTIL" same "$want_prom" "$got" || die "Prometheus differs from the manifest"
+[ "$(redis_raven_keys)" -ge "$want_redis_keys" ] || die "fewer raven:* keys than the backup's $want_redis_keys"
+"$MAKE" --no-print-directory health >/dev/null
+before="$(influx_trades)"
+wait_until "new trades after the restore" 60 trades_above "$before" ||
+  die "Raven does not write after the restore"
+say "  influxdb $want_influx; redis $want_redis_keys keys; prometheus $want_prom"
+
+timed "make stop: nothing left running, every port free"
+pids="$(cat "$RAVEN_STACK_DIR"/run/*.pid 2>/dev/null | tr '\n' ' ')"
+"$MAKE" --no-print-directory stop
+for p in $pids; do
+  # a zombie waiting for its reaper holds nothing; anything else is left over
+  stat="$(ps -p "$p" -o stat= 2>/dev/null || true)"
+  [ -z "$stat" ] || [ "${stat:0:1}" = Z ] || die "process $p ($(ps -p "$p" -o comm=)) still running after make stop"
+done
+busy="$(ports_in_use)"
+[ -z "$busy" ] || die "ports still in use after make stop: $busy"
+
+if [ -z "${E2E_KEEP:-}" ]; then
+  rm -rf "${BACKUP_ROOT:?}/$backup" "$RAVEN_STACK_DIR"
+  [ "$(cat "$BACKUP_ROOT/LATEST" 2>/dev/null)" != "$backup" ] || rm -f "$BACKUP_ROOT/LATEST"
+fi
+done_ok=1
+timed "native stack e2e passed"
