@@ -41,11 +41,16 @@ pub const MAX_BOOK_DEPTH: u32 = 5000;
 /// `GetHistory`'s default and largest `limit`.
 pub const DEFAULT_HISTORY_LIMIT: u32 = 10_000;
 pub const MAX_HISTORY_LIMIT: u32 = 1_000_000;
+/// `GetHistory` answers streaming at once; each holds a store reader (for SQLite, a
+/// blocking-pool thread) until its client has read it, so they are bounded.
+pub const MAX_HISTORY_STREAMS: usize = 32;
+const MAX_SYMBOL_LEN: usize = 64;
 
 pub struct MarketDataService {
     status: StatusSource,
     heartbeat: Duration,
     history: SharedHistory,
+    history_streams: Arc<tokio::sync::Semaphore>,
 }
 
 impl MarketDataService {
@@ -54,6 +59,7 @@ impl MarketDataService {
             status,
             heartbeat,
             history,
+            history_streams: Arc::new(tokio::sync::Semaphore::new(MAX_HISTORY_STREAMS)),
         }
     }
 
@@ -174,8 +180,20 @@ type HistoryStream = Pin<Box<dyn Stream<Item = Result<pb::HistoryRecord, Status>
 /// Checks a `GetHistory` request and turns it into a store query.
 fn history_query(req: &pb::GetHistoryRequest, now: UnixNanos) -> Result<HistoryQuery, Status> {
     let venue = parse_venue(&req.venue)?;
-    if req.symbol.trim().is_empty() {
+    let symbol = req.symbol.trim();
+    if symbol.is_empty() {
         return Err(Status::invalid_argument("symbol: must not be empty"));
+    }
+    // Exchange symbols are short and plain (BTCUSDT, BTCUSD_PERP, BTC-USD, XBT/USD);
+    // anything else is a client mistake, not something to send to a store.
+    if symbol.len() > MAX_SYMBOL_LEN
+        || !symbol
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-/:".contains(&b))
+    {
+        return Err(Status::invalid_argument(format!(
+            "symbol: {symbol:?} is not an exchange symbol (letters, digits and ._-/: only, at most {MAX_SYMBOL_LEN})"
+        )));
     }
     let channel = match Channel::from_proto(req.channel) {
         None => {
@@ -211,7 +229,7 @@ fn history_query(req: &pb::GetHistoryRequest, now: UnixNanos) -> Result<HistoryQ
         n => n,
     };
     Ok(HistoryQuery {
-        instrument: InstrumentId::new(venue, req.symbol.trim()),
+        instrument: InstrumentId::new(venue, symbol),
         channel,
         start: UnixNanos(req.start_time_ns),
         end: UnixNanos(end),
@@ -405,15 +423,26 @@ impl MarketData for MarketDataService {
             let query = history_query(request.get_ref(), UnixNanos::now())?;
             let store = self.history.as_ref().ok_or_else(|| {
                 Status::unavailable(
-                    "no history store is configured: set INFLUXDB_URL, or enable [history] \
-                     in the config file",
+                    "history is off (history.store = \"off\" in the config file); set it to \
+                     \"auto\", \"sqlite\" or \"influxdb\"",
                 )
             })?;
+            // Held by the stream until the answer ends or the client goes away.
+            let slot = self
+                .history_streams
+                .clone()
+                .try_acquire_owned()
+                .map_err(|_| {
+                    Status::resource_exhausted(format!(
+                    "{MAX_HISTORY_STREAMS} GetHistory answers are already streaming; retry shortly"
+                ))
+                })?;
             let pages = store.query(query);
             // The call's span goes with the stream: it ends, with the final status,
             // when the answer does.
             let mut trace = StreamTrace::new(span.clone());
             let stream = tokio_stream::wrappers::ReceiverStream::new(pages).flat_map(move |page| {
+                let _slot = &slot;
                 // The whole guard, not copies of its fields: it must live in the stream.
                 let trace = &mut trace;
                 let items: Vec<Result<pb::HistoryRecord, Status>> = match page {

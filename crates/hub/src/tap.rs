@@ -66,9 +66,11 @@ impl Tap {
         )
     }
 
-    /// Offers a record without waiting; a full or closed channel counts it as dropped.
+    /// Offers a record without waiting; a full channel counts it as dropped. A closed
+    /// one means the store has stopped (shutting down, or disabled with its reason in
+    /// its health): nothing is offered to it any more, and it is not "falling behind".
     pub fn offer(&self, record: Record) {
-        if self.tx.try_send(record).is_err() {
+        if let Err(mpsc::error::TrySendError::Full(_)) = self.tx.try_send(record) {
             let total = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
             metrics::counter!("raven_tap_dropped_total", "tap" => self.name).increment(1);
             let now = Instant::now();
@@ -142,5 +144,13 @@ mod tests {
         assert_eq!(rx.try_recv().unwrap(), trade());
         assert_eq!(rx.try_recv().unwrap(), trade());
         assert!(rx.try_recv().is_err());
+    }
+
+    #[test]
+    fn a_stopped_store_is_not_counted_as_falling_behind() {
+        let (tap, rx) = Tap::new("test", 2);
+        drop(rx);
+        tap.offer(trade());
+        assert_eq!((tap.dropped(), tap.last_drop()), (0, None));
     }
 }

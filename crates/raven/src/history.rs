@@ -71,13 +71,24 @@ pub async fn history(args: HistoryArgs) -> anyhow::Result<ExitCode> {
     let stdout = std::io::stdout();
     let mut out = Printer::new(args.format, std::io::BufWriter::new(stdout.lock()));
     let mut count = 0u64;
+    let mut failed = None;
     while let Some(item) = stream.next().await {
-        let record =
-            item.map_err(|s| anyhow::anyhow!("GetHistory: {}: {}", s.code(), s.message()))?;
-        out.row(&fields(&record))?;
-        count += 1;
+        match item {
+            Ok(record) => {
+                out.row(&fields(&record))?;
+                count += 1;
+            }
+            Err(s) => {
+                failed = Some(anyhow::anyhow!("GetHistory: {}: {}", s.code(), s.message()));
+                break;
+            }
+        }
     }
+    // What arrived before a failure is printed, then the failure is reported.
     out.finish()?;
+    if let Some(e) = failed {
+        return Err(e);
+    }
     if args.format == Format::Table {
         eprintln!("{count} records");
     }

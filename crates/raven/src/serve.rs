@@ -245,6 +245,11 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             });
         }
     }
+    // Set once at shutdown: servers stop accepting, stores close their taps and flush.
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
     let mut taps = Vec::new();
     let mut stores = Vec::new();
     let mut store_health = Vec::new();
@@ -255,7 +260,10 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         store_health.push(health.clone());
         tracing::info!(url = %redis.url, "redis latest-state store enabled");
         stores.push(tokio::spawn(raven_sinks::redis::run(
-            redis, records, health,
+            redis,
+            records,
+            health,
+            stopped(stop_rx.clone()),
         )));
     }
     let mut history: SharedHistory = None;
@@ -272,7 +280,10 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             history = Some(Arc::new(reader));
         }
         stores.push(tokio::spawn(raven_sinks::influx::run(
-            influx, records, health,
+            influx,
+            records,
+            health,
+            stopped(stop_rx.clone()),
         )));
     }
     if let HistoryPlan::Sqlite(sqlite) = plan {
@@ -287,7 +298,10 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             sqlite.path.clone(),
         )));
         stores.push(tokio::spawn(raven_sinks::sqlite::run(
-            sqlite, records, health,
+            sqlite,
+            records,
+            health,
+            stopped(stop_rx.clone()),
         )));
     }
     let hub = Hub::new(config.hub_config(), specs, taps);
@@ -297,11 +311,6 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         feeds: feeds.clone(),
         stores: store_health,
         started: Instant::now(),
-    };
-
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
-        let _ = rx.wait_for(|s| *s).await;
     };
 
     tracing::info!(
@@ -353,15 +362,25 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     ticker.abort();
     // Close the exchange connections cleanly (their spans end as `shutdown`), together.
     futures_util::future::join_all(venues.into_iter().map(|v| v.shutdown())).await;
+    // The venues are down, so nothing new reaches the hub: the stop closes every store's
+    // tap, and each store flushes what it holds (InfluxDB: drains, then spills to disk)
+    // while the servers finish their calls.
     let _ = stop_tx.send(true);
-    let _ = tokio::time::timeout(Duration::from_secs(5), async {
+    let servers = [
+        grpc_task.abort_handle(),
+        health_task.abort_handle(),
+        metrics_task.abort_handle(),
+    ];
+    let drained = tokio::time::timeout(Duration::from_secs(5), async {
         let _ = grpc_task.await;
         let _ = health_task.await;
         let _ = metrics_task.await;
     })
     .await;
-    // With the last hub reference gone the taps close, and each store flushes what it
-    // holds (InfluxDB: drains or spills to disk) before it ends.
+    if drained.is_err() {
+        tracing::warn!("clients still connected after 5 s; closing their streams");
+        servers.iter().for_each(tokio::task::AbortHandle::abort);
+    }
     drop((hub, sink, status));
     for store in stores {
         if tokio::time::timeout(STORE_SHUTDOWN, store).await.is_err() {

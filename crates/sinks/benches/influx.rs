@@ -215,6 +215,7 @@ async fn write_round(influx: &Influxd, db: &str, gzip: bool, batch: Vec<Record>)
         config(&influx.url, db, data.path(), gzip),
         rx,
         StoreHealth::new("influxdb"),
+        std::future::pending(),
     ));
     for r in batch {
         tx.send(r).await.expect("store running");
@@ -291,7 +292,12 @@ async fn drain_benchmark(n: usize) {
         // InfluxDB down: every sealed batch goes straight to disk.
         let (tx, rx) = mpsc::channel(65_536);
         let started = Instant::now();
-        let store = tokio::spawn(run(cfg.clone(), rx, StoreHealth::new("influxdb")));
+        let store = tokio::spawn(run(
+            cfg.clone(),
+            rx,
+            StoreHealth::new("influxdb"),
+            std::future::pending(),
+        ));
         for r in records(n) {
             tx.send(r).await.expect("store running");
         }
@@ -321,7 +327,12 @@ async fn drain_benchmark(n: usize) {
         influx.start().await;
         let (tx, rx) = mpsc::channel(1);
         let started = Instant::now();
-        let store = tokio::spawn(run(cfg, rx, StoreHealth::new("influxdb")));
+        let store = tokio::spawn(run(
+            cfg,
+            rx,
+            StoreHealth::new("influxdb"),
+            std::future::pending(),
+        ));
         while spill(data.path()).0 > 0 {
             assert!(
                 started.elapsed() < Duration::from_secs(600),

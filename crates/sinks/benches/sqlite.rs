@@ -78,7 +78,13 @@ fn write(rt: &tokio::runtime::Runtime, config: SqliteConfig, records: Vec<Record
         }
         drop(tx);
         let started = Instant::now();
-        run(config, rx, StoreHealth::new("sqlite")).await;
+        run(
+            config,
+            rx,
+            StoreHealth::new("sqlite"),
+            std::future::pending(),
+        )
+        .await;
         started.elapsed()
     })
 }

@@ -69,11 +69,13 @@ pub fn validate(config: &RedisConfig) -> Result<(), UrlError> {
         .map_err(|e| UrlError(e.to_string()))
 }
 
-/// Runs the writer until the hub drops the tap, reporting its state to `health`.
+/// Runs the writer until `stop` resolves or the hub drops the tap, then writes what
+/// changed last; reports its state to `health`.
 pub async fn run(
     config: RedisConfig,
     mut records: mpsc::Receiver<Record>,
     health: Arc<StoreHealth>,
+    stop: impl std::future::Future<Output = ()> + Send,
 ) {
     for name in [
         "raven_redis_writes_total",
@@ -102,12 +104,19 @@ pub async fn run(
     let mut every = tokio::time::interval(config.interval);
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     metrics::gauge!("raven_redis_up").set(0.0);
+    let mut stop = std::pin::pin!(stop);
+    let mut stopping = false;
     loop {
         tokio::select! {
             record = records.recv() => match record {
                 Some(r) => state.absorb(r),
                 None => break,
             },
+            // No new records; what the tap holds is still read, then the loop ends.
+            _ = &mut stop, if !stopping => {
+                stopping = true;
+                records.close();
+            }
             _ = every.tick() => state.flush(&client, &mut conn).await,
         }
     }

@@ -296,6 +296,7 @@ async fn round_trip_keeps_exact_text_and_timestamps() {
         config(&influx.url(), data.path()),
         rx,
         StoreHealth::new("influxdb"),
+        std::future::pending(),
     ));
 
     let p = |s: &str| Price::parse(s).unwrap();
@@ -455,6 +456,7 @@ async fn a_thousand_trades_in_one_millisecond_all_survive() {
         config(&influx.url(), data.path()),
         rx,
         StoreHealth::new("influxdb"),
+        std::future::pending(),
     ));
     for i in 0..1000u64 {
         tx.send(trade(T0, 77_000_000 + i, &format!("{}.5", 100 + i)))
@@ -484,7 +486,12 @@ async fn an_outage_spills_to_disk_and_recovers_every_point_once() {
     cfg.batch_size = 200;
     cfg.memory_limit_points = 500;
     let (tx, rx) = mpsc::channel(10_000);
-    let store = tokio::spawn(run(cfg, rx, StoreHealth::new("influxdb")));
+    let store = tokio::spawn(run(
+        cfg,
+        rx,
+        StoreHealth::new("influxdb"),
+        std::future::pending(),
+    ));
     // Each trade in its own millisecond.
     let nth = |i: u64| trade(T0 + i * 1_000_000, i, "1.25");
 
@@ -544,7 +551,12 @@ async fn a_restart_mid_outage_replays_the_previous_runs_spill_first() {
     cfg.batch_size = 100;
     cfg.memory_limit_points = 0;
     let (tx, rx) = mpsc::channel(10_000);
-    let crashed = tokio::spawn(run(cfg.clone(), rx, StoreHealth::new("influxdb")));
+    let crashed = tokio::spawn(run(
+        cfg.clone(),
+        rx,
+        StoreHealth::new("influxdb"),
+        std::future::pending(),
+    ));
     for i in 0..1000 {
         tx.send(nth(i)).await.unwrap();
     }
@@ -560,7 +572,12 @@ async fn a_restart_mid_outage_replays_the_previous_runs_spill_first() {
     // shutdown must spill them.
     cfg.memory_limit_points = 1_000_000;
     let (tx, rx) = mpsc::channel(10_000);
-    let clean = tokio::spawn(run(cfg.clone(), rx, StoreHealth::new("influxdb")));
+    let clean = tokio::spawn(run(
+        cfg.clone(),
+        rx,
+        StoreHealth::new("influxdb"),
+        std::future::pending(),
+    ));
     for i in 1000..2000 {
         tx.send(nth(i)).await.unwrap();
     }
@@ -574,7 +591,12 @@ async fn a_restart_mid_outage_replays_the_previous_runs_spill_first() {
     // Run 3 with InfluxDB up: both earlier runs' points arrive, and the new ones.
     influx.start().await;
     let (tx, rx) = mpsc::channel(10_000);
-    let store = tokio::spawn(run(cfg, rx, StoreHealth::new("influxdb")));
+    let store = tokio::spawn(run(
+        cfg,
+        rx,
+        StoreHealth::new("influxdb"),
+        std::future::pending(),
+    ));
     for i in 2000..2500 {
         tx.send(nth(i)).await.unwrap();
     }
@@ -607,7 +629,12 @@ async fn writes_are_gzipped_on_the_wire_unless_turned_off() {
         let mut cfg = config(&relay.url, data.path());
         cfg.gzip = gzip;
         let (tx, rx) = mpsc::channel(2000);
-        let store = tokio::spawn(run(cfg, rx, StoreHealth::new("influxdb")));
+        let store = tokio::spawn(run(
+            cfg,
+            rx,
+            StoreHealth::new("influxdb"),
+            std::future::pending(),
+        ));
         let first = round as u64 * 1000;
         for i in first..first + 1000 {
             tx.send(nth(i)).await.unwrap();

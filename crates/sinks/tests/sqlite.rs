@@ -61,7 +61,12 @@ async fn store(config: SqliteConfig, records: Vec<Record>) {
     drop(tx);
     tokio::time::timeout(
         Duration::from_secs(30),
-        run(config, rx, StoreHealth::new("sqlite")),
+        run(
+            config,
+            rx,
+            StoreHealth::new("sqlite"),
+            std::future::pending(),
+        ),
     )
     .await
     .expect("the store finishes");
@@ -269,4 +274,60 @@ async fn the_file_is_plain_sql() {
             7
         )
     );
+}
+
+/// A store whose commits keep failing still stops when told to, within its drain
+/// deadline, and counts what it could not write instead of leaving it behind silently.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stuck_store_stops_on_time_and_counts_its_losses() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut cfg = config(dir.path());
+    cfg.retention = None;
+    let path = cfg.path.clone();
+    let health = StoreHealth::new("sqlite");
+    let (tx, rx) = mpsc::channel(100_000);
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let store = tokio::spawn(run(cfg, rx, health.clone(), async {
+        let _ = stop_rx.await;
+    }));
+    let t0 = now_ms();
+    tx.send(trade(t0, 0, "1.5")).await.expect("queue");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(
+        read(&path, Channel::Trades, 10).await.len(),
+        1,
+        "the store runs"
+    );
+    // Another connection takes the write lock: every commit waits out the busy
+    // timeout and fails, as on a disk that stopped taking writes.
+    let blocker = rusqlite::Connection::open(&path).expect("open");
+    blocker
+        .execute_batch("BEGIN EXCLUSIVE")
+        .expect("take the write lock");
+    for i in 1..=20_000 {
+        tx.send(trade(t0 + i * 1000, i, "1.5"))
+            .await
+            .expect("queue");
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let _ = stop_tx.send(());
+    // The hub is still alive (`tx` is held): the stop alone must end the store.
+    let started = std::time::Instant::now();
+    tokio::time::timeout(Duration::from_secs(30), store)
+        .await
+        .expect("the store stops despite failing commits")
+        .expect("store task");
+    let report = health.report();
+    assert_eq!(
+        report.state,
+        raven_sinks::health::StoreState::Losing,
+        "{report:?}"
+    );
+    assert_eq!(
+        report.lost, 20_000,
+        "every record counted as lost: {report:?}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(30));
+    drop(tx);
+    drop(blocker);
 }

@@ -132,12 +132,13 @@ impl InfluxConfig {
     }
 }
 
-/// Runs the writer until the hub drops the tap (then drains or spills, see the module
-/// docs), reporting trouble and losses to `health`.
+/// Runs the writer until `stop` resolves or the hub drops the tap (then closes the tap,
+/// drains or spills, see the module docs), reporting trouble and losses to `health`.
 pub async fn run(
     config: InfluxConfig,
     mut records: mpsc::Receiver<Record>,
     health: Arc<StoreHealth>,
+    stop: impl std::future::Future<Output = ()> + Send,
 ) {
     let client = match Client::new(&config) {
         Ok(c) => Arc::new(c),
@@ -187,6 +188,8 @@ pub async fn run(
     };
     let mut tick = tokio::time::interval(config.batch_interval.max(Duration::from_millis(1)));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut stop = std::pin::pin!(stop);
+    let mut stopping = false;
     loop {
         store.start_send();
         store.gauges();
@@ -196,6 +199,11 @@ pub async fn run(
                 Some(r) => store.absorb(&r).await,
                 None => break,
             },
+            // No new records; what the tap holds is still read, then the loop ends.
+            _ = &mut stop, if !stopping => {
+                stopping = true;
+                records.close();
+            }
             _ = tick.tick() => store.seal().await,
             done = join(&mut store.inflight), if store.inflight.is_some() => store.finished(done).await,
             _ = tokio::time::sleep_until(store.retry_at), if waiting => {}

@@ -26,9 +26,11 @@
 //! Raven loses nothing committed; a power cut may lose the last commits. A failed
 //! commit (disk full, I/O error) is retried with backoff while new batches wait in the
 //! bounded queue behind it, then in the tap; only a full tap drops, counted and logged
-//! (`raven_tap_dropped_total{tap="sqlite"}`). At shutdown the writer gets
-//! [`SHUTDOWN_DRAIN`] to commit what is queued; what it cannot commit by then is counted
-//! in `raven_sqlite_rows_dropped_total` and logged as an error.
+//! (`raven_tap_dropped_total{tap="sqlite"}`). At shutdown (`stop` resolves, or the hub
+//! drops the tap) the tap is closed and drained, and the writer gets one
+//! [`SHUTDOWN_DRAIN`] in all to commit what is queued; what it cannot commit by then is
+//! counted in `raven_sqlite_rows_dropped_total`, reported to the store's health and
+//! logged as an error — never silently left behind.
 //!
 //! # Retention
 //!
@@ -51,6 +53,7 @@ mod schema;
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -109,12 +112,13 @@ enum Job {
     Prune,
 }
 
-/// Runs the store until the hub drops the tap, then commits what is queued (see the
-/// module docs), reporting trouble and losses to `health`.
+/// Runs the store until `stop` resolves or the hub drops the tap, then commits what is
+/// queued (see the module docs), reporting trouble and losses to `health`.
 pub async fn run(
     config: SqliteConfig,
     mut records: mpsc::Receiver<Record>,
     health: Arc<StoreHealth>,
+    stop: impl std::future::Future<Output = ()> + Send,
 ) {
     for name in [
         "raven_sqlite_rows_written_total",
@@ -136,10 +140,12 @@ pub async fn run(
     // Two batches in flight at most: beyond that the tap is the buffer, and a store
     // that cannot keep up shows as tap drops rather than unbounded memory.
     let (jobs, queue) = mpsc::channel(2);
+    let closing = Arc::new(AtomicBool::new(false));
     let writer_config = config.clone();
+    let writer_closing = closing.clone();
     let writer = std::thread::Builder::new()
         .name("raven-sqlite".into())
-        .spawn(move || Writer::new(conn, writer_config, health).run(queue));
+        .spawn(move || Writer::new(conn, writer_config, health, writer_closing).run(queue));
     let writer = match writer {
         Ok(w) => w,
         Err(e) => {
@@ -159,6 +165,14 @@ pub async fn run(
     let every = config.retention_interval.max(Duration::from_secs(1));
     let mut prune = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
     prune.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut stop = std::pin::pin!(stop);
+    let mut stopping = false;
+    // Closing the tap ends intake; what it holds is still drained below. The writer is
+    // told too, so a failing commit stops retrying at the drain deadline.
+    let begin_stop = |records: &mut mpsc::Receiver<Record>| {
+        records.close();
+        closing.store(true, Ordering::Relaxed);
+    };
     loop {
         let job = tokio::select! {
             record = records.recv() => match record {
@@ -177,12 +191,29 @@ pub async fn run(
                 }
                 Job::Write(std::mem::replace(&mut batch, Vec::with_capacity(batch_size)))
             }
-            _ = prune.tick(), if config.retention.is_some() => Job::Prune,
+            _ = prune.tick(), if config.retention.is_some() && !stopping => Job::Prune,
+            _ = &mut stop, if !stopping => {
+                stopping = true;
+                begin_stop(&mut records);
+                continue;
+            }
         };
-        if jobs.send(job).await.is_err() {
-            break;
+        // Waiting for room in the writer's queue, still listening for the stop.
+        let permit = loop {
+            tokio::select! {
+                permit = jobs.reserve() => break permit,
+                _ = &mut stop, if !stopping => {
+                    stopping = true;
+                    begin_stop(&mut records);
+                }
+            }
+        };
+        match permit {
+            Ok(permit) => permit.send(job),
+            Err(_) => break,
         }
     }
+    begin_stop(&mut records);
     if !batch.is_empty() {
         let _ = jobs.send(Job::Write(batch)).await;
     }
@@ -198,23 +229,34 @@ struct Writer {
     /// Instruments already in the `series` table (retention walks it).
     known: HashSet<InstrumentId>,
     health: Arc<StoreHealth>,
+    /// Set when the store is shutting down.
+    closing: Arc<AtomicBool>,
+    /// Once shutting down: when failing commits stop being retried (one for all batches).
+    drain_deadline: Option<Instant>,
 }
 
 impl Writer {
-    fn new(conn: Connection, config: SqliteConfig, health: Arc<StoreHealth>) -> Self {
+    fn new(
+        conn: Connection,
+        config: SqliteConfig,
+        health: Arc<StoreHealth>,
+        closing: Arc<AtomicBool>,
+    ) -> Self {
         Writer {
             conn,
             config,
             clock: SeriesClock::default(),
             known: HashSet::new(),
             health,
+            closing,
+            drain_deadline: None,
         }
     }
 
     fn run(mut self, mut queue: mpsc::Receiver<Job>) {
         while let Some(job) = queue.blocking_recv() {
             match job {
-                Job::Write(records) => self.write(&records, &queue),
+                Job::Write(records) => self.write(&records),
                 Job::Prune => self.prune(),
             }
             self.file_size_gauge();
@@ -223,7 +265,7 @@ impl Writer {
 
     /// Commits one batch, retrying on failure; gives up only when shutting down and
     /// the drain deadline has passed.
-    fn write(&mut self, records: &[Record], queue: &mpsc::Receiver<Job>) {
+    fn write(&mut self, records: &[Record]) {
         // Series times are assigned once, so a retried batch writes the same keys.
         let rows = schema::rows(records, &mut self.clock);
         if rows.refused > 0 {
@@ -244,9 +286,21 @@ impl Writer {
             otel.status_code = tracing::field::Empty,
         );
         let mut backoff = BACKOFF_START;
-        let mut closed_since: Option<Instant> = None;
         let mut attempts: u64 = 0;
         loop {
+            if self.past_drain_deadline() {
+                metrics::counter!("raven_sqlite_rows_dropped_total").increment(rows.len() as u64);
+                tracing::error!(
+                    rows = rows.len(),
+                    "sqlite: shutting down with rows that could not be committed; they are LOST"
+                );
+                self.health
+                    .lost(rows.len() as u64, "rows not committed by shutdown");
+                span.record("attempts", attempts);
+                span.record("outcome", "dropped");
+                span.record("otel.status_code", "error");
+                return;
+            }
             let started = Instant::now();
             attempts += 1;
             match schema::insert(&mut self.conn, &rows, &new) {
@@ -271,26 +325,21 @@ impl Writer {
                     ));
                 }
             }
-            if queue.is_closed() {
-                let since = *closed_since.get_or_insert_with(Instant::now);
-                if since.elapsed() >= SHUTDOWN_DRAIN {
-                    metrics::counter!("raven_sqlite_rows_dropped_total")
-                        .increment(rows.len() as u64);
-                    tracing::error!(
-                        rows = rows.len(),
-                        "sqlite: shutting down with rows that could not be committed; they are LOST"
-                    );
-                    self.health
-                        .lost(rows.len() as u64, "rows not committed by shutdown");
-                    span.record("attempts", attempts);
-                    span.record("outcome", "dropped");
-                    span.record("otel.status_code", "error");
-                    return;
-                }
-            }
             std::thread::sleep(backoff);
             backoff = (backoff * 2).min(BACKOFF_MAX);
         }
+    }
+
+    /// Whether the store is shutting down and has spent its [`SHUTDOWN_DRAIN`], counted
+    /// from the first batch written after the stop.
+    fn past_drain_deadline(&mut self) -> bool {
+        if !self.closing.load(Ordering::Relaxed) {
+            return false;
+        }
+        let deadline = *self
+            .drain_deadline
+            .get_or_insert_with(|| Instant::now() + SHUTDOWN_DRAIN);
+        Instant::now() >= deadline
     }
 
     fn prune(&mut self) {
