@@ -17,6 +17,23 @@ pub enum Side {
     Sell,
 }
 
+impl Side {
+    /// The lowercase name stores and JSON spell it with: `buy`, `sell`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Side::Buy => "buy",
+            Side::Sell => "sell",
+        }
+    }
+
+    /// The side [`Side::as_str`] names; `None` for any other text.
+    pub fn from_name(name: &str) -> Option<Side> {
+        [Side::Buy, Side::Sell]
+            .into_iter()
+            .find(|s| s.as_str() == name)
+    }
+}
+
 /// One price level: set the quantity at `price` to `qty` (zero removes the level).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Level {
@@ -88,4 +105,18 @@ pub struct MarketEvent {
     /// When Raven read the frame from the socket.
     pub receive_time: UnixNanos,
     pub kind: EventKind,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn side_names_round_trip_and_nothing_else_parses() {
+        for s in [Side::Buy, Side::Sell] {
+            assert_eq!(Side::from_name(s.as_str()), Some(s));
+        }
+        assert_eq!(Side::from_name("BUY"), None);
+        assert_eq!(Side::from_name(""), None);
+    }
 }

@@ -136,11 +136,7 @@ pub(crate) fn rate(s: &str) -> Result<Decimal, HistoryError> {
 }
 
 pub(crate) fn side(s: &str) -> Result<Side, HistoryError> {
-    match s {
-        "buy" => Ok(Side::Buy),
-        "sell" => Ok(Side::Sell),
-        other => Err(HistoryError::Corrupt(format!("unknown side {other:?}"))),
-    }
+    Side::from_name(s).ok_or_else(|| HistoryError::Corrupt(format!("unknown side {s:?}")))
 }
 
 #[cfg(test)]

@@ -2,17 +2,11 @@
 //! way. Decimals stay strings (the exchange's exact text); times are Unix nanoseconds.
 
 use raven_model::candle::Candle;
-use raven_model::{BookLevels, EventKind, Level, MarketEvent, Side, UnixNanos};
+use raven_model::{BookLevels, EventKind, Level, MarketEvent, UnixNanos};
 use serde_json::{json, Value};
 
-fn side(s: Side) -> &'static str {
-    match s {
-        Side::Buy => "buy",
-        Side::Sell => "sell",
-    }
-}
-
-fn levels(levels: &[Level]) -> Value {
+/// `[["price", "qty"], …]` with the exchange's exact text.
+pub(crate) fn levels(levels: &[Level]) -> Value {
     Value::Array(
         levels
             .iter()
@@ -33,7 +27,7 @@ pub fn event(e: &MarketEvent) -> (&'static str, Value) {
             "trade",
             times(json!({
                 "price": t.price.to_string(), "quantity": t.qty.to_string(),
-                "aggressor": side(t.aggressor), "trade_id": t.trade_id,
+                "aggressor": t.aggressor.as_str(), "trade_id": t.trade_id,
             })),
         ),
         EventKind::Bbo(b) => (
@@ -56,7 +50,7 @@ pub fn event(e: &MarketEvent) -> (&'static str, Value) {
         EventKind::Liquidation(l) => (
             "liquidation",
             times(
-                json!({ "side": side(l.side), "price": l.price.to_string(), "quantity": l.qty.to_string() }),
+                json!({ "side": l.side.as_str(), "price": l.price.to_string(), "quantity": l.qty.to_string() }),
             ),
         ),
     }

@@ -17,7 +17,7 @@ use std::fmt::{Display, Write};
 
 use raven_hub::Record;
 use raven_model::candle::Candle;
-use raven_model::{BookLevels, EventKind, InstrumentId, MarketEvent, Side, UnixNanos};
+use raven_model::{BookLevels, EventKind, InstrumentId, MarketEvent, UnixNanos};
 
 use crate::series::{self, SeriesClock};
 
@@ -79,10 +79,10 @@ impl Encoder {
 fn event_line(e: &MarketEvent, ts: u64, out: &mut String) -> Encoded {
     let id = &e.instrument;
     let (measurement, side) = match &e.kind {
-        EventKind::Trade(t) => ("trades", Some(side(t.aggressor))),
+        EventKind::Trade(t) => ("trades", Some(t.aggressor.as_str())),
         EventKind::Bbo(_) => ("bbo", None),
         EventKind::MarkPrice(_) => ("funding", None),
-        EventKind::Liquidation(l) => ("liquidations", Some(side(l.side))),
+        EventKind::Liquidation(l) => ("liquidations", Some(l.side.as_str())),
     };
     let side_tag = side.map(|s| ("side", s));
     let Some(mut line) = Line::start(out, measurement, id, side_tag.as_slice()) else {
@@ -122,13 +122,6 @@ fn event_line(e: &MarketEvent, ts: u64, out: &mut String) -> Encoded {
         return Encoded::Refused("integer beyond i64");
     }
     line.end(ts)
-}
-
-fn side(s: Side) -> &'static str {
-    match s {
-        Side::Buy => "buy",
-        Side::Sell => "sell",
-    }
 }
 
 fn candle_line(id: &InstrumentId, c: &Candle, out: &mut String) -> Encoded {
@@ -255,7 +248,7 @@ impl<'a> Line<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use raven_model::{Bbo, Level, Liquidation, Price, Qty, Trade, Venue};
+    use raven_model::{Bbo, Level, Liquidation, Price, Qty, Side, Trade, Venue};
 
     fn encode(r: &Record) -> String {
         let mut out = String::new();

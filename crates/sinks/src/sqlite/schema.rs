@@ -10,7 +10,7 @@ use std::path::Path;
 
 use raven_hub::Record;
 use raven_model::candle::Candle;
-use raven_model::{BookLevels, EventKind, InstrumentId, Level, MarketEvent, Side};
+use raven_model::{BookLevels, EventKind, InstrumentId, Level, MarketEvent};
 use rusqlite::{params, Connection, OpenFlags};
 
 use crate::series::{self, SeriesClock};
@@ -200,13 +200,6 @@ fn int(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
 }
 
-fn side(s: Side) -> &'static str {
-    match s {
-        Side::Buy => "buy",
-        Side::Sell => "sell",
-    }
-}
-
 /// `[["price","qty"],…]`: exact text, readable with SQLite's `json_each`.
 fn levels_json(levels: &[Level]) -> String {
     let mut out = String::with_capacity(levels.len() * 24 + 2);
@@ -289,7 +282,7 @@ pub(crate) fn insert(
                             rt,
                             t.price.to_string(),
                             t.qty.to_string(),
-                            side(t.aggressor),
+                            t.aggressor.as_str(),
                             int(t.trade_id)
                         ])?,
                         EventKind::Bbo(b) => bbo.execute(params![
@@ -321,7 +314,7 @@ pub(crate) fn insert(
                             time,
                             et,
                             rt,
-                            side(l.side),
+                            l.side.as_str(),
                             l.price.to_string(),
                             l.qty.to_string()
                         ])?,
