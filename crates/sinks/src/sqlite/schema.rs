@@ -10,9 +10,10 @@ use std::path::Path;
 
 use raven_hub::Record;
 use raven_model::candle::Candle;
-use raven_model::{BookLevels, EventKind, InstrumentId, Level, MarketEvent};
+use raven_model::{BookLevels, EventKind, InstrumentId, MarketEvent};
 use rusqlite::{params, Connection, OpenFlags};
 
+use crate::json;
 use crate::series::{self, SeriesClock};
 
 /// Bumped when the schema changes incompatibly; a newer file is refused, not mangled.
@@ -200,24 +201,6 @@ fn int(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
 }
 
-/// `[["price","qty"],…]`: exact text, readable with SQLite's `json_each`.
-fn levels_json(levels: &[Level]) -> String {
-    let mut out = String::with_capacity(levels.len() * 24 + 2);
-    out.push('[');
-    for (i, l) in levels.iter().enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        out.push_str("[\"");
-        out.push_str(&l.price.to_string());
-        out.push_str("\",\"");
-        out.push_str(&l.qty.to_string());
-        out.push_str("\"]");
-    }
-    out.push(']');
-    out
-}
-
 /// Inserts a batch in one transaction; `new` instruments join the `series` table.
 pub(crate) fn insert(
     conn: &mut Connection,
@@ -369,8 +352,8 @@ pub(crate) fn insert(
                         int(exchange_time.0),
                         int(receive_time.0),
                         int(*last_update_id),
-                        levels_json(bids),
-                        levels_json(asks)
+                        json::levels(bids).to_string(),
+                        json::levels(asks).to_string()
                     ])?;
                 }
             }
@@ -412,6 +395,7 @@ pub(crate) fn prune(conn: &mut Connection, cutoff: u64) -> rusqlite::Result<u64>
 #[cfg(test)]
 mod tests {
     use super::*;
+    use raven_model::Level;
 
     #[test]
     fn book_levels_are_exact_json() {
@@ -419,9 +403,10 @@ mod tests {
             price: raven_model::Price::parse(p).unwrap(),
             qty: raven_model::Qty::parse(q).unwrap(),
         };
-        assert_eq!(levels_json(&[]), "[]");
+        // The `book_top` columns: compact JSON, readable with SQLite's `json_each`.
+        assert_eq!(json::levels(&[]).to_string(), "[]");
         assert_eq!(
-            levels_json(&[l("1.50", "2"), l("1.4", "0.001")]),
+            json::levels(&[l("1.50", "2"), l("1.4", "0.001")]).to_string(),
             r#"[["1.50","2"],["1.4","0.001"]]"#
         );
     }
