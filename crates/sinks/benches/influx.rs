@@ -19,9 +19,7 @@
 //! per round).
 
 use std::io::Write;
-use std::net::TcpListener;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use raven_hub::Record;
@@ -37,76 +35,19 @@ const T0: u64 = 1_704_067_200_000_000_000;
 const SYMBOLS: [&str; 4] = ["BTCUSDT", "ETHUSDT", "SOLUSDT", "BNBUSDT"];
 const ROUNDS: usize = 3;
 
-/// A free loopback port below the ephemeral range (see the store tests for why).
-fn free_port() -> u16 {
-    use std::hash::{BuildHasher, Hasher};
-    loop {
-        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-        h.write_u32(std::process::id());
-        let port = 20_000 + (h.finish() % 12_000) as u16;
-        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
-}
+// The store tests' server harness: a real influxd in a temp dir, killed on drop.
+#[path = "../tests/support/influxd.rs"]
+mod influxd;
 
-struct Influxd {
-    dir: tempfile::TempDir,
-    url: String,
-    child: Option<Child>,
-    http: reqwest::Client,
-}
+use influxd::Influxd;
 
 impl Influxd {
-    /// Writes the config; does not start the server.
-    fn new() -> Influxd {
-        raven_venues::binance::snapshot::install_crypto_provider();
-        let dir = tempfile::tempdir().expect("tempdir");
-        let (port, rpc) = (free_port(), free_port());
-        let d = dir.path().display();
-        let config = format!(
-            "reporting-disabled = true\nbind-address = \"127.0.0.1:{rpc}\"\n\
-             [meta]\n  dir = \"{d}/meta\"\n\
-             [data]\n  dir = \"{d}/data\"\n  wal-dir = \"{d}/wal\"\n  query-log-enabled = false\n\
-             [http]\n  bind-address = \"127.0.0.1:{port}\"\n  log-enabled = false\n\
-             [monitor]\n  store-enabled = false\n"
-        );
-        std::fs::write(dir.path().join("influxdb.conf"), config).expect("write config");
-        Influxd {
-            dir,
-            url: format!("http://127.0.0.1:{port}"),
-            child: None,
-            http: reqwest::Client::new(),
-        }
-    }
-
-    async fn start(&mut self) {
-        let bin = std::env::var("INFLUXD").unwrap_or_else(|_| "/usr/bin/influxd".to_owned());
-        let child = Command::new(&bin)
-            .arg("-config")
-            .arg(self.dir.path().join("influxdb.conf"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {bin} (apt-get install influxdb): {e}"));
-        self.child = Some(child);
-        for _ in 0..600 {
-            if let Ok(r) = self.http.get(format!("{}/ping", self.url)).send().await {
-                if r.status().as_u16() == 204 {
-                    return;
-                }
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("influxd did not answer /ping within 30 s");
-    }
-
     /// Points of `db` (trades and BBOs), 0 while the database does not exist.
     async fn count(&self, db: &str) -> u64 {
         let mut total = 0;
         for (measurement, field) in [("trades", "trade_id"), ("bbo", "update_id")] {
             let url = reqwest::Url::parse_with_params(
-                &format!("{}/query", self.url),
+                &format!("{}/query", self.url()),
                 [
                     ("db", db),
                     ("q", &format!("SELECT count({field}) FROM {measurement}")),
@@ -123,15 +64,6 @@ impl Influxd {
                 .unwrap_or(0);
         }
         total
-    }
-}
-
-impl Drop for Influxd {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
     }
 }
 
@@ -212,7 +144,7 @@ async fn write_round(influx: &Influxd, db: &str, gzip: bool, batch: Vec<Record>)
     let (tx, rx) = mpsc::channel(65_536);
     let started = Instant::now();
     let store = tokio::spawn(run(
-        config(&influx.url, db, data.path(), gzip),
+        config(&influx.url(), db, data.path(), gzip),
         rx,
         StoreHealth::new("influxdb"),
         std::future::pending(),
@@ -247,7 +179,7 @@ async fn write_benchmark(n: usize) {
         };
         for gzip in order {
             let mut influx = Influxd::new();
-            influx.start().await;
+            influx.start_within(Duration::from_secs(30)).await;
             let took = write_round(&influx, "write", gzip, records(n)).await;
             let rate = n as f64 / took.as_secs_f64();
             println!(
@@ -286,7 +218,7 @@ async fn drain_benchmark(n: usize) {
     for round in 0..ROUNDS {
         let mut influx = Influxd::new();
         let data = tempfile::tempdir().expect("tempdir");
-        let mut cfg = config(&influx.url, "drain", data.path(), true);
+        let mut cfg = config(&influx.url(), "drain", data.path(), true);
         cfg.memory_limit_points = 0;
 
         // InfluxDB down: every sealed batch goes straight to disk.
@@ -324,7 +256,7 @@ async fn drain_benchmark(n: usize) {
         }
 
         // InfluxDB back: a new store replays the spill.
-        influx.start().await;
+        influx.start_within(Duration::from_secs(30)).await;
         let (tx, rx) = mpsc::channel(1);
         let started = Instant::now();
         let store = tokio::spawn(run(

@@ -3,9 +3,7 @@
 //! temporary directory, killed on drop.
 
 use std::collections::{BTreeSet, HashMap};
-use std::net::TcpListener;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -21,99 +19,15 @@ use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 
+mod support;
+
+use support::influxd::Influxd;
+
 const DB: &str = "raven";
 /// 2024-01-01T00:00:00.123Z in nanoseconds.
 const T0: u64 = 1_704_067_200_123_000_000;
 
-/// A free loopback port below Linux's ephemeral range (32768+), where outgoing
-/// connections take their source ports: a port-0 pick could be taken by one before
-/// influxd binds it.
-fn free_port() -> u16 {
-    use std::hash::{BuildHasher, Hasher};
-    loop {
-        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-        h.write_u32(std::process::id());
-        let port = 20_000 + (h.finish() % 12_000) as u16;
-        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
-}
-
-struct Influxd {
-    dir: tempfile::TempDir,
-    port: u16,
-    child: Option<Child>,
-    http: reqwest::Client,
-}
-
 impl Influxd {
-    /// Writes the config; does not start the server.
-    fn new() -> Influxd {
-        // In a workspace build reqwest has rustls without a provider (for the venues'
-        // https); the raven binary installs one at start, and so must these tests.
-        raven_venues::binance::snapshot::install_crypto_provider();
-        let dir = tempfile::tempdir().expect("tempdir");
-        let port = free_port();
-        let rpc = free_port();
-        let d = dir.path().display();
-        let config = format!(
-            "reporting-disabled = true\nbind-address = \"127.0.0.1:{rpc}\"\n\
-             [meta]\n  dir = \"{d}/meta\"\n\
-             [data]\n  dir = \"{d}/data\"\n  wal-dir = \"{d}/wal\"\n  query-log-enabled = false\n\
-             [http]\n  enabled = true\n  bind-address = \"127.0.0.1:{port}\"\n  log-enabled = false\n\
-             [monitor]\n  store-enabled = false\n\
-             [continuous_queries]\n  enabled = false\n\
-             [subscriber]\n  enabled = false\n"
-        );
-        std::fs::write(dir.path().join("influxdb.conf"), config).expect("write config");
-        Influxd {
-            dir,
-            port,
-            child: None,
-            http: reqwest::Client::new(),
-        }
-    }
-
-    async fn started() -> Influxd {
-        let mut s = Influxd::new();
-        s.start().await;
-        s
-    }
-
-    fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-
-    async fn start(&mut self) {
-        let bin = std::env::var("INFLUXD").unwrap_or_else(|_| "/usr/bin/influxd".to_owned());
-        let log = std::fs::File::create(self.dir.path().join("influxd.log")).expect("log file");
-        let child = Command::new(&bin)
-            .arg("-config")
-            .arg(self.dir.path().join("influxdb.conf"))
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {bin} (apt-get install influxdb): {e}"));
-        self.child = Some(child);
-        for _ in 0..200 {
-            if let Ok(r) = self.http.get(format!("{}/ping", self.url())).send().await {
-                if r.status().as_u16() == 204 {
-                    return;
-                }
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("influxd did not answer /ping within 10 s");
-    }
-
-    fn stop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-
     /// The rows of `q` as column → value maps (times in ns).
     async fn rows(&self, q: &str) -> Vec<HashMap<String, Value>> {
         let mut url = reqwest::Url::parse(&format!("{}/query", self.url())).unwrap();
@@ -162,12 +76,6 @@ impl Influxd {
             .iter()
             .map(|r| r["trade_id"].as_u64().unwrap())
             .collect()
-    }
-}
-
-impl Drop for Influxd {
-    fn drop(&mut self) {
-        self.stop();
     }
 }
 

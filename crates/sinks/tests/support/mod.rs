@@ -1,0 +1,3 @@
+//! What the store tests and benchmarks share.
+
+pub mod influxd;
