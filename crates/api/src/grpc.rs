@@ -1,21 +1,26 @@
 //! The `raven.v1.MarketData` gRPC service.
 //!
 //! `Subscribe` is the product: one bidirectional stream per client. A reader task feeds
-//! the client's requests to its hub [`raven_hub::Session`]; the response stream drains the
+//! the client's requests to its hub [`raven_hub::Session`], no faster than the stream's
+//! request rate allows ([`crate::limits::RequestRate`]); the response stream drains the
 //! session's queue, stamps each message's send time as the transport takes it, sends a
 //! heartbeat whenever the stream has been idle for the configured interval, and ends
-//! with `RESOURCE_EXHAUSTED` if the hub disconnected the client as a slow consumer.
-//! Dropping the response stream (the client went away) drops the session, which
-//! unsubscribes everything.
+//! with `RESOURCE_EXHAUSTED` if the hub disconnected the client as a slow consumer, or
+//! `UNAVAILABLE` once what was queued is sent when the server stops. Dropping the
+//! response stream (the client went away) drops the session, which unsubscribes
+//! everything.
 //!
 //! Tracing: every call is one `grpc.request` span with OpenTelemetry's RPC attributes
 //! (`rpc.method`, `rpc.grpc.status_code`, the peer). A streaming call's span lives as
 //! long as its response stream, so a `Subscribe` is one span however many messages it
 //! carries.
 //!
-//! `GetHistory` validates the request here (naming the bad field), then streams the
-//! history store's pages as they are read, converted with the same model → wire code
-//! as the live stream, so stored and live decimals are the same strings.
+//! `GetHistory` validates the request here (naming the bad field), takes a slot of the
+//! client's share ([`crate::limits::HistorySlots`]), then streams the history store's
+//! pages as they are read, converted with the same model → wire code as the live
+//! stream, so stored and live decimals are the same strings. A forwarder task hands the
+//! pages on; if the client takes none for `history_idle`, or the server stops, the
+//! answer ends with a status saying so and its store reader and slot are freed.
 
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -25,7 +30,7 @@ use std::time::{Duration, Instant};
 use futures_util::{Stream, StreamExt};
 use parking_lot::Mutex;
 use raven_hub::encode::encode_untopiced;
-use raven_hub::{Channel, Hub, Next};
+use raven_hub::{Channel, EndReason, Hub, Next};
 use raven_model::{InstrumentId, UnixNanos, Venue};
 use raven_proto::pb::server_message::Payload;
 use raven_proto::server::market_data_server::{MarketData, MarketDataServer};
@@ -33,6 +38,7 @@ use raven_proto::{pb, OutboundMessage, FILE_DESCRIPTOR_SET};
 use raven_sinks::history::{HistoryError, HistoryItem, HistoryQuery, HistoryRow, SharedHistory};
 use tonic::{Request, Response, Status, Streaming};
 
+use crate::limits::{HistorySlots, RequestRate};
 use crate::status::StatusSource;
 
 /// The largest `GetOrderBook` depth.
@@ -41,25 +47,64 @@ pub const MAX_BOOK_DEPTH: u32 = 5000;
 /// `GetHistory`'s default and largest `limit`.
 pub const DEFAULT_HISTORY_LIMIT: u32 = 10_000;
 pub const MAX_HISTORY_LIMIT: u32 = 1_000_000;
-/// `GetHistory` answers streaming at once; each holds a store reader (for SQLite, a
-/// blocking-pool thread) until its client has read it, so they are bounded.
-pub const MAX_HISTORY_STREAMS: usize = 32;
 const MAX_SYMBOL_LEN: usize = 64;
+
+/// What a stopping server tells the clients whose streams it ends.
+pub const STOPPING: &str = "the server is shutting down; reconnect (to another instance)";
+
+/// The service's limits and timings.
+#[derive(Debug, Clone)]
+pub struct ServiceConfig {
+    /// Heartbeat on idle Subscribe streams.
+    pub heartbeat: Duration,
+    /// Topics and pings one Subscribe stream's requests may carry per second.
+    pub max_requests_per_sec: u32,
+    /// How many of them may come at once (a whole request's worth of topics).
+    pub request_burst: u32,
+    /// `GetHistory` answers streaming at once, for the server and per client.
+    pub history_streams: usize,
+    pub history_streams_per_client: usize,
+    /// An answer its client takes nothing of for this long is ended.
+    pub history_idle: Duration,
+}
+
+impl Default for ServiceConfig {
+    fn default() -> Self {
+        Self {
+            heartbeat: Duration::from_secs(5),
+            max_requests_per_sec: 200,
+            request_burst: 1024,
+            history_streams: 32,
+            history_streams_per_client: 4,
+            history_idle: Duration::from_secs(30),
+        }
+    }
+}
 
 pub struct MarketDataService {
     status: StatusSource,
-    heartbeat: Duration,
+    config: ServiceConfig,
     history: SharedHistory,
-    history_streams: Arc<tokio::sync::Semaphore>,
+    history_slots: Arc<HistorySlots>,
+    /// Turns true when the server stops.
+    stop: tokio::sync::watch::Receiver<bool>,
 }
 
 impl MarketDataService {
-    pub fn new(status: StatusSource, heartbeat: Duration, history: SharedHistory) -> Self {
+    pub fn new(
+        status: StatusSource,
+        config: ServiceConfig,
+        history: SharedHistory,
+        stop: tokio::sync::watch::Receiver<bool>,
+    ) -> Self {
+        let history_slots =
+            HistorySlots::new(config.history_streams, config.history_streams_per_client);
         Self {
             status,
-            heartbeat,
+            config,
             history,
-            history_streams: Arc::new(tokio::sync::Semaphore::new(MAX_HISTORY_STREAMS)),
+            history_slots,
+            stop,
         }
     }
 
@@ -260,6 +305,69 @@ fn history_record(row: HistoryRow) -> pb::HistoryRecord {
     }
 }
 
+/// The pages of one `GetHistory` answer, handed on from the store by a task that holds
+/// the answer's `slot`. It ends the answer with a status — and lets go of the store's
+/// reader and the slot — when the client takes no page for `idle`, or the server stops.
+fn forward(
+    mut pages: raven_sinks::history::HistoryPages,
+    slot: crate::limits::HistorySlot,
+    idle: Duration,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) -> tokio::sync::mpsc::Receiver<Result<Vec<HistoryRow>, Status>> {
+    use tokio::sync::mpsc::error::SendTimeoutError;
+    let (tx, rx) = tokio::sync::mpsc::channel(1);
+    tokio::spawn(async move {
+        let ended = loop {
+            let page = tokio::select! {
+                page = pages.recv() => page,
+                _ = stop.wait_for(|s| *s) => break Status::unavailable(STOPPING),
+            };
+            let page = match page {
+                Some(Ok(rows)) => Ok(rows),
+                Some(Err(e)) => {
+                    tracing::warn!(error = %e, "GetHistory: the store failed mid-answer");
+                    metrics::counter!("errors_total", "kind" => "history").increment(1);
+                    Err(history_status(e))
+                }
+                None => return,
+            };
+            let failed = page.is_err();
+            tokio::select! {
+                sent = tx.send_timeout(page, idle) => match sent {
+                    Ok(()) if failed => return,
+                    Ok(()) => {}
+                    Err(SendTimeoutError::Timeout(_)) => {
+                        break Status::resource_exhausted(format!(
+                            "GetHistory: the answer was not read for {idle:?}; it was ended to                              free its slot"
+                        ))
+                    }
+                    // The client went away.
+                    Err(SendTimeoutError::Closed(_)) => return,
+                },
+                _ = stop.wait_for(|s| *s) => break Status::unavailable(STOPPING),
+            }
+        };
+        // Free the store's reader and the slot now; the client learns why when it
+        // reads again (or never, if it has gone).
+        drop(pages);
+        drop(slot);
+        tracing::info!(reason = %ended.message(), "GetHistory answer ended early");
+        let _ = tx.send(Err(ended)).await;
+    });
+    rx
+}
+
+/// What a client message costs of its stream's request rate: one per topic, at least
+/// one (a ping, an empty request).
+fn request_cost(msg: &pb::ClientMessage) -> u32 {
+    let topics = match &msg.kind {
+        Some(pb::client_message::Kind::Subscribe(r)) => r.topics.len(),
+        Some(pb::client_message::Kind::Unsubscribe(r)) => r.topics.len(),
+        _ => 1,
+    };
+    u32::try_from(topics).unwrap_or(u32::MAX).max(1)
+}
+
 fn history_status(e: HistoryError) -> Status {
     match e {
         HistoryError::Unavailable(_) => Status::unavailable(e.to_string()),
@@ -288,10 +396,19 @@ impl MarketData for MarketDataService {
         // The reader holds the session weakly: when the client goes away the response
         // stream (the only strong owner) is dropped and the session with it.
         let reader_session = Arc::downgrade(&session);
+        let mut rate =
+            RequestRate::new(self.config.max_requests_per_sec, self.config.request_burst);
         tokio::spawn(async move {
             loop {
                 match inbound.next().await {
                     Some(Ok(msg)) => {
+                        // Read no faster than the stream's rate: a client that asks
+                        // faster is slowed down by HTTP/2 flow control.
+                        let wait = rate.delay(request_cost(&msg), std::time::Instant::now());
+                        if !wait.is_zero() {
+                            metrics::counter!("raven_grpc_throttled_requests_total").increment(1);
+                            tokio::time::sleep(wait).await;
+                        }
                         let Some(session) = reader_session.upgrade() else {
                             break;
                         };
@@ -310,7 +427,7 @@ impl MarketData for MarketDataService {
             }
         });
 
-        let heartbeat = self.heartbeat;
+        let heartbeat = self.config.heartbeat;
         let heartbeat_body = encode_untopiced(Payload::Heartbeat(pb::Heartbeat {}));
         let state = (session, false, trace);
         let stream = futures_util::stream::unfold(state, move |(session, finished, mut trace)| {
@@ -333,13 +450,17 @@ impl MarketData for MarketDataService {
                         send_time_ns: UnixNanos::now().as_nanos(),
                         body: heartbeat_body,
                     }),
-                    Next::Killed(reason) => {
+                    Next::Ended(EndReason::SlowConsumer(reason)) => {
                         metrics::counter!("errors_total", "kind" => "slow_consumer").increment(1);
                         trace.code = tonic::Code::ResourceExhausted;
                         return Some((
                             Err(Status::resource_exhausted(reason)),
                             (session, true, trace),
                         ));
+                    }
+                    Next::Ended(EndReason::Stopping(reason)) => {
+                        trace.code = tonic::Code::Unavailable;
+                        return Some((Err(Status::unavailable(reason)), (session, true, trace)));
                     }
                 };
                 Some((item, (session, false, trace)))
@@ -374,8 +495,8 @@ impl MarketData for MarketDataService {
                 Ok(None) => Err(Status::unavailable(format!(
                     "book {id} is not in sync with the exchange; retry shortly"
                 ))),
-                Ok(Some(levels)) => Ok(Response::new(raven_hub::encode::book_snapshot(
-                    &levels, false,
+                Ok(Some((levels, known))) => Ok(Response::new(raven_hub::encode::book_snapshot(
+                    &levels, false, known,
                 ))),
             }
         })();
@@ -427,22 +548,25 @@ impl MarketData for MarketDataService {
                      \"auto\", \"sqlite\" or \"influxdb\"",
                 )
             })?;
-            // Held by the stream until the answer ends or the client goes away.
+            // Held by the answer's forwarder until it ends, is not read, or the server
+            // stops.
+            let client = request
+                .remote_addr()
+                .map_or(std::net::IpAddr::from([0, 0, 0, 0]), |a| a.ip());
             let slot = self
-                .history_streams
-                .clone()
-                .try_acquire_owned()
-                .map_err(|_| {
-                    Status::resource_exhausted(format!(
-                    "{MAX_HISTORY_STREAMS} GetHistory answers are already streaming; retry shortly"
-                ))
-                })?;
-            let pages = store.query(query);
+                .history_slots
+                .acquire(client)
+                .map_err(Status::resource_exhausted)?;
+            let pages = forward(
+                store.query(query),
+                slot,
+                self.config.history_idle,
+                self.stop.clone(),
+            );
             // The call's span goes with the stream: it ends, with the final status,
             // when the answer does.
             let mut trace = StreamTrace::new(span.clone());
             let stream = tokio_stream::wrappers::ReceiverStream::new(pages).flat_map(move |page| {
-                let _slot = &slot;
                 // The whole guard, not copies of its fields: it must live in the stream.
                 let trace = &mut trace;
                 let items: Vec<Result<pb::HistoryRecord, Status>> = match page {
@@ -450,10 +574,7 @@ impl MarketData for MarketDataService {
                         trace.messages += rows.len() as u64;
                         rows.into_iter().map(|r| Ok(history_record(r))).collect()
                     }
-                    Err(e) => {
-                        tracing::warn!(error = %e, "GetHistory: the store failed mid-answer");
-                        metrics::counter!("errors_total", "kind" => "history").increment(1);
-                        let status = history_status(e);
+                    Err(status) => {
                         trace.code = status.code();
                         vec![Err(status)]
                     }
@@ -490,10 +611,14 @@ impl MarketData for MarketDataService {
 pub async fn serve(
     listener: tokio::net::TcpListener,
     status: StatusSource,
-    heartbeat: Duration,
+    config: ServiceConfig,
     history: SharedHistory,
-    shutdown: impl std::future::Future<Output = ()> + Send,
+    stop: tokio::sync::watch::Receiver<bool>,
 ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    let mut stopped = stop.clone();
+    let shutdown = async move {
+        let _ = stopped.wait_for(|s| *s).await;
+    };
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     health_reporter
         .set_serving::<MarketDataServer<MarketDataService>>()
@@ -502,7 +627,7 @@ pub async fn serve(
         .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
         .build_v1();
     let reflection = reflection?;
-    let service = MarketDataServer::new(MarketDataService::new(status, heartbeat, history));
+    let service = MarketDataServer::new(MarketDataService::new(status, config, history, stop));
     // Market data is many small messages: Nagle's algorithm would hold them back for
     // up to a delayed-ACK period (~40 ms). The builder's `tcp_nodelay` does not apply to
     // a listener we bound ourselves, so it is set on the incoming stream.

@@ -58,8 +58,10 @@ pub fn install() -> Result<PrometheusHandle, metrics_exporter_prometheus::BuildE
     }
     metrics::counter!("raven_subscriber_conflations_total").absolute(0);
     metrics::counter!("raven_subscriber_dropped_messages_total").absolute(0);
-    metrics::counter!("raven_subscriber_disconnects_total", "reason" => "slow_consumer")
-        .absolute(0);
+    for reason in ["slow_consumer", "shutdown"] {
+        metrics::counter!("raven_subscriber_disconnects_total", "reason" => reason).absolute(0);
+    }
+    metrics::counter!("raven_grpc_throttled_requests_total").absolute(0);
     Ok(handle)
 }
 
@@ -126,6 +128,46 @@ fn describe() {
         "Streams ended by Raven, by reason."
     );
     describe_counter!(
+        "raven_feed_duplicates_total",
+        "Events and depth diffs dropped as repeats of ones already delivered (mostly while \
+         two connections overlap in a hand-over), by venue."
+    );
+    describe_counter!(
+        "raven_feed_handovers_total",
+        "Connection hand-overs before the age limit, by venue and outcome (completed, \
+         timed_out, failed)."
+    );
+    describe_counter!(
+        "raven_feed_task_restarts_total",
+        "Connection tasks that failed and were restarted, by venue."
+    );
+    describe_counter!(
+        "raven_feed_gaps_total",
+        "Holes in event streams announced to subscribers (FeedGap), by venue and kind \
+         (interrupted, resumed, trade_ids)."
+    );
+    describe_counter!(
+        "raven_feed_future_events_total",
+        "Events stamped further ahead of Raven's clock than hub.max_clock_skew_ms, by venue."
+    );
+    describe_counter!(
+        "raven_candle_late_trades_total",
+        "Trades left out of a candle whose interval had closed, by venue (summed over \
+         intervals)."
+    );
+    describe_counter!(
+        "raven_candle_rejected_trades_total",
+        "Trades left out of candles, by venue and reason (future_time, overflow)."
+    );
+    describe_counter!(
+        "raven_grpc_throttled_requests_total",
+        "Subscribe requests read late because their stream exceeded its request rate."
+    );
+    describe_counter!(
+        "raven_store_task_restarts_total",
+        "Store tasks that failed and were restarted, by store."
+    );
+    describe_counter!(
         "raven_tap_dropped_total",
         "Records a store's hub tap dropped because the store fell behind, by tap."
     );
@@ -147,8 +189,9 @@ pub fn router(handle: PrometheusHandle, status: StatusSource) -> Router {
 
 async fn render(State(scrape): State<Scrape>) -> impl IntoResponse {
     let mut body = scrape.handle.render();
-    let capacity = scrape.status.hub.config().queue_capacity;
-    write_status(&mut body, &scrape.status.status(), capacity);
+    let config = scrape.status.hub.config();
+    let (capacity, max_bytes) = (config.queue_capacity, config.queue_max_bytes);
+    write_status(&mut body, &scrape.status.status(), capacity, max_bytes);
     if let Some(process) = Process::read() {
         process.write(&mut body);
     }
@@ -211,8 +254,9 @@ const CONNECTION_STATES: &[&str] = &["connecting", "connected", "backoff"];
 const BOOK_STATES: &[&str] = &["syncing", "synced", "resyncing"];
 const STORE_STATES: &[&str] = &["ok", "degraded", "losing"];
 
-/// The state gauges, from one `GetStatus` view. `capacity` is a stream's queue size.
-fn write_status(out: &mut String, s: &pb::StatusResponse, capacity: usize) {
+/// The state gauges, from one `GetStatus` view. `capacity` and `max_bytes` are a
+/// stream's queue bounds.
+fn write_status(out: &mut String, s: &pb::StatusResponse, capacity: usize, max_bytes: usize) {
     let mut f = Family::new(
         out,
         "raven_ready",
@@ -325,6 +369,21 @@ fn write_status(out: &mut String, s: &pb::StatusResponse, capacity: usize) {
     }
     let mut f = Family::new(
         out,
+        "raven_book_known_levels",
+        "gauge",
+        "Best levels of the book known to be complete, by side (the rest, beyond a \
+         depth-limited snapshot, may miss levels).",
+    );
+    for b in &s.books {
+        for (side, n) in [("bid", b.known_bid_levels), ("ask", b.known_ask_levels)] {
+            f.sample(
+                &[("venue", &b.venue), ("symbol", &b.symbol), ("side", side)],
+                f64::from(n),
+            );
+        }
+    }
+    let mut f = Family::new(
+        out,
         "raven_book_last_message_age_seconds",
         "gauge",
         "Seconds since the book's last update (absent before the first).",
@@ -358,6 +417,23 @@ fn write_status(out: &mut String, s: &pb::StatusResponse, capacity: usize) {
         "Messages one stream may queue before conflating or dropping (hub.queue_capacity).",
     );
     f.sample(&[], capacity as f64);
+    let mut f = Family::new(
+        out,
+        "raven_subscriber_queued_bytes",
+        "gauge",
+        "Bytes queued over all Subscribe streams.",
+    );
+    f.sample(
+        &[],
+        s.subscribers.iter().map(|x| x.queue_bytes as f64).sum(),
+    );
+    let mut f = Family::new(
+        out,
+        "raven_subscriber_queue_max_bytes",
+        "gauge",
+        "Bytes one stream may queue before conflating or dropping (hub.queue_max_bytes).",
+    );
+    f.sample(&[], max_bytes as f64);
     let mut f = Family::new(
         out,
         "raven_subscriber_topics",
@@ -617,13 +693,14 @@ mod tests {
                 reason: "connection refused".into(),
                 dropped: 4,
             }],
+            ..Default::default()
         }
     }
 
     #[test]
     fn state_gauges_follow_the_status_and_name_no_client() {
         let mut out = String::new();
-        write_status(&mut out, &status(), 8192);
+        write_status(&mut out, &status(), 8192, 1 << 20);
         for line in [
             "raven_ready 1",
             "raven_uptime_seconds 1.5",
@@ -637,6 +714,7 @@ mod tests {
             "raven_subscriber_queue_depth_max 9",
             "raven_subscriber_queued_messages 12",
             "raven_subscriber_queue_capacity 8192",
+            "raven_subscriber_queue_max_bytes 1048576",
             "raven_subscriber_topics 3",
             r#"raven_store_up{store="influxdb"} 0"#,
             r#"raven_store_state{store="influxdb",state="degraded"} 1"#,
@@ -663,7 +741,7 @@ mod tests {
         s.books[0].last_update_id = 0;
         s.subscribers.clear();
         let mut out = String::new();
-        write_status(&mut out, &s, 16);
+        write_status(&mut out, &s, 16, 1 << 20);
         assert!(!out.contains("age_seconds{"), "{out}");
         assert!(
             out.contains("\nraven_subscriber_queue_depth_max 0\n"),

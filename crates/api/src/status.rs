@@ -61,7 +61,7 @@ impl StatusSource {
     fn status_without_readiness(&self) -> pb::StatusResponse {
         let feeds = self.feeds.snapshot();
         let feed_books: HashMap<_, _> = feeds.books.iter().map(|f| (&f.instrument, f)).collect();
-        let hub_books = self.hub.book_infos();
+        let hub_books = self.hub.instrument_infos();
         let connections = feeds
             .connections
             .iter()
@@ -74,6 +74,8 @@ impl StatusSource {
                 frames: c.frames,
                 malformed_frames: c.malformed,
                 streams: c.streams as u32,
+                restarts: c.restarts,
+                stall_timeout_ms: c.stall_timeout.as_millis() as u64,
             })
             .collect();
         let books = hub_books
@@ -99,7 +101,22 @@ impl StatusSource {
                     ask_levels: b.ask_levels as u32,
                     last_update_id: b.last_update_id,
                     snapshot_failures: feed.map_or(0, |f| f.snapshot_failures),
+                    known_bid_levels: b.known_levels.0 as u32,
+                    known_ask_levels: b.known_levels.1 as u32,
                 }
+            })
+            .collect();
+        let instruments = hub_books
+            .iter()
+            .map(|i| pb::InstrumentStatus {
+                venue: i.instrument.venue.as_str().to_owned(),
+                symbol: i.instrument.symbol.as_str().to_owned(),
+                interruptions: i.interruptions,
+                trade_id_gaps: i.trade_id_gaps,
+                trades_missing: i.trades_missing,
+                late_trades: i.late_trades,
+                rejected_trades: i.rejected_trades,
+                future_events: i.future_events,
             })
             .collect();
         let subscribers = self
@@ -114,6 +131,8 @@ impl StatusSource {
                 queue_capacity: s.queue_capacity as u32,
                 conflations: s.conflations,
                 dropped: s.dropped,
+                queue_bytes: s.queue_bytes as u64,
+                queue_max_bytes: s.queue_max_bytes as u64,
             })
             .collect();
         pb::StatusResponse {
@@ -123,6 +142,7 @@ impl StatusSource {
             subscribers,
             ready: false,
             stores: self.stores(),
+            instruments,
         }
     }
 
@@ -154,11 +174,12 @@ impl StatusSource {
     }
 }
 
-/// Ready when at least one book is served in sync, every configured venue has a live
-/// connection, and no store lost data within the last minute. A single book resyncing
-/// does not make Raven unready: the others are still good, and the resync is visible
-/// per book. Nor does a store that is down but keeping its data for later (degraded):
-/// subscribers are still served exactly.
+/// Ready when at least one book is served in sync, every configured venue has a
+/// connection that is up *and delivering* (a frame within its stall timeout: a socket
+/// that is open but silent serves nothing), and no store lost data within the last
+/// minute. A single book resyncing does not make Raven unready: the others are still
+/// good, and the resync is visible per book. Nor does a store that is down but keeping
+/// its data for later (degraded): subscribers are still served exactly.
 fn readiness(status: &pb::StatusResponse) -> Readiness {
     let mut reasons = Vec::new();
     for store in status.stores.iter().filter(|s| s.state == "losing") {
@@ -168,15 +189,43 @@ fn readiness(status: &pb::StatusResponse) -> Readiness {
     if !status.books.is_empty() && synced == 0 {
         reasons.push(format!("no book in sync yet (0 of {})", status.books.len()));
     }
-    // Every venue with a configured book needs a live connection, including a venue
-    // whose connections are not even registered yet.
-    let mut venues: Vec<&str> = status.books.iter().map(|b| b.venue.as_str()).collect();
+    // Every configured venue (it has instruments, books or not) needs a live connection,
+    // including a venue whose connections are not even registered yet.
+    let mut venues: Vec<&str> = status
+        .instruments
+        .iter()
+        .map(|i| i.venue.as_str())
+        .chain(status.books.iter().map(|b| b.venue.as_str()))
+        .chain(status.connections.iter().map(|c| c.venue.as_str()))
+        .collect();
     venues.sort_unstable();
     venues.dedup();
     for venue in venues {
-        let mut conns = status.connections.iter().filter(|c| c.venue == venue);
-        if !conns.any(|c| c.state == "connected") {
+        let conns: Vec<_> = status
+            .connections
+            .iter()
+            .filter(|c| c.venue == venue && c.state == "connected")
+            .collect();
+        if conns.is_empty() {
             reasons.push(format!("{venue}: no connection to the exchange"));
+            continue;
+        }
+        let fresh = |c: &&pb::ConnectionStatus| {
+            c.frames > 0 && c.last_message_age_ms < c.stall_timeout_ms.max(1)
+        };
+        if !conns.iter().any(fresh) {
+            let newest = conns
+                .iter()
+                .filter(|c| c.frames > 0)
+                .map(|c| c.last_message_age_ms)
+                .min();
+            reasons.push(match newest {
+                Some(age) => format!(
+                    "{venue}: connected but no frame for {age} ms (stall timeout {} ms)",
+                    conns[0].stall_timeout_ms
+                ),
+                None => format!("{venue}: connected but no frame received yet"),
+            });
         }
     }
     Readiness {
@@ -194,6 +243,9 @@ mod tests {
             connections: vec![pb::ConnectionStatus {
                 venue: "binance_spot".into(),
                 state: "connected".into(),
+                frames: 10,
+                last_message_age_ms: 5,
+                stall_timeout_ms: 30_000,
                 ..Default::default()
             }],
             books: vec![pb::BookStatus {
@@ -221,6 +273,33 @@ mod tests {
         assert_eq!(
             losing.reasons,
             ["influxdb: losing data: spill write failed: disk full"]
+        );
+    }
+
+    #[test]
+    fn a_connection_open_but_silent_past_its_stall_timeout_makes_its_venue_unready() {
+        let mut s = status("ok");
+        s.connections[0].last_message_age_ms = 31_000;
+        assert_eq!(
+            readiness(&s).reasons,
+            ["binance_spot: connected but no frame for 31000 ms (stall timeout 30000 ms)"]
+        );
+        s.connections[0].frames = 0;
+        assert_eq!(
+            readiness(&s).reasons,
+            ["binance_spot: connected but no frame received yet"]
+        );
+        // A venue without books (trades only) is judged the same way.
+        let mut s = status("ok");
+        s.books.clear();
+        s.instruments.push(pb::InstrumentStatus {
+            venue: "binance_usdm".into(),
+            symbol: "BTCUSDT".into(),
+            ..Default::default()
+        });
+        assert_eq!(
+            readiness(&s).reasons,
+            ["binance_usdm: no connection to the exchange"]
         );
     }
 

@@ -105,7 +105,10 @@ fn setup(
     );
     hub.book_update(
         &id,
-        BookUpdate::Snapshot(snapshot()),
+        BookUpdate::Snapshot {
+            levels: snapshot(),
+            limit: None,
+        },
         UnixNanos(1),
         UnixNanos(2),
     )

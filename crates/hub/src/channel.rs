@@ -9,6 +9,8 @@ use raven_model::candle::CandleInterval;
 use raven_model::{InstrumentId, Venue};
 use raven_proto::pb;
 
+use crate::views::{is_book_depth, BOOK_VIEW_DEPTHS};
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Channel {
     Trades,
@@ -53,9 +55,6 @@ impl Channel {
         matches!(self, Channel::Book)
     }
 }
-
-/// The largest top-N depth a subscriber may ask for; 0 means full depth with deltas.
-pub const MAX_TOPIC_DEPTH: u32 = 1000;
 
 /// One sequenced stream: an instrument's channel (and, for books, a depth).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -104,9 +103,10 @@ impl TopicRequest {
                 topic.depth
             ));
         }
-        if topic.depth > MAX_TOPIC_DEPTH {
+        if !is_book_depth(topic.depth) {
             return Err(format!(
-                "depth {} exceeds the maximum {MAX_TOPIC_DEPTH}",
+                "depth {} is not offered: use 0 (the full book with deltas) or a top-N view \
+                 of depth {BOOK_VIEW_DEPTHS:?}",
                 topic.depth
             ));
         }
@@ -152,9 +152,16 @@ mod tests {
         let e =
             TopicRequest::parse(&topic("binance_spot", "X", pb::Channel::Trades, 5)).unwrap_err();
         assert!(e.contains("only valid for CHANNEL_BOOK"), "{e}");
-        let e =
-            TopicRequest::parse(&topic("binance_spot", "X", pb::Channel::Book, 5000)).unwrap_err();
-        assert!(e.contains("exceeds"), "{e}");
+        for depth in [2, 7, 999, 1001, 5000] {
+            let e = TopicRequest::parse(&topic("binance_spot", "X", pb::Channel::Book, depth))
+                .unwrap_err();
+            assert!(e.contains("not offered") && e.contains("500, 1000"), "{e}");
+        }
+        for depth in BOOK_VIEW_DEPTHS {
+            assert!(
+                TopicRequest::parse(&topic("binance_spot", "X", pb::Channel::Book, depth)).is_ok()
+            );
+        }
         let e = TopicRequest::parse(&topic("binance_spot", "", pb::Channel::Book, 0)).unwrap_err();
         assert!(e.contains("empty"), "{e}");
     }

@@ -1,8 +1,13 @@
 //! Model → wire conversion, in one place.
 //!
 //! Decimals go out as the exchange's own text (`Price`/`Qty` print with the scale they
-//! were parsed with), so a client sees exactly what Binance sent. Each function builds a
-//! `ServerMessage` body; the hub encodes it once and shares the bytes.
+//! were parsed with), so a client sees exactly what the exchange sent. Each function
+//! builds a `ServerMessage` body; the hub encodes it once and shares the bytes.
+//!
+//! A message may also be encoded in two parts, [`payload`] then [`with_payload`]: a
+//! protobuf message is the concatenation of its fields, so the expensive payload (a
+//! deep book view) can be encoded without any lock held, and the envelope with its
+//! sequence number added under the lock that assigns it.
 
 use bytes::Bytes;
 use raven_model::candle::Candle;
@@ -21,14 +26,35 @@ pub struct Envelope<'a> {
 }
 
 pub fn encode(env: &Envelope<'_>, payload: Payload) -> Bytes {
-    OutboundMessage::encode_body(&pb::ServerMessage {
+    OutboundMessage::encode_body(&envelope_message(env, Some(payload)))
+}
+
+fn envelope_message(env: &Envelope<'_>, payload: Option<Payload>) -> pb::ServerMessage {
+    pb::ServerMessage {
         topic: Some(env.topic.clone()),
         sequence: env.sequence,
         exchange_time_ns: env.exchange_time.as_nanos(),
         receive_time_ns: env.receive_time.as_nanos(),
         send_time_ns: 0,
-        payload: Some(payload),
-    })
+        payload,
+    }
+}
+
+/// The encoded `payload` field of a `ServerMessage`, for [`with_payload`].
+pub fn payload(payload: &Payload) -> Bytes {
+    let mut buf = Vec::with_capacity(payload.encoded_len());
+    payload.encode(&mut buf);
+    Bytes::from(buf)
+}
+
+/// The message `envelope` carrying an already encoded [`payload`]: the same bytes as
+/// [`encode`] would produce, but the payload's cost was paid elsewhere.
+pub fn with_payload(env: &Envelope<'_>, payload: &Bytes) -> Bytes {
+    let head = envelope_message(env, None);
+    let mut buf = Vec::with_capacity(prost::Message::encoded_len(&head) + payload.len());
+    prost::Message::encode_raw(&head, &mut buf);
+    buf.extend_from_slice(payload);
+    Bytes::from(buf)
 }
 
 /// A message that belongs to no topic (heartbeat, pong).
@@ -49,12 +75,21 @@ fn levels(levels: &[Level]) -> Vec<pb::PriceLevel> {
         .collect()
 }
 
-pub fn book_snapshot(book: &BookLevels, conflated: bool) -> pb::BookSnapshot {
+/// A snapshot of `book`'s levels, of which the best `known` bids and asks are complete
+/// (clamped to what the snapshot holds).
+pub fn book_snapshot(
+    book: &BookLevels,
+    conflated: bool,
+    known: (usize, usize),
+) -> pb::BookSnapshot {
+    let count = |n: usize, side: &[Level]| u32::try_from(n.min(side.len())).unwrap_or(u32::MAX);
     pb::BookSnapshot {
         bids: levels(&book.bids),
         asks: levels(&book.asks),
         last_update_id: book.last_update_id,
         conflated,
+        known_bid_levels: count(known.0, &book.bids),
+        known_ask_levels: count(known.1, &book.asks),
     }
 }
 
@@ -130,5 +165,59 @@ pub fn candle(c: &Candle) -> Payload {
         close: c.close.to_string(),
         volume: c.volume.to_string(),
         trade_count: c.trade_count,
+        incomplete: c.incomplete,
     })
+}
+
+/// A `FeedGap` notice: the exchange's events may be missing from `start` to `end`
+/// (receive clock; 0 while ongoing).
+pub fn feed_gap(
+    reason: &str,
+    start: UnixNanos,
+    end: UnixNanos,
+    last_id: u64,
+    next_id: u64,
+) -> Payload {
+    Payload::FeedGap(pb::FeedGap {
+        reason: reason.to_owned(),
+        start_time_ns: start.as_nanos(),
+        end_time_ns: end.as_nanos(),
+        last_id,
+        next_id,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_message_encoded_in_two_parts_is_the_message_encoded_whole() {
+        let topic = pb::Topic {
+            venue: "binance_spot".into(),
+            symbol: "BTCUSDT".into(),
+            channel: pb::Channel::Book as i32,
+            depth: 5,
+        };
+        let env = Envelope {
+            topic: &topic,
+            sequence: 77,
+            exchange_time: UnixNanos(5),
+            receive_time: UnixNanos(6),
+        };
+        let snapshot = Payload::BookSnapshot(pb::BookSnapshot {
+            bids: vec![pb::PriceLevel {
+                price: "1.5".into(),
+                quantity: "2".into(),
+            }],
+            known_bid_levels: 1,
+            ..Default::default()
+        });
+        let whole = encode(&env, snapshot.clone());
+        let parts = with_payload(&env, &payload(&snapshot));
+        assert_eq!(
+            <pb::ServerMessage as prost::Message>::decode(&parts[..]).unwrap(),
+            <pb::ServerMessage as prost::Message>::decode(&whole[..]).unwrap()
+        );
+    }
 }

@@ -3,37 +3,48 @@
 //! Venue adapters call the [`FeedSink`] methods from their own tasks; each call locks
 //! just the one instrument it concerns, applies the change, numbers it, encodes it once
 //! and offers the bytes to that topic's subscribers without waiting for any of them.
+//! Top-N book views are the one thing a feed call does not build: it marks them dirty,
+//! and the hub's view task ([`Hub::run_views`]) builds them off the feed's path.
 //! gRPC streams come in through [`Session`], which turns client requests into
 //! subscriptions and per-topic acknowledgements.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
+use raven_model::book::KnownDepth;
 use raven_model::candle::Candle;
-use raven_model::feed::{BookRejected, BookUpdate, FeedSink};
+use raven_model::feed::{BookRejected, BookUpdate, FeedGap, FeedSink};
 use raven_model::{BookLevels, InstrumentId, MarketEvent, UnixNanos};
 use raven_proto::pb;
 use raven_proto::pb::server_message::Payload;
+use tokio::sync::Notify;
 
 use crate::channel::{Channel, TopicKey, TopicRequest};
 use crate::encode::{self, Envelope};
-use crate::instrument::{BookInfo, InstrumentState};
-use crate::subscriber::{Subscriber, SubscriberInfo};
+use crate::instrument::{ClockRules, InstrumentInfo, InstrumentState};
+use crate::subscriber::{QueueLimits, Subscriber, SubscriberInfo};
 use crate::tap::{offer_all, Record, Tap};
 
 #[derive(Debug, Clone)]
 pub struct HubConfig {
     /// Messages a subscriber may have queued before its topics conflate or drop.
     pub queue_capacity: usize,
-    /// How long a subscriber may stay behind before it is disconnected.
+    /// Bytes a subscriber may have queued before its topics conflate or drop.
+    pub queue_max_bytes: usize,
+    /// How long a subscriber may stay behind, or not read, before it is disconnected.
     pub slow_consumer_limit: Duration,
-    /// Topics one stream may hold.
+    /// Topics one stream may hold (and one request may carry).
     pub max_topics_per_stream: usize,
     /// How late a trade may arrive and still count in its candle.
     pub candle_grace: Duration,
+    /// How far ahead of Raven's receive time an exchange time may be before it is
+    /// distrusted (kept out of candles and the candle clock).
+    pub max_clock_skew: Duration,
+    /// An instrument's top-N views are built at most this often.
+    pub book_view_interval: Duration,
     /// How often taps get each book's top levels and the open candles.
     pub tap_interval: Duration,
     /// Levels per side in the book samples taps get.
@@ -44,9 +55,12 @@ impl Default for HubConfig {
     fn default() -> Self {
         Self {
             queue_capacity: 8192,
+            queue_max_bytes: 64 << 20,
             slow_consumer_limit: Duration::from_secs(5),
             max_topics_per_stream: 1024,
             candle_grace: Duration::from_secs(2),
+            max_clock_skew: Duration::from_secs(60),
+            book_view_interval: Duration::from_millis(10),
             tap_interval: Duration::from_secs(1),
             tap_book_depth: 20,
         }
@@ -65,6 +79,10 @@ pub struct InstrumentSpec {
 struct Instrument {
     channels: Vec<Channel>,
     state: Mutex<InstrumentState>,
+    /// Its views are dirty and the view task was told.
+    views_pending: AtomicBool,
+    /// When the view task last built its views (ns since the hub's `started`).
+    views_built: AtomicU64,
 }
 
 pub struct Hub {
@@ -76,20 +94,35 @@ pub struct Hub {
     /// Stores fed from the hub; fixed at start.
     taps: Vec<Tap>,
     last_sample: Mutex<Option<Instant>>,
+    /// Wakes the view task.
+    views_wakeup: Notify,
+    started: Instant,
+}
+
+/// Nanoseconds from `start` to `t` (0 before it).
+fn nanos_since(start: Instant, t: Instant) -> u64 {
+    u64::try_from(t.saturating_duration_since(start).as_nanos()).unwrap_or(u64::MAX)
 }
 
 impl Hub {
     /// A hub serving `instruments` and feeding `taps` (none when no store is configured).
     pub fn new(config: HubConfig, instruments: Vec<InstrumentSpec>, taps: Vec<Tap>) -> Arc<Hub> {
+        let rules = ClockRules {
+            max_skew: config.max_clock_skew,
+            candle_grace: config.candle_grace,
+        };
         let instruments = instruments
             .into_iter()
             .map(|spec| {
-                let state = Mutex::new(InstrumentState::new(spec.id.clone(), &spec.channels));
+                let state =
+                    Mutex::new(InstrumentState::new(spec.id.clone(), &spec.channels, rules));
                 (
                     spec.id,
                     Instrument {
                         channels: spec.channels,
                         state,
+                        views_pending: AtomicBool::new(false),
+                        views_built: AtomicU64::new(0),
                     },
                 )
             })
@@ -101,6 +134,8 @@ impl Hub {
             next_subscriber: AtomicU64::new(1),
             taps,
             last_sample: Mutex::new(None),
+            views_wakeup: Notify::new(),
+            started: Instant::now(),
         })
     }
 
@@ -119,33 +154,92 @@ impl Hub {
             .collect()
     }
 
-    /// A book's best `depth` levels (0 = all), or `None` while it is out of sync.
+    /// A book's best `depth` levels (0 = all) and how many of each side's best levels
+    /// are complete, or `None` while it is out of sync.
     pub fn book(
         &self,
         id: &InstrumentId,
         depth: usize,
-    ) -> Result<Option<BookLevels>, UnknownInstrument> {
+    ) -> Result<Option<(BookLevels, KnownDepth)>, UnknownInstrument> {
         let state = self.instruments.get(id).ok_or(UnknownInstrument)?;
         Ok(state.state.lock().snapshot(depth))
     }
 
-    pub fn book_infos(&self) -> Vec<BookInfo> {
+    pub fn instrument_infos(&self) -> Vec<InstrumentInfo> {
         self.instruments
             .values()
             .map(|i| i.state.lock().info())
             .collect()
     }
 
-    pub fn subscriber_infos(&self) -> Vec<SubscriberInfo> {
-        let mut infos: Vec<_> = self
-            .subscribers
+    fn live_subscribers(&self) -> Vec<Arc<Subscriber>> {
+        self.subscribers
             .lock()
             .values()
             .filter_map(Weak::upgrade)
-            .map(|s| s.info())
-            .collect();
+            .collect()
+    }
+
+    pub fn subscriber_infos(&self) -> Vec<SubscriberInfo> {
+        let mut infos: Vec<_> = self.live_subscribers().iter().map(|s| s.info()).collect();
         infos.sort_by_key(|i| i.id);
         infos
+    }
+
+    /// The server is stopping: every subscriber stream ends, with `reason`, once what
+    /// is queued for it has been sent.
+    pub fn stop_subscribers(&self, reason: &str) {
+        for sub in self.live_subscribers() {
+            sub.stop(reason);
+        }
+    }
+
+    /// Tells the view task that `instrument`'s views are dirty (once until it builds).
+    fn schedule_views(&self, instrument: &Instrument) {
+        if !instrument.views_pending.swap(true, Ordering::AcqRel) {
+            self.views_wakeup.notify_one();
+        }
+    }
+
+    /// One pass of the view task: builds the views of every instrument that has dirty
+    /// ones and has not been built within `book_view_interval` (module `views`).
+    /// Returns when the next of those left for later is due, if any.
+    pub fn build_views(&self, now: Instant) -> Option<Instant> {
+        let interval = self.config.book_view_interval;
+        let mut next_due: Option<Instant> = None;
+        for instrument in self.instruments.values() {
+            if !instrument.views_pending.load(Ordering::Acquire) {
+                continue;
+            }
+            let built = instrument.views_built.load(Ordering::Relaxed);
+            let due = self.started + Duration::from_nanos(built) + interval;
+            if built != 0 && due > now {
+                next_due = Some(next_due.map_or(due, |d| d.min(due)));
+                continue;
+            }
+            instrument.views_pending.store(false, Ordering::Release);
+            instrument
+                .views_built
+                .store(nanos_since(self.started, now).max(1), Ordering::Relaxed);
+            let plan = instrument.state.lock().plan_views();
+            if plan.is_empty() {
+                continue;
+            }
+            let (epoch, times, built) = plan.encode();
+            instrument.state.lock().publish_views(epoch, times, built);
+        }
+        next_due
+    }
+
+    /// The view task: builds views as they become dirty, each instrument at most once
+    /// per `book_view_interval`. Runs until aborted.
+    pub async fn run_views(self: Arc<Self>) {
+        loop {
+            match self.build_views(Instant::now()) {
+                Some(due) => tokio::time::sleep_until(due.into()).await,
+                None => self.views_wakeup.notified().await,
+            }
+        }
     }
 
     /// The stores' taps, for their drop counts.
@@ -153,14 +247,22 @@ impl Hub {
         &self.taps
     }
 
-    /// Closes candles whose interval has ended (call it a few times a second),
-    /// and, every `tap_interval`, gives the taps each book's top levels and open candles.
+    /// Closes candles whose interval has ended and ends subscribers that stayed behind
+    /// or stopped reading (call it a few times a second), and, every `tap_interval`,
+    /// gives the taps each book's top levels and open candles.
     pub fn tick(&self) {
-        let now = UnixNanos::now();
-        let grace = self.config.candle_grace.as_nanos() as u64;
+        self.tick_at(Instant::now(), UnixNanos::now());
+    }
+
+    /// [`Hub::tick`] at an explicit time: `now` (monotonic) drives the candle clock,
+    /// `wall` only stamps what it closes.
+    pub fn tick_at(&self, now: Instant, wall: UnixNanos) {
         for (id, instrument) in &self.instruments {
-            let closed = instrument.state.lock().clock(now, grace);
+            let closed = instrument.state.lock().clock(now, wall);
             self.tap_candles(id, closed, true);
+        }
+        for sub in self.live_subscribers() {
+            sub.sweep();
         }
         if self.taps.is_empty() {
             return;
@@ -208,8 +310,13 @@ impl Hub {
         let sub = Arc::new(Subscriber::new(
             id,
             peer,
-            self.config.queue_capacity,
-            self.config.slow_consumer_limit,
+            QueueLimits {
+                capacity: self.config.queue_capacity,
+                max_bytes: self.config.queue_max_bytes,
+                // A whole request's acks, and a notice for every topic it may hold.
+                control_headroom: 2 * self.config.max_topics_per_stream + 64,
+                slow_limit: self.config.slow_consumer_limit,
+            },
         ));
         self.subscribers.lock().insert(id, Arc::downgrade(&sub));
         metrics::gauge!("grpc_active_connections").increment(1.0);
@@ -242,18 +349,28 @@ impl FeedSink for Hub {
         exchange_time: UnixNanos,
         receive_time: UnixNanos,
     ) -> Result<(), BookRejected> {
-        match self.instruments.get(instrument) {
-            Some(state) => state
-                .state
-                .lock()
-                .book_update(&update, exchange_time, receive_time),
-            None => Ok(()),
+        let Some(state) = self.instruments.get(instrument) else {
+            return Ok(());
+        };
+        let views = state
+            .state
+            .lock()
+            .book_update(&update, exchange_time, receive_time)?;
+        if views {
+            self.schedule_views(state);
         }
+        Ok(())
     }
 
     fn book_reset(&self, instrument: &InstrumentId, reason: &str) {
         if let Some(state) = self.instruments.get(instrument) {
             state.state.lock().reset(reason);
+        }
+    }
+
+    fn feed_gap(&self, instrument: &InstrumentId, gap: FeedGap, receive_time: UnixNanos) {
+        if let Some(state) = self.instruments.get(instrument) {
+            state.state.lock().feed_gap(&gap, receive_time);
         }
     }
 }
@@ -275,20 +392,24 @@ impl Session {
     pub fn handle(&mut self, msg: pb::ClientMessage) {
         match msg.kind {
             Some(pb::client_message::Kind::Subscribe(req)) => {
-                for topic in &req.topics {
-                    self.subscribe(topic);
+                if self.within_request_limit(req.topics.len()) {
+                    for topic in &req.topics {
+                        self.subscribe(topic);
+                    }
                 }
             }
             Some(pb::client_message::Kind::Unsubscribe(req)) => {
-                for topic in &req.topics {
-                    self.unsubscribe(topic);
+                if self.within_request_limit(req.topics.len()) {
+                    for topic in &req.topics {
+                        self.unsubscribe(topic);
+                    }
                 }
             }
             Some(pb::client_message::Kind::Ping(ping)) => {
                 self.sub
-                    .push_control(encode::encode_untopiced(Payload::Pong(pb::Pong {
+                    .push_control(&[encode::encode_untopiced(Payload::Pong(pb::Pong {
                         nonce: ping.nonce,
-                    })));
+                    }))]);
             }
             None => self.reject(
                 &pb::Topic::default(),
@@ -296,6 +417,20 @@ impl Session {
             ),
         }
         self.sub.set_topic_count(self.topics.len());
+    }
+
+    /// A request may carry at most as many topics as a stream may hold; a larger one is
+    /// refused whole, with one ack (answering each of its topics would let one message
+    /// queue a million).
+    fn within_request_limit(&self, topics: usize) -> bool {
+        let max = self.hub.config.max_topics_per_stream;
+        if topics > max {
+            self.reject(
+                &pb::Topic::default(),
+                &format!("request has {topics} topics; at most {max} per request"),
+            );
+        }
+        topics <= max
     }
 
     fn ack(&self, topic: &pb::Topic, result: pb::ack::Result, reason: &str) {
@@ -310,7 +445,7 @@ impl Session {
             reason: reason.to_owned(),
         };
         self.sub
-            .push_control(encode::encode(&env, Payload::Ack(ack)));
+            .push_control(&[encode::encode(&env, Payload::Ack(ack))]);
     }
 
     fn reject(&self, topic: &pb::Topic, reason: &str) {

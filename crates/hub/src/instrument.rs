@@ -2,205 +2,132 @@
 //!
 //! Everything about an instrument that must change atomically lives behind one mutex:
 //! the book, whether it is in sync, each topic's sequence counter and subscriber list,
-//! and the candle aggregators. Applying a delta, numbering it and handing it to the
-//! subscribers happen in one critical section, so a new subscriber's snapshot is exactly
-//! the state before the next sequence number: snapshot at N, then N+1, N+2… with no
-//! race between the two.
+//! the candle aggregators and what is known of the feed's continuity. Applying a delta,
+//! numbering it and handing it to the subscribers happen in one critical section, so a
+//! new subscriber's snapshot is exactly the state before the next sequence number:
+//! snapshot at N, then N+1, N+2… with no race between the two. Top-N views of the book
+//! are the exception: they are built off the feed's path (module `views`).
 //!
-//! The slow-consumer policy is applied here, per (subscriber, topic):
-//! * full-depth book: a subscriber whose queue is full stops receiving deltas; when it
-//!   has room again it gets one fresh snapshot flagged `conflated` (sequence continues
-//!   from the topic's current number) and deltas resume;
-//! * top-N book views: same, each message is a whole top-N snapshot anyway;
-//! * every other channel: messages are dropped and counted; before the next delivered
-//!   message the subscriber gets a `Dropped { count }` notice whose sequence is the last
-//!   skipped one, so numbering stays contiguous.
+//! Holes in the data are announced, never papered over: a book that lost sync gets a
+//! `BookReset` on its topics, and every event topic a `FeedGap` when the venue reports
+//! that events may be missing (module docs of [`raven_model::feed`]). Candles that
+//! overlap such a hole are flagged incomplete.
+//!
+//! Exchange time drives the candles, so it is checked before it is trusted: an event
+//! stamped further ahead of Raven's receive time than `max_clock_skew` is still
+//! published, but counted and kept out of the candles and of the candle clock — one bad
+//! timestamp must not close a symbol's candles years early. Between events the candle
+//! clock advances by Raven's *monotonic* clock from the last trusted event, so a step of
+//! the wall clock (NTP) cannot close a candle early either.
 
+use std::cell::OnceCell;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use raven_model::book::OrderBook;
 use raven_model::candle::{Candle, CandleAggregator};
-use raven_model::feed::{BookRejected, BookUpdate};
+use raven_model::feed::{BookRejected, BookUpdate, FeedGap};
 use raven_model::{BookLevels, EventKind, InstrumentId, MarketEvent, UnixNanos};
 use raven_proto::pb;
 use raven_proto::pb::server_message::Payload;
 
 use crate::channel::{Channel, TopicKey};
-use crate::encode::{self, Envelope};
+use crate::encode;
 use crate::subscriber::{Admit, Subscriber};
+use crate::topic::{Entry, Pending, Topic};
+use crate::views::View;
 
-/// Where one subscriber stands on one topic.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Pending {
-    /// In step: deliver the next message.
-    None,
-    /// Book topics: waiting for the book to (re)sync; the next snapshot is its start.
-    AwaitingSnapshot,
-    /// Book topics: fell behind; send a conflated snapshot when there is room.
-    Conflate,
-    /// Other topics: this many messages were skipped since the last delivery.
-    Dropped(u64),
+/// What bounds an instrument's trust in exchange time.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ClockRules {
+    /// How far ahead of Raven's receive time an exchange time may be.
+    pub max_skew: Duration,
+    /// How late a trade may arrive and still count in its candle.
+    pub candle_grace: Duration,
 }
 
-struct Entry {
-    sub: Arc<Subscriber>,
-    pending: Pending,
-}
-
-/// A sequenced stream and who listens to it.
-struct Topic {
-    key: TopicKey,
-    wire: pb::Topic,
-    sequence: u64,
-    entries: Vec<Entry>,
-    /// Top-N views only: the levels last published, to publish only on change.
-    last_top: Option<BookLevels>,
-}
-
-impl Topic {
-    fn new(key: TopicKey) -> Self {
-        let wire = key.to_proto();
-        Self {
-            key,
-            wire,
-            sequence: 0,
-            entries: Vec::new(),
-            last_top: None,
-        }
-    }
-
-    fn envelope(&self, exchange_time: UnixNanos, receive_time: UnixNanos) -> Envelope<'_> {
-        Envelope {
-            topic: &self.wire,
-            sequence: self.sequence,
-            exchange_time,
-            receive_time,
-        }
-    }
-
-    fn remove(&mut self, sub_id: u64) -> bool {
-        let before = self.entries.len();
-        self.entries.retain(|e| e.sub.id != sub_id);
-        before != self.entries.len()
-    }
-
-    /// Delivers a drop-policy message (trades, BBO, funding, liquidations, candles).
-    fn deliver_droppable(
-        &mut self,
-        body: &Bytes,
-        exchange_time: UnixNanos,
-        receive_time: UnixNanos,
-    ) {
-        let last_skipped = self.sequence.saturating_sub(1);
-        for e in &mut self.entries {
-            match e.pending {
-                Pending::Dropped(n) if e.sub.try_recover() => {
-                    let env = Envelope {
-                        topic: &self.wire,
-                        sequence: last_skipped,
-                        exchange_time,
-                        receive_time,
-                    };
-                    e.sub.push_control(encode::encode(
-                        &env,
-                        Payload::Dropped(pb::Dropped { count: n }),
-                    ));
-                    // Room was checked above, so this is admitted.
-                    e.sub.offer_data(body);
-                    e.pending = Pending::None;
-                }
-                Pending::Dropped(n) => {
-                    e.sub.count_dropped(1);
-                    e.pending = Pending::Dropped(n + 1);
-                }
-                _ => {
-                    if e.sub.offer_data(body) == Admit::Full {
-                        e.sub.count_dropped(1);
-                        e.pending = Pending::Dropped(1);
-                    }
-                }
-            }
-        }
-    }
-
-    /// Delivers a book message; `fresh` builds a conflated snapshot for a subscriber
-    /// that fell behind and now has room.
-    fn deliver_book(
-        &mut self,
-        body: &Bytes,
-        snapshot_body: Option<&Bytes>,
-        fresh: &dyn Fn(&Topic) -> Bytes,
-    ) {
-        for i in 0..self.entries.len() {
-            let pending = self.entries[i].pending;
-            let sub = self.entries[i].sub.clone();
-            let next = match (pending, snapshot_body) {
-                // A broadcast snapshot restarts everyone who is waiting for one.
-                (Pending::AwaitingSnapshot | Pending::Conflate, Some(snap)) => {
-                    admit(&sub, snap, Pending::Conflate)
-                }
-                (Pending::AwaitingSnapshot, None) => Pending::AwaitingSnapshot,
-                (Pending::Conflate, None) if sub.try_recover() => {
-                    sub.offer_data(&fresh(self));
-                    Pending::None
-                }
-                (Pending::Conflate, None) => Pending::Conflate,
-                (Pending::None | Pending::Dropped(_), _) => {
-                    let next = admit(&sub, body, Pending::Conflate);
-                    if next == Pending::Conflate {
-                        sub.count_conflation();
-                    }
-                    next
-                }
-            };
-            self.entries[i].pending = next;
-        }
-    }
-}
-
-fn admit(sub: &Subscriber, body: &Bytes, on_full: Pending) -> Pending {
-    match sub.offer_data(body) {
-        Admit::Accepted => Pending::None,
-        Admit::Full => on_full,
-    }
-}
-
-/// What the hub reports about a book.
+/// What the hub reports about one instrument.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BookInfo {
+pub struct InstrumentInfo {
     pub instrument: InstrumentId,
     pub synced: bool,
     pub bid_levels: usize,
     pub ask_levels: usize,
+    /// How many of the best bid and ask levels are complete (see `OrderBook::known_depth`).
+    pub known_levels: (usize, usize),
     pub last_update_id: u64,
     pub last_message_at: Option<Instant>,
+    pub interruptions: u64,
+    pub trade_id_gaps: u64,
+    pub trades_missing: u64,
+    /// Trades left out of a candle because its interval had closed (the most of any
+    /// interval).
+    pub late_trades: u64,
+    /// Trades left out of candles: exchange time beyond the skew bound, or a volume that
+    /// would overflow.
+    pub rejected_trades: u64,
+    pub future_events: u64,
+}
+
+/// The last event whose exchange time was trusted: where the candle clock stands.
+#[derive(Debug, Clone, Copy)]
+struct ExchangeClock {
+    exchange: UnixNanos,
+    /// Raven's monotonic clock when it was received.
+    at: Instant,
+}
+
+/// An interruption of the feed, from the venue's report until it resumes.
+struct Interruption {
+    reason: String,
+    since: UnixNanos,
+}
+
+/// Counts of what the feed lost or the candles refused.
+#[derive(Debug, Default, Clone, Copy)]
+struct Counters {
+    interruptions: u64,
+    trade_id_gaps: u64,
+    trades_missing: u64,
+    future_events: u64,
+    /// Trades refused for their exchange time (the aggregators count the rest).
+    future_trades: u64,
 }
 
 pub(crate) struct InstrumentState {
     pub id: InstrumentId,
-    book: OrderBook,
-    synced: bool,
-    /// Full-depth topic (depth 0) first, then top-N views.
-    book_topics: Vec<Topic>,
+    rules: ClockRules,
+    pub(crate) book: OrderBook,
+    pub(crate) synced: bool,
+    /// Bumped at every reset and snapshot: a view built from an older book is stale.
+    pub(crate) book_epoch: u64,
+    /// The full-depth book topic (snapshot, then deltas).
+    pub(crate) book_topic: Topic,
+    /// Top-N views (module `views`), while someone watches them.
+    pub(crate) views: Vec<View>,
+    /// The book changed since the views were last built.
+    pub(crate) views_dirty: bool,
+    /// Views made so far: the next one's id.
+    pub(crate) views_created: u64,
     /// Trades, BBO, funding, liquidations and candles.
     stream_topics: Vec<Topic>,
     candles: Vec<CandleAggregator>,
-    last_exchange_time: UnixNanos,
-    last_receive_time: UnixNanos,
+    clock: Option<ExchangeClock>,
     last_message_at: Option<Instant>,
     /// Times of the last book update, carried by a new subscriber's first snapshot.
-    book_times: (UnixNanos, UnixNanos),
+    pub(crate) book_times: (UnixNanos, UnixNanos),
+    interruption: Option<Interruption>,
+    counters: Counters,
 }
 
 impl InstrumentState {
-    pub fn new(id: InstrumentId, channels: &[Channel]) -> Self {
-        let book_topics = vec![Topic::new(TopicKey {
+    pub fn new(id: InstrumentId, channels: &[Channel], rules: ClockRules) -> Self {
+        let book_topic = Topic::new(TopicKey {
             instrument: id.clone(),
             channel: Channel::Book,
             depth: 0,
-        })];
+        });
         let stream_topics = channels
             .iter()
             .filter(|c| **c != Channel::Book)
@@ -221,24 +148,46 @@ impl InstrumentState {
             .collect();
         Self {
             id,
+            rules,
             book: OrderBook::new(),
             synced: false,
-            book_topics,
+            book_epoch: 0,
+            book_topic,
+            views: Vec::new(),
+            views_dirty: false,
+            views_created: 0,
             stream_topics,
             candles,
-            last_exchange_time: UnixNanos::default(),
-            last_receive_time: UnixNanos::default(),
+            clock: None,
             last_message_at: None,
             book_times: (UnixNanos::default(), UnixNanos::default()),
+            interruption: None,
+            counters: Counters::default(),
         }
     }
 
-    fn touch(&mut self, exchange_time: UnixNanos, receive_time: UnixNanos) {
-        if exchange_time > self.last_exchange_time {
-            self.last_exchange_time = exchange_time;
-            self.last_receive_time = receive_time;
+    /// Notes an event's arrival; returns whether its exchange time can be trusted (not
+    /// further ahead of its receive time than the skew bound), and if so moves the
+    /// candle clock to it.
+    fn touch(&mut self, exchange_time: UnixNanos, receive_time: UnixNanos) -> bool {
+        let now = Instant::now();
+        self.last_message_at = Some(now);
+        let bound = receive_time
+            .as_nanos()
+            .saturating_add(u64::try_from(self.rules.max_skew.as_nanos()).unwrap_or(u64::MAX));
+        if exchange_time.as_nanos() > bound {
+            self.counters.future_events += 1;
+            metrics::counter!("raven_feed_future_events_total", "venue" => self.id.venue.as_str())
+                .increment(1);
+            return false;
         }
-        self.last_message_at = Some(Instant::now());
+        if self.clock.is_none_or(|c| exchange_time > c.exchange) {
+            self.clock = Some(ExchangeClock {
+                exchange: exchange_time,
+                at: now,
+            });
+        }
+        true
     }
 
     fn stream_topic(&mut self, channel: Channel) -> Option<&mut Topic> {
@@ -251,15 +200,17 @@ impl InstrumentState {
 
     /// Publishes a non-book event; returns the candles a trade closed.
     pub fn market_event(&mut self, event: &MarketEvent) -> Vec<Candle> {
-        self.touch(event.exchange_time, event.receive_time);
-        let channel = match &event.kind {
-            EventKind::Trade(_) => Channel::Trades,
-            EventKind::Bbo(_) => Channel::Bbo,
-            EventKind::MarkPrice(_) => Channel::Funding,
-            EventKind::Liquidation(_) => Channel::Liquidations,
+        let trusted = self.touch(event.exchange_time, event.receive_time);
+        let (channel, id) = match &event.kind {
+            EventKind::Trade(t) => (Channel::Trades, t.trade_id),
+            EventKind::Bbo(b) => (Channel::Bbo, b.update_id),
+            EventKind::MarkPrice(_) => (Channel::Funding, 0),
+            EventKind::Liquidation(_) => (Channel::Liquidations, 0),
         };
         if let Some(topic) = self.stream_topic(channel) {
             topic.sequence += 1;
+            topic.last_id = id;
+            topic.last_receive = event.receive_time;
             if !topic.entries.is_empty() {
                 let body = encode::encode(
                     &topic.envelope(event.exchange_time, event.receive_time),
@@ -268,30 +219,149 @@ impl InstrumentState {
                 topic.deliver_droppable(&body, event.exchange_time, event.receive_time);
             }
         }
-        if let EventKind::Trade(t) = &event.kind {
-            let mut closed = Vec::new();
-            for agg in &mut self.candles {
-                closed.extend(agg.on_trade(t.price, t.qty, event.exchange_time));
-            }
-            self.publish_candles(&closed, event.receive_time);
-            return closed;
-        }
-        Vec::new()
-    }
-
-    /// Advances the candle clock to Raven's estimate of the exchange's time now;
-    /// returns the candles it closed.
-    pub fn clock(&mut self, wall_now: UnixNanos, grace_ns: u64) -> Vec<Candle> {
-        if self.last_exchange_time.as_nanos() == 0 || self.candles.is_empty() {
+        let EventKind::Trade(t) = &event.kind else {
+            return Vec::new();
+        };
+        if !trusted {
+            self.counters.future_trades += 1;
+            metrics::counter!("raven_candle_rejected_trades_total", "venue" => self.id.venue.as_str(), "reason" => "future_time")
+                .increment(1);
             return Vec::new();
         }
-        // The exchange clock runs at wall speed from the last event we saw: this works
-        // live (offset = latency) and in replays of old captures (offset = years).
-        let elapsed = wall_now
+        let mut closed = Vec::new();
+        let (late, rejected) = self.candle_refusals();
+        for agg in &mut self.candles {
+            closed.extend(agg.on_trade(t.price, t.qty, event.exchange_time));
+        }
+        let (late_after, rejected_after) = self.candle_refusals();
+        let venue = self.id.venue.as_str();
+        if late_after > late {
+            metrics::counter!("raven_candle_late_trades_total", "venue" => venue)
+                .increment(late_after - late);
+        }
+        if rejected_after > rejected {
+            metrics::counter!("raven_candle_rejected_trades_total", "venue" => venue, "reason" => "overflow")
+                .increment(rejected_after - rejected);
+        }
+        self.publish_candles(&closed, event.receive_time);
+        closed
+    }
+
+    /// Trades left out by the aggregators: late ones and refused ones, summed over the
+    /// intervals (for counting what one trade adds).
+    fn candle_refusals(&self) -> (u64, u64) {
+        self.candles.iter().fold((0, 0), |(l, r), a| {
+            (l + a.late_trades(), r + a.rejected_trades())
+        })
+    }
+
+    /// What the venue knows of missing events (see [`FeedGap`]): announced on every
+    /// event topic it concerns, and the candles it touches are flagged incomplete.
+    pub fn feed_gap(&mut self, gap: &FeedGap, receive_time: UnixNanos) {
+        match gap {
+            FeedGap::Interrupted { reason, since } => {
+                if self.interruption.is_some() {
+                    return;
+                }
+                self.counters.interruptions += 1;
+                self.announce(|_| true, reason, *since, UnixNanos(0), 0, receive_time);
+                self.candles
+                    .iter_mut()
+                    .for_each(CandleAggregator::interrupt);
+                self.interruption = Some(Interruption {
+                    reason: reason.clone(),
+                    since: *since,
+                });
+            }
+            FeedGap::Resumed { at } => {
+                let Some(i) = self.interruption.take() else {
+                    return;
+                };
+                self.announce(|_| true, &i.reason, i.since, *at, 0, receive_time);
+                self.candles.iter_mut().for_each(CandleAggregator::resume);
+            }
+            FeedGap::TradeIds { last, next } => {
+                self.counters.trade_id_gaps += 1;
+                self.counters.trades_missing += next.saturating_sub(*last).saturating_sub(1);
+                let since = self
+                    .stream_topics
+                    .iter()
+                    .find(|t| t.key.channel == Channel::Trades)
+                    .map_or(UnixNanos(0), |t| t.last_receive);
+                let reason = format!(
+                    "trade ids skipped: {} to {}",
+                    last + 1,
+                    next.saturating_sub(1)
+                );
+                let trades = |c: Channel| matches!(c, Channel::Trades | Channel::Candles(_));
+                // The skipped trades' topics; for them `last_id` is the last trade's.
+                self.announce(trades, &reason, since, receive_time, *next, receive_time);
+                self.candles.iter_mut().for_each(CandleAggregator::gap);
+            }
+        }
+        metrics::counter!("raven_feed_gaps_total", "venue" => self.id.venue.as_str(), "kind" => match gap {
+            FeedGap::Interrupted { .. } => "interrupted",
+            FeedGap::Resumed { .. } => "resumed",
+            FeedGap::TradeIds { .. } => "trade_ids",
+        })
+        .increment(1);
+    }
+
+    /// Publishes a `FeedGap` on every event topic whose channel `concerns`.
+    fn announce(
+        &mut self,
+        concerns: impl Fn(Channel) -> bool,
+        reason: &str,
+        start: UnixNanos,
+        end: UnixNanos,
+        next_id: u64,
+        receive_time: UnixNanos,
+    ) {
+        let last_trade = self
+            .stream_topics
+            .iter()
+            .find(|t| t.key.channel == Channel::Trades)
+            .map_or(0, |t| t.last_id);
+        for topic in self
+            .stream_topics
+            .iter_mut()
+            .filter(|t| concerns(t.key.channel))
+        {
+            topic.sequence += 1;
+            if topic.entries.is_empty() {
+                continue;
+            }
+            let last_id = match topic.key.channel {
+                Channel::Candles(_) => last_trade,
+                _ => topic.last_id,
+            };
+            let body = encode::encode(
+                &topic.envelope(UnixNanos(0), receive_time),
+                encode::feed_gap(reason, start, end, last_id, next_id),
+            );
+            topic.deliver_notice(&body, UnixNanos(0), receive_time);
+        }
+    }
+
+    /// Advances the candle clock to Raven's estimate of the exchange's time now: the
+    /// last trusted exchange time plus the monotonic time since it arrived. Returns the
+    /// candles it closed; `wall_now` stamps them.
+    pub fn clock(&mut self, now: Instant, wall_now: UnixNanos) -> Vec<Candle> {
+        let Some(clock) = self.clock else {
+            return Vec::new();
+        };
+        if self.candles.is_empty() {
+            return Vec::new();
+        }
+        let elapsed =
+            u64::try_from(now.saturating_duration_since(clock.at).as_nanos()).unwrap_or(u64::MAX);
+        let grace = u64::try_from(self.rules.candle_grace.as_nanos()).unwrap_or(u64::MAX);
+        let Some(cutoff) = clock
+            .exchange
             .as_nanos()
-            .saturating_sub(self.last_receive_time.as_nanos());
-        let exchange_now = UnixNanos(self.last_exchange_time.as_nanos() + elapsed);
-        let Some(cutoff) = exchange_now.as_nanos().checked_sub(grace_ns) else {
+            .checked_add(elapsed)
+            .and_then(|n| n.checked_sub(grace))
+        else {
             return Vec::new();
         };
         let mut closed = Vec::new();
@@ -338,17 +408,19 @@ impl InstrumentState {
         }
     }
 
+    /// Applies a book update. `Ok(true)` when top-N views want rebuilding.
     pub fn book_update(
         &mut self,
         update: &BookUpdate,
         exchange_time: UnixNanos,
         receive_time: UnixNanos,
-    ) -> Result<(), BookRejected> {
+    ) -> Result<bool, BookRejected> {
         self.touch(exchange_time, receive_time);
         self.book_times = (exchange_time, receive_time);
         match update {
-            BookUpdate::Snapshot(levels) => {
-                self.book.apply_snapshot(levels);
+            BookUpdate::Snapshot { levels, limit } => {
+                self.book.apply_snapshot(levels, *limit);
+                self.book_epoch += 1;
                 if self.book.is_crossed() {
                     return Err(self.unsync("crossed book in snapshot"));
                 }
@@ -366,7 +438,8 @@ impl InstrumentState {
                 self.publish_book(Some(delta), exchange_time, receive_time);
             }
         }
-        Ok(())
+        self.views_dirty |= !self.views.is_empty();
+        Ok(self.views_dirty)
     }
 
     fn unsync(&mut self, reason: &str) -> BookRejected {
@@ -379,165 +452,154 @@ impl InstrumentState {
     /// The book is no longer trustworthy: stop serving it and tell every subscriber.
     pub fn reset(&mut self, reason: &str) {
         self.synced = false;
+        self.book_epoch += 1;
         let now = UnixNanos::now();
-        for topic in &mut self.book_topics {
+        let reset = |topic: &mut Topic| {
             topic.sequence += 1;
-            topic.last_top = None;
-            if topic.entries.is_empty() {
-                continue;
+            if !topic.entries.is_empty() {
+                let body = encode::encode(
+                    &topic.envelope(now, now),
+                    Payload::BookReset(pb::BookReset {
+                        reason: reason.to_owned(),
+                    }),
+                );
+                topic.reset(&body);
             }
-            let body = encode::encode(
-                &topic.envelope(now, now),
-                Payload::BookReset(pb::BookReset {
-                    reason: reason.to_owned(),
-                }),
-            );
-            for e in &mut topic.entries {
-                e.sub.push_control(body.clone());
-                e.pending = Pending::AwaitingSnapshot;
-            }
+        };
+        reset(&mut self.book_topic);
+        for view in &mut self.views {
+            view.reset();
+            reset(&mut view.topic);
         }
     }
 
-    /// Publishes a snapshot (when `delta` is None) or a delta to the full-depth topic,
-    /// and fresh top-N snapshots to views whose levels changed.
+    /// Publishes a snapshot (when `delta` is None) or a delta to the full-depth topic.
+    /// Views are built later, off this path.
     fn publish_book(
         &mut self,
         delta: Option<&BookLevels>,
         exchange_time: UnixNanos,
         receive_time: UnixNanos,
     ) {
+        let topic = &mut self.book_topic;
+        topic.sequence += 1;
+        if topic.entries.is_empty() {
+            return;
+        }
         let book = &self.book;
-        let snapshot_of = |topic: &Topic, depth: u32, conflated: bool| {
-            let levels = book.snapshot(depth as usize);
-            encode::encode(
-                &topic.envelope(exchange_time, receive_time),
-                Payload::BookSnapshot(encode::book_snapshot(&levels, conflated)),
-            )
+        // A conflated snapshot is made at most once per message, however many
+        // subscribers recover on it.
+        let conflated = OnceCell::new();
+        let fresh = |t: &Topic| {
+            conflated
+                .get_or_init(|| snapshot_message(book, t, exchange_time, receive_time, true))
+                .clone()
         };
-        for topic in &mut self.book_topics {
-            let depth = topic.key.depth;
-            if depth == 0 {
-                topic.sequence += 1;
-                if topic.entries.is_empty() {
-                    continue;
-                }
-                let fresh = |t: &Topic| snapshot_of(t, 0, true);
-                match delta {
-                    Some(d) => {
-                        let body = encode::encode(
-                            &topic.envelope(exchange_time, receive_time),
-                            encode::book_delta(d),
-                        );
-                        topic.deliver_book(&body, None, &fresh);
-                    }
-                    None => {
-                        let body = snapshot_of(topic, 0, false);
-                        topic.deliver_book(&body, Some(&body), &fresh);
-                    }
-                }
-            } else {
-                let top = book.snapshot(depth as usize);
-                let unchanged = topic
-                    .last_top
-                    .as_ref()
-                    .is_some_and(|l| l.bids == top.bids && l.asks == top.asks);
-                if unchanged && delta.is_some() {
-                    continue;
-                }
-                topic.sequence += 1;
+        match delta {
+            Some(d) => {
                 let body = encode::encode(
                     &topic.envelope(exchange_time, receive_time),
-                    Payload::BookSnapshot(encode::book_snapshot(&top, false)),
+                    encode::book_delta(d),
                 );
-                topic.last_top = Some(top);
-                let fresh = |t: &Topic| snapshot_of(t, depth, true);
-                topic.deliver_book(&body, delta.is_none().then_some(&body), &fresh);
+                topic.deliver_book(&body, None, &fresh);
+            }
+            None => {
+                let body = snapshot_message(book, topic, exchange_time, receive_time, false);
+                topic.deliver_book(&body, Some(&body), &fresh);
             }
         }
     }
 
     // ------------------------------------------------------------------ subscriber side
 
-    /// Adds a subscriber to a topic, sending its start: a book snapshot when the book is
-    /// in sync (otherwise the snapshot follows the resync).
+    /// Adds a subscriber to a topic, sending its start after `ack`: a book snapshot when
+    /// the book is in sync (otherwise the snapshot follows the resync). The snapshot is
+    /// data like any other: a queue without room for it gets it, conflated, once it has.
     pub fn subscribe(&mut self, key: &TopicKey, sub: &Arc<Subscriber>, ack: Bytes) {
-        sub.push_control(ack);
-        if key.channel == Channel::Book {
-            let index = match self
-                .book_topics
-                .iter()
-                .position(|t| t.key.depth == key.depth)
-            {
-                Some(i) => i,
-                None => {
-                    let mut topic = Topic::new(key.clone());
-                    if self.synced {
-                        topic.last_top = Some(self.book.snapshot(key.depth as usize));
-                    }
-                    self.book_topics.push(topic);
-                    self.book_topics.len() - 1
-                }
-            };
-            let synced = self.synced;
-            let topic = &mut self.book_topics[index];
-            let pending = if synced {
-                let levels = self.book.snapshot(key.depth as usize);
-                let env = topic.envelope(self.book_times.0, self.book_times.1);
-                sub.push_control(encode::encode(
-                    &env,
-                    Payload::BookSnapshot(encode::book_snapshot(&levels, false)),
-                ));
-                Pending::None
-            } else {
-                Pending::AwaitingSnapshot
-            };
-            topic.entries.push(Entry {
-                sub: sub.clone(),
-                pending,
-            });
-        } else if let Some(topic) = self.stream_topic(key.channel) {
-            topic.entries.push(Entry {
-                sub: sub.clone(),
-                pending: Pending::None,
-            });
+        sub.push_control(&[ack]);
+        if key.channel != Channel::Book {
+            if let Some(topic) = self.stream_topic(key.channel) {
+                topic.entries.push(Entry {
+                    sub: sub.clone(),
+                    pending: Pending::None,
+                });
+            }
+            return;
         }
+        if key.depth > 0 {
+            return self.subscribe_view(key, sub);
+        }
+        let pending = if self.synced {
+            let (et, rt) = self.book_times;
+            let snap = snapshot_message(&self.book, &self.book_topic, et, rt, false);
+            match sub.offer_data(&snap) {
+                Admit::Accepted => Pending::None,
+                Admit::Full => Pending::Conflate,
+            }
+        } else {
+            Pending::AwaitingSnapshot
+        };
+        self.book_topic.entries.push(Entry {
+            sub: sub.clone(),
+            pending,
+        });
     }
 
     pub fn unsubscribe(&mut self, key: &TopicKey, sub_id: u64) -> bool {
-        if key.channel == Channel::Book {
-            let Some(i) = self
-                .book_topics
-                .iter()
-                .position(|t| t.key.depth == key.depth)
-            else {
-                return false;
-            };
-            let removed = self.book_topics[i].remove(sub_id);
-            // Top-N views exist only while someone watches them.
-            if key.depth != 0 && self.book_topics[i].entries.is_empty() {
-                self.book_topics.remove(i);
-            }
-            removed
-        } else {
-            self.stream_topic(key.channel)
-                .is_some_and(|t| t.remove(sub_id))
+        match (key.channel, key.depth) {
+            (Channel::Book, 0) => self.book_topic.remove(sub_id),
+            (Channel::Book, depth) => self.unsubscribe_view(depth, sub_id),
+            (channel, _) => self.stream_topic(channel).is_some_and(|t| t.remove(sub_id)),
         }
     }
 
-    pub fn snapshot(&self, depth: usize) -> Option<BookLevels> {
-        self.synced.then(|| self.book.snapshot(depth))
+    /// The best `depth` levels (0: all) and how many of them are complete, while in sync.
+    pub fn snapshot(&self, depth: usize) -> Option<(BookLevels, (usize, usize))> {
+        self.synced
+            .then(|| (self.book.snapshot(depth), self.book.known_depth()))
     }
 
-    pub fn info(&self) -> BookInfo {
+    pub fn info(&self) -> InstrumentInfo {
         let (bid_levels, ask_levels) = self.book.len();
-        BookInfo {
+        let late_trades = self.candles.iter().map(CandleAggregator::late_trades).max();
+        let overflows = self
+            .candles
+            .iter()
+            .map(CandleAggregator::rejected_trades)
+            .max();
+        InstrumentInfo {
             instrument: self.id.clone(),
             synced: self.synced,
             bid_levels,
             ask_levels,
+            known_levels: self.book.known_depth(),
             last_update_id: self.book.last_update_id(),
             last_message_at: self.last_message_at,
+            interruptions: self.counters.interruptions,
+            trade_id_gaps: self.counters.trade_id_gaps,
+            trades_missing: self.counters.trades_missing,
+            late_trades: late_trades.unwrap_or(0),
+            rejected_trades: self.counters.future_trades + overflows.unwrap_or(0),
+            future_events: self.counters.future_events,
         }
     }
+}
+
+/// The full-depth snapshot message of `book` on `topic` (its current sequence).
+fn snapshot_message(
+    book: &OrderBook,
+    topic: &Topic,
+    exchange_time: UnixNanos,
+    receive_time: UnixNanos,
+    conflated: bool,
+) -> Bytes {
+    let levels = book.snapshot(0);
+    encode::encode(
+        &topic.envelope(exchange_time, receive_time),
+        Payload::BookSnapshot(encode::book_snapshot(
+            &levels,
+            conflated,
+            book.known_depth(),
+        )),
+    )
 }

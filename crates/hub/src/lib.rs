@@ -4,7 +4,9 @@
 //! * [`channel`]: what can be subscribed to, checked once at the edge;
 //! * [`hub`]: the registry of instruments, the [`raven_model::feed::FeedSink`] the
 //!   venues push into, and [`Session`], one per client stream;
-//! * `instrument`: one instrument's book, topics, candles and the slow-consumer policy;
+//! * `instrument`: one instrument's book, topics, candles and feed continuity;
+//! * `topic`: one sequenced topic and the slow-consumer policy per subscriber;
+//! * [`views`]: top-N book views, built off the feed's path;
 //! * [`encode`]: model to wire, encoded once per message for all subscribers;
 //! * [`subscriber`]: each stream's bounded queue, and the kill switch for clients that
 //!   stay behind;
@@ -16,9 +18,12 @@ mod hub;
 mod instrument;
 pub mod subscriber;
 pub mod tap;
+mod topic;
+pub mod views;
 
-pub use channel::{Channel, TopicKey, TopicRequest, MAX_TOPIC_DEPTH};
+pub use channel::{Channel, TopicKey, TopicRequest};
 pub use hub::{Hub, HubConfig, InstrumentSpec, Session, UnknownInstrument};
-pub use instrument::BookInfo;
-pub use subscriber::{Next, Subscriber, SubscriberInfo};
+pub use instrument::InstrumentInfo;
+pub use subscriber::{EndReason, Next, Subscriber, SubscriberInfo};
 pub use tap::{Record, Tap};
+pub use views::BOOK_VIEW_DEPTHS;

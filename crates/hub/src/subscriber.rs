@@ -2,21 +2,33 @@
 //!
 //! Every gRPC `Subscribe` stream gets one [`Subscriber`]. Publishers (feed tasks, under
 //! an instrument's lock) push encoded messages into its queue and must never wait for
-//! it, so the queue is a plain mutex-guarded `VecDeque` with two lanes of admission:
+//! it, so the queue is a plain mutex-guarded `VecDeque`, bounded both in messages and in
+//! bytes, with two lanes of admission:
 //!
-//! * **data** (trades, deltas, snapshots) is admitted only while the queue is below its
-//!   capacity; when it is full the publisher applies the topic's policy (conflate or
-//!   drop, see [`crate::instrument`]) and the subscriber is marked *behind*;
-//! * **control** (acks, pongs, resets, drop notices) is always admitted, so a request is
-//!   never left unanswered and a client always learns that its book became invalid.
+//! * **data** (trades, deltas, snapshots — including the snapshot a subscribe starts
+//!   with) is admitted only while the queue is below both bounds; when it is not, the
+//!   publisher applies the topic's policy (conflate or drop, see [`crate::topic`]) and
+//!   the subscriber is marked *behind*. A message larger than the byte bound is still
+//!   admitted into an empty queue, so one deep book can always be sent;
+//! * **control** (acks, pongs, resets, drop notices, feed-gap notices) is admitted past
+//!   the data bounds, so a request is never left unanswered and a client always learns
+//!   that its data has a hole — but only up to a headroom ([`QueueLimits`]) sized for
+//!   what a reading client can have pending: one full request's acks and a notice for
+//!   each of its topics. A client that lets more pile up is not reading, and is cut.
+//!
+//! A recovering topic's notice and the message after it are admitted together or not at
+//! all ([`Subscriber::offer_recovery`]): publishers of other instruments push into the
+//! same queue concurrently, and a notice followed by a refused message would be a gap
+//! the notice does not explain.
 //!
 //! A subscriber is *behind* from the first data message it could not take until it next
-//! drains its queue empty. A healthy consumer empties its queue many times a second, even
-//! after a burst; a consumer slower than its feed never does, however often one of its
-//! topics is conflated or told of drops. One that stays behind longer than the configured
-//! limit is *killed*: its queue is cleared, the reason is stored, and its stream ends with
-//! that status. The consumer side is [`Subscriber::next`], awaited by the gRPC response
-//! stream.
+//! drains its queue empty; it is *not reading* while messages wait and it has taken none
+//! of them. Staying behind, or not reading, for longer than the configured limit gets it
+//! *ended*: its queue is cleared, the reason is stored, and its stream ends with that
+//! status. Both are checked whenever anything is offered and by [`Subscriber::sweep`],
+//! which the hub runs a few times a second, so a stream that never reads is cut within
+//! the limit whatever it does. The consumer side is [`Subscriber::next`], awaited by the
+//! gRPC response stream.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -26,12 +38,21 @@ use bytes::Bytes;
 use parking_lot::Mutex;
 use tokio::sync::Notify;
 
+/// Why a stream was ended by the hub.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EndReason {
+    /// It stayed behind, or did not read, past the slow-consumer limit.
+    SlowConsumer(String),
+    /// The server is shutting down.
+    Stopping(String),
+}
+
 /// What the consumer gets from its queue.
 #[derive(Debug, PartialEq)]
 pub enum Next {
     Message(Bytes),
-    /// The hub disconnected this subscriber; the string says why.
-    Killed(String),
+    /// The hub ended this subscriber.
+    Ended(EndReason),
     /// Nothing arrived before the deadline (time for a heartbeat).
     Idle,
 }
@@ -42,18 +63,45 @@ pub(crate) enum Admit {
     Full,
 }
 
+/// The bounds of one stream's queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QueueLimits {
+    /// Data messages queued before the topics conflate or drop.
+    pub capacity: usize,
+    /// Data bytes queued before the topics conflate or drop.
+    pub max_bytes: usize,
+    /// Control messages admitted beyond the data bounds (bytes: a quarter of
+    /// `max_bytes`).
+    pub control_headroom: usize,
+    /// How long a stream may stay behind, or not read, before it is ended.
+    pub slow_limit: Duration,
+}
+
 struct Queue {
     items: VecDeque<Bytes>,
+    bytes: usize,
     /// When the subscriber first failed to take a data message, if it has not caught up.
     behind_since: Option<Instant>,
-    killed: Option<String>,
+    /// Since when messages have waited without the consumer taking any: set when one
+    /// arrives in an empty queue and at every read that leaves the queue non-empty.
+    unread_since: Option<Instant>,
+    ended: Option<EndReason>,
+}
+
+impl Queue {
+    fn push(&mut self, msg: Bytes) {
+        if self.items.is_empty() {
+            self.unread_since = Some(Instant::now());
+        }
+        self.bytes += msg.len();
+        self.items.push_back(msg);
+    }
 }
 
 pub struct Subscriber {
     pub id: u64,
     pub peer: String,
-    capacity: usize,
-    slow_limit: Duration,
+    limits: QueueLimits,
     queue: Mutex<Queue>,
     ready: Notify,
     conflations: AtomicU64,
@@ -69,21 +117,28 @@ pub struct SubscriberInfo {
     pub topics: u64,
     pub queue_depth: usize,
     pub queue_capacity: usize,
+    pub queue_bytes: usize,
+    pub queue_max_bytes: usize,
     pub conflations: u64,
     pub dropped: u64,
 }
 
 impl Subscriber {
-    pub(crate) fn new(id: u64, peer: String, capacity: usize, slow_limit: Duration) -> Self {
+    pub(crate) fn new(id: u64, peer: String, limits: QueueLimits) -> Self {
         Self {
             id,
             peer,
-            capacity: capacity.max(2),
-            slow_limit,
+            limits: QueueLimits {
+                capacity: limits.capacity.max(2),
+                max_bytes: limits.max_bytes.max(1),
+                ..limits
+            },
             queue: Mutex::new(Queue {
                 items: VecDeque::with_capacity(64),
+                bytes: 0,
                 behind_since: None,
-                killed: None,
+                unread_since: None,
+                ended: None,
             }),
             ready: Notify::new(),
             conflations: AtomicU64::new(0),
@@ -92,15 +147,22 @@ impl Subscriber {
         }
     }
 
+    /// Whether `extra` more messages of `bytes` fit the data bounds now.
+    fn fits_data(&self, q: &Queue, extra: usize, bytes: usize) -> bool {
+        q.items.is_empty()
+            || (q.items.len() + extra <= self.limits.capacity
+                && q.bytes + bytes <= self.limits.max_bytes)
+    }
+
     /// Admits a data message if the queue has room. A full queue marks the subscriber
-    /// behind, and kills it past the slow limit.
+    /// behind, and ends it past the slow limit.
     pub(crate) fn offer_data(&self, msg: &Bytes) -> Admit {
         let mut q = self.queue.lock();
-        if q.killed.is_some() {
+        if self.check_slow_locked(&mut q) {
             return Admit::Full;
         }
-        if q.items.len() < self.capacity {
-            q.items.push_back(msg.clone());
+        if self.fits_data(&q, 1, msg.len()) {
+            q.push(msg.clone());
             drop(q);
             self.ready.notify_one();
             Admit::Accepted
@@ -110,58 +172,151 @@ impl Subscriber {
         }
     }
 
-    /// Marks the subscriber behind, and kills it once it has been behind past the limit.
-    fn fall_behind_locked(&self, q: &mut Queue) {
-        let since = *q.behind_since.get_or_insert_with(Instant::now);
-        if since.elapsed() >= self.slow_limit {
-            self.kill_locked(
-                q,
-                format!(
-                    "slow consumer: queue of {} messages stayed full for more than {:?}",
-                    self.capacity, self.slow_limit
-                ),
-            );
-        }
-    }
-
-    /// Admits a control message regardless of the data capacity.
-    pub(crate) fn push_control(&self, msg: Bytes) {
+    /// True when a recovering topic may try to send again: at least half the queue is
+    /// free, in messages and in bytes. A cheap check before building the recovery
+    /// message; only [`Subscriber::offer_recovery`] admits it. Refusing keeps the
+    /// subscriber behind (its slow-consumer clock running), as a refused offer does.
+    pub(crate) fn room_to_recover(&self) -> bool {
         let mut q = self.queue.lock();
-        if q.killed.is_none() {
-            q.items.push_back(msg);
-            drop(q);
-            self.ready.notify_one();
-        }
-    }
-
-    /// True when data for a recovering topic may be admitted: at least half the queue free.
-    /// Otherwise the topic's message is skipped, which keeps the subscriber behind (and
-    /// the slow-consumer clock running) exactly as a refused [`Self::offer_data`] does.
-    pub(crate) fn try_recover(&self) -> bool {
-        let mut q = self.queue.lock();
-        if q.killed.is_some() {
+        if self.check_slow_locked(&mut q) {
             return false;
         }
-        if q.items.len() * 2 < self.capacity {
+        if self.half_free(&q) {
             return true;
         }
         self.fall_behind_locked(&mut q);
         false
     }
 
-    fn kill_locked(&self, q: &mut Queue, reason: String) {
-        if q.killed.is_none() {
-            tracing::warn!(subscriber = self.id, peer = %self.peer, %reason, "disconnecting subscriber");
-            metrics::counter!("raven_subscriber_disconnects_total", "reason" => "slow_consumer")
-                .increment(1);
-            q.items.clear();
-            q.killed = Some(reason);
-            self.ready.notify_one();
+    fn half_free(&self, q: &Queue) -> bool {
+        q.items.len() * 2 < self.limits.capacity && q.bytes * 2 < self.limits.max_bytes
+    }
+
+    /// Admits all of `msgs` (a recovering topic's notice and the message after it, or a
+    /// fresh snapshot) in one step, or none: only when at least half the queue is free
+    /// and they fit. Otherwise the subscriber stays behind (its slow-consumer clock keeps
+    /// running) exactly as a refused [`Subscriber::offer_data`] does.
+    pub(crate) fn offer_recovery(&self, msgs: &[&Bytes]) -> bool {
+        let bytes: usize = msgs.iter().map(|m| m.len()).sum();
+        let mut q = self.queue.lock();
+        if self.check_slow_locked(&mut q) {
+            return false;
+        }
+        if !(self.half_free(&q) && self.fits_data(&q, msgs.len(), bytes)) {
+            self.fall_behind_locked(&mut q);
+            return false;
+        }
+        for m in msgs {
+            q.push((*m).clone());
+        }
+        drop(q);
+        self.ready.notify_one();
+        true
+    }
+
+    /// Admits control messages (in order) past the data bounds, up to the headroom (see
+    /// the module docs); beyond it the client is not reading, and is ended.
+    pub(crate) fn push_control(&self, msgs: &[Bytes]) {
+        let bytes: usize = msgs.iter().map(Bytes::len).sum();
+        let mut q = self.queue.lock();
+        if self.check_slow_locked(&mut q) {
+            return;
+        }
+        let max_items = self.limits.capacity + self.limits.control_headroom;
+        let max_bytes = self.limits.max_bytes + self.limits.max_bytes / 4;
+        if q.items.len() + msgs.len() > max_items || q.bytes + bytes > max_bytes {
+            let reason = format!(
+                "slow consumer: {} messages ({} bytes) waiting unread, beyond the queue's \
+                 headroom for control messages",
+                q.items.len(),
+                q.bytes
+            );
+            self.end_locked(&mut q, EndReason::SlowConsumer(reason));
+            return;
+        }
+        for m in msgs {
+            q.push(m.clone());
+        }
+        drop(q);
+        self.ready.notify_one();
+    }
+
+    /// Marks the subscriber behind, and ends it once it has been behind past the limit.
+    fn fall_behind_locked(&self, q: &mut Queue) {
+        let since = *q.behind_since.get_or_insert_with(Instant::now);
+        if since.elapsed() >= self.limits.slow_limit {
+            let reason = format!(
+                "slow consumer: queue of {} messages / {} bytes stayed full for more than {:?}",
+                self.limits.capacity, self.limits.max_bytes, self.limits.slow_limit
+            );
+            self.end_locked(q, EndReason::SlowConsumer(reason));
         }
     }
 
-    pub fn is_killed(&self) -> bool {
-        self.queue.lock().killed.is_some()
+    /// Ends the subscriber if it has not read what waits for longer than the limit;
+    /// returns whether it is ended (now or before).
+    fn check_slow_locked(&self, q: &mut Queue) -> bool {
+        if q.ended.is_some() {
+            return true;
+        }
+        if let Some(since) = q.unread_since {
+            if since.elapsed() >= self.limits.slow_limit {
+                let reason = format!(
+                    "slow consumer: {} messages waited unread for more than {:?}",
+                    q.items.len(),
+                    self.limits.slow_limit
+                );
+                self.end_locked(q, EndReason::SlowConsumer(reason));
+            }
+        }
+        q.ended.is_some()
+    }
+
+    /// The periodic check of a subscriber nobody offers anything to: ends it if it has
+    /// been behind or not reading past the limit.
+    pub(crate) fn sweep(&self) {
+        let mut q = self.queue.lock();
+        if !self.check_slow_locked(&mut q) {
+            if let Some(since) = q.behind_since {
+                if since.elapsed() >= self.limits.slow_limit {
+                    self.fall_behind_locked(&mut q);
+                }
+            }
+        }
+    }
+
+    fn end_locked(&self, q: &mut Queue, reason: EndReason) {
+        if q.ended.is_some() {
+            return;
+        }
+        match &reason {
+            EndReason::SlowConsumer(why) => {
+                tracing::warn!(subscriber = self.id, peer = %self.peer, reason = %why, "disconnecting subscriber");
+                metrics::counter!("raven_subscriber_disconnects_total", "reason" => "slow_consumer")
+                    .increment(1);
+                // Nothing more will be sent: free the memory now.
+                q.items.clear();
+                q.bytes = 0;
+                q.unread_since = None;
+            }
+            EndReason::Stopping(_) => {
+                metrics::counter!("raven_subscriber_disconnects_total", "reason" => "shutdown")
+                    .increment(1);
+            }
+        }
+        q.ended = Some(reason);
+        self.ready.notify_one();
+    }
+
+    /// Ends the stream because the server stops: what is queued is still delivered,
+    /// then the stream ends with `reason`.
+    pub(crate) fn stop(&self, reason: &str) {
+        let mut q = self.queue.lock();
+        self.end_locked(&mut q, EndReason::Stopping(reason.to_owned()));
+    }
+
+    pub fn is_ended(&self) -> bool {
+        self.queue.lock().ended.is_some()
     }
 
     /// Waits for the next message, up to `deadline`.
@@ -169,14 +324,23 @@ impl Subscriber {
         loop {
             {
                 let mut q = self.queue.lock();
-                if let Some(reason) = &q.killed {
-                    return Next::Killed(reason.clone());
+                // A slow consumer's queue was cleared; a stopping stream gets what was
+                // queued first.
+                if let Some(reason @ EndReason::SlowConsumer(_)) = &q.ended {
+                    return Next::Ended(reason.clone());
                 }
                 if let Some(msg) = q.items.pop_front() {
+                    q.bytes -= msg.len();
                     if q.items.is_empty() {
                         q.behind_since = None;
+                        q.unread_since = None;
+                    } else {
+                        q.unread_since = Some(Instant::now());
                     }
                     return Next::Message(msg);
+                }
+                if let Some(reason) = &q.ended {
+                    return Next::Ended(reason.clone());
                 }
             }
             // A notify_one before this await leaves a permit, so no wakeup is lost.
@@ -204,12 +368,18 @@ impl Subscriber {
     }
 
     pub fn info(&self) -> SubscriberInfo {
+        let (queue_depth, queue_bytes) = {
+            let q = self.queue.lock();
+            (q.items.len(), q.bytes)
+        };
         SubscriberInfo {
             id: self.id,
             peer: self.peer.clone(),
             topics: self.topics.load(Ordering::Relaxed),
-            queue_depth: self.queue.lock().items.len(),
-            queue_capacity: self.capacity,
+            queue_depth,
+            queue_capacity: self.limits.capacity,
+            queue_bytes,
+            queue_max_bytes: self.limits.max_bytes,
             conflations: self.conflations.load(Ordering::Relaxed),
             dropped: self.dropped.load(Ordering::Relaxed),
         }
@@ -224,86 +394,190 @@ mod tests {
         Bytes::from(vec![n])
     }
 
+    fn sub(capacity: usize, max_bytes: usize, slow_ms: u64) -> Subscriber {
+        Subscriber::new(
+            1,
+            "t".into(),
+            QueueLimits {
+                capacity,
+                max_bytes,
+                control_headroom: capacity,
+                slow_limit: Duration::from_millis(slow_ms),
+            },
+        )
+    }
+
+    fn far() -> tokio::time::Instant {
+        tokio::time::Instant::now() + Duration::from_secs(1)
+    }
+
     #[tokio::test]
-    async fn data_is_bounded_and_control_is_not() {
-        let s = Subscriber::new(1, "t".into(), 3, Duration::from_secs(60));
+    async fn data_is_bounded_and_control_has_headroom() {
+        let s = sub(3, 1 << 20, 60_000);
         assert_eq!(s.offer_data(&msg(1)), Admit::Accepted);
         assert_eq!(s.offer_data(&msg(2)), Admit::Accepted);
         assert_eq!(s.offer_data(&msg(3)), Admit::Accepted);
         assert_eq!(s.offer_data(&msg(4)), Admit::Full);
-        s.push_control(msg(9));
+        s.push_control(&[msg(9)]);
         assert_eq!(s.info().queue_depth, 4);
-        let far = tokio::time::Instant::now() + Duration::from_secs(1);
         for expect in [1, 2, 3, 9] {
-            assert_eq!(s.next(far).await, Next::Message(msg(expect)));
+            assert_eq!(s.next(far()).await, Next::Message(msg(expect)));
         }
         let soon = tokio::time::Instant::now() + Duration::from_millis(10);
         assert_eq!(s.next(soon).await, Next::Idle);
     }
 
     #[tokio::test]
-    async fn staying_behind_past_the_limit_kills() {
-        let s = Subscriber::new(1, "t".into(), 2, Duration::from_millis(20));
+    async fn data_is_bounded_in_bytes_but_one_large_message_always_fits() {
+        let s = sub(100, 10, 60_000);
+        let big = Bytes::from(vec![0u8; 25]);
+        assert_eq!(
+            s.offer_data(&big),
+            Admit::Accepted,
+            "an empty queue takes it"
+        );
+        assert_eq!(s.offer_data(&msg(1)), Admit::Full);
+        assert_eq!(s.next(far()).await, Next::Message(big));
+        for _ in 0..10 {
+            assert_eq!(s.offer_data(&msg(1)), Admit::Accepted);
+        }
+        assert_eq!(s.offer_data(&msg(1)), Admit::Full, "10 bytes is the bound");
+        assert_eq!(s.info().queue_bytes, 10);
+    }
+
+    #[tokio::test]
+    async fn control_beyond_its_headroom_ends_the_stream() {
+        let s = sub(4, 1 << 20, 60_000);
+        for _ in 0..8 {
+            s.push_control(&[msg(7)]);
+        }
+        assert!(!s.is_ended(), "twice the capacity is the headroom");
+        s.push_control(&[msg(7)]);
+        assert!(s.is_ended());
+        assert_eq!(s.info().queue_depth, 0, "an ended stream holds nothing");
+        match s.next(far()).await {
+            Next::Ended(EndReason::SlowConsumer(why)) => assert!(why.contains("unread"), "{why}"),
+            other => panic!("expected an end, got {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_stream_that_never_reads_is_ended_within_the_limit_whatever_it_is_sent() {
+        let s = sub(1000, 1 << 20, 20);
+        // Pongs and acks only: the data bounds are never reached.
+        s.push_control(&[msg(1)]);
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        s.sweep();
+        assert!(s.is_ended(), "nothing read for longer than the limit");
+        // A reader is not cut for an old message it takes in time.
+        let r = sub(1000, 1 << 20, 50);
+        r.push_control(&[msg(1)]);
+        r.push_control(&[msg(2)]);
+        assert_eq!(r.next(far()).await, Next::Message(msg(1)));
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        r.sweep();
+        assert!(!r.is_ended(), "it read 30 ms ago");
+    }
+
+    #[tokio::test]
+    async fn recovery_is_all_or_nothing() {
+        let s = sub(4, 1 << 20, 60_000);
+        s.offer_data(&msg(1));
+        s.offer_data(&msg(2));
+        // Half full: not yet.
+        assert!(!s.room_to_recover());
+        assert!(!s.offer_recovery(&[&msg(8), &msg(9)]));
+        assert_eq!(s.info().queue_depth, 2);
+        s.next(far()).await;
+        assert!(s.room_to_recover());
+        assert!(s.offer_recovery(&[&msg(8), &msg(9)]));
+        for expect in [2, 8, 9] {
+            assert_eq!(s.next(far()).await, Next::Message(msg(expect)));
+        }
+    }
+
+    #[tokio::test]
+    async fn staying_behind_past_the_limit_ends_the_stream() {
+        let s = sub(2, 1 << 20, 20);
         s.offer_data(&msg(1));
         s.offer_data(&msg(2));
         assert_eq!(s.offer_data(&msg(3)), Admit::Full);
         tokio::time::sleep(Duration::from_millis(30)).await;
         assert_eq!(s.offer_data(&msg(3)), Admit::Full);
-        assert!(s.is_killed());
-        let far = tokio::time::Instant::now() + Duration::from_secs(1);
-        match s.next(far).await {
-            Next::Killed(reason) => assert!(reason.contains("slow consumer"), "{reason}"),
-            other => panic!("expected a kill, got {other:?}"),
+        assert!(s.is_ended());
+        match s.next(far()).await {
+            Next::Ended(EndReason::SlowConsumer(reason)) => {
+                assert!(reason.contains("slow consumer"), "{reason}")
+            }
+            other => panic!("expected an end, got {other:?}"),
         }
     }
 
     #[tokio::test]
     async fn a_topic_that_cannot_recover_keeps_the_clock_running() {
-        let s = Subscriber::new(1, "t".into(), 2, Duration::from_millis(20));
+        let s = sub(2, 1 << 20, 20);
         s.offer_data(&msg(1));
         s.offer_data(&msg(2));
         assert_eq!(s.offer_data(&msg(3)), Admit::Full);
+        // Read one: the queue never empties, but the reader is not idle either.
+        s.next(far()).await;
         tokio::time::sleep(Duration::from_millis(30)).await;
         // The topic is conflating or dropping now, so it only asks whether it may recover.
-        assert!(!s.try_recover());
-        assert!(s.is_killed());
+        assert!(!s.room_to_recover());
+        assert!(s.is_ended());
     }
 
     #[tokio::test]
     async fn draining_the_queue_resets_the_clock() {
-        let s = Subscriber::new(1, "t".into(), 2, Duration::from_millis(20));
+        let s = sub(2, 1 << 20, 40);
         s.offer_data(&msg(1));
         s.offer_data(&msg(2));
         assert_eq!(s.offer_data(&msg(3)), Admit::Full);
-        tokio::time::sleep(Duration::from_millis(30)).await;
-        let far = tokio::time::Instant::now() + Duration::from_secs(1);
-        s.next(far).await;
-        s.next(far).await;
+        tokio::time::sleep(Duration::from_millis(25)).await;
+        s.next(far()).await;
+        s.next(far()).await;
+        tokio::time::sleep(Duration::from_millis(25)).await;
         s.offer_data(&msg(4));
         s.offer_data(&msg(5));
         assert_eq!(s.offer_data(&msg(6)), Admit::Full);
         assert!(
-            !s.is_killed(),
+            !s.is_ended(),
             "the limit counts from the last time the queue was empty"
         );
     }
 
     #[tokio::test]
-    async fn reading_slower_than_the_feed_still_gets_killed() {
-        let s = Subscriber::new(1, "t".into(), 2, Duration::from_millis(20));
+    async fn reading_slower_than_the_feed_still_gets_ended() {
+        let s = sub(2, 1 << 20, 20);
         s.offer_data(&msg(1));
         s.offer_data(&msg(2));
-        let far = tokio::time::Instant::now() + Duration::from_secs(1);
         for _ in 0..10 {
             // One message read, two offered: the queue never empties.
             assert!(matches!(
-                s.next(far).await,
-                Next::Message(_) | Next::Killed(_)
+                s.next(far()).await,
+                Next::Message(_) | Next::Ended(_)
             ));
             s.offer_data(&msg(3));
             s.offer_data(&msg(4));
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
-        assert!(s.is_killed(), "a consumer that never catches up is cut");
+        assert!(s.is_ended(), "a consumer that never catches up is cut");
+    }
+
+    #[tokio::test]
+    async fn a_stopping_stream_delivers_what_is_queued_then_ends() {
+        let s = sub(4, 1 << 20, 60_000);
+        s.offer_data(&msg(1));
+        s.stop("server is stopping");
+        assert_eq!(
+            s.offer_data(&msg(2)),
+            Admit::Full,
+            "nothing new after the stop"
+        );
+        assert_eq!(s.next(far()).await, Next::Message(msg(1)));
+        assert_eq!(
+            s.next(far()).await,
+            Next::Ended(EndReason::Stopping("server is stopping".into()))
+        );
     }
 }

@@ -3,363 +3,17 @@
 //! (acks per topic, snapshot then contiguous deltas, resets, conflation, drop notices,
 //! slow-consumer disconnects, candles).
 
-use std::sync::Arc;
+mod support;
+
 use std::time::Duration;
 
-use prost::Message;
-use raven_hub::{Channel, Hub, HubConfig, InstrumentSpec, Next, Session, Subscriber};
+use raven_hub::{EndReason, Hub, HubConfig, InstrumentSpec, Next, Subscriber};
 use raven_model::book::OrderBook;
 use raven_model::feed::{BookRejected, BookUpdate, FeedSink};
-use raven_model::{
-    BookLevels, CandleInterval, EventKind, InstrumentId, Level, MarketEvent, Price, Qty, Side,
-    Trade, UnixNanos, Venue,
-};
+use raven_model::{CandleInterval, EventKind, MarketEvent, Price, Qty, Side, Trade, UnixNanos};
 use raven_proto::pb;
 use raven_proto::pb::server_message::Payload;
-
-// ------------------------------------------------------------------ fixtures
-
-fn btc() -> InstrumentId {
-    InstrumentId::new(Venue::BinanceSpot, "BTCUSDT")
-}
-
-fn eth() -> InstrumentId {
-    InstrumentId::new(Venue::BinanceSpot, "ETHUSDT")
-}
-
-fn btc_perp() -> InstrumentId {
-    InstrumentId::new(Venue::BinanceUsdm, "BTCUSDT")
-}
-
-fn spot_channels() -> Vec<Channel> {
-    let mut channels = vec![Channel::Trades, Channel::Book, Channel::Bbo];
-    channels.extend(CandleInterval::ALL.map(Channel::Candles));
-    channels
-}
-
-fn new_hub(config: HubConfig) -> Arc<Hub> {
-    let mut perp_channels = spot_channels();
-    perp_channels.extend([Channel::Funding, Channel::Liquidations]);
-    Hub::new(
-        config,
-        vec![
-            InstrumentSpec {
-                id: btc(),
-                channels: spot_channels(),
-            },
-            InstrumentSpec {
-                id: eth(),
-                channels: spot_channels(),
-            },
-            InstrumentSpec {
-                id: btc_perp(),
-                channels: perp_channels,
-            },
-        ],
-        Vec::new(),
-    )
-}
-
-fn small_queue(capacity: usize) -> HubConfig {
-    HubConfig {
-        queue_capacity: capacity,
-        ..HubConfig::default()
-    }
-}
-
-fn lvl(price: &str, qty: &str) -> Level {
-    Level {
-        price: Price::parse(price).unwrap(),
-        qty: Qty::parse(qty).unwrap(),
-    }
-}
-
-fn book_levels(bids: &[(&str, &str)], asks: &[(&str, &str)], first: u64, last: u64) -> BookLevels {
-    BookLevels {
-        bids: bids.iter().map(|(p, q)| lvl(p, q)).collect(),
-        asks: asks.iter().map(|(p, q)| lvl(p, q)).collect(),
-        first_update_id: first,
-        last_update_id: last,
-    }
-}
-
-/// A two-sided book, bids 99.9 down to 99.0, asks 100.0 up to 100.9, at update id 100.
-fn initial_book() -> BookLevels {
-    let bids: Vec<Level> = (0..10)
-        .map(|i| lvl(&format!("99.{}", 9 - i), "1"))
-        .collect();
-    let asks: Vec<Level> = (0..10).map(|i| lvl(&format!("100.{i}"), "2")).collect();
-    BookLevels {
-        bids,
-        asks,
-        first_update_id: 100,
-        last_update_id: 100,
-    }
-}
-
-/// The `n`th of a deterministic series of deltas that never cross: bids stay below 100,
-/// asks at or above 100. Update ids continue from [`initial_book`].
-fn delta(n: u64) -> BookLevels {
-    let pick = |salt: u64| {
-        (n.wrapping_mul(2654435761)
-            .wrapping_add(salt.wrapping_mul(40503)))
-            % 13
-    };
-    let qty = |salt: u64| {
-        if pick(salt + 7) % 4 == 0 {
-            "0".to_owned()
-        } else {
-            format!("{}.5", pick(salt + 3))
-        }
-    };
-    BookLevels {
-        bids: vec![Level {
-            price: Price::parse(&format!("99.{}", pick(1) % 10)).unwrap(),
-            qty: Qty::parse(&qty(1)).unwrap(),
-        }],
-        asks: vec![
-            Level {
-                price: Price::parse(&format!("100.{}", pick(2) % 10)).unwrap(),
-                qty: Qty::parse(&qty(2)).unwrap(),
-            },
-            Level {
-                price: Price::parse(&format!("101.{}", pick(5) % 10)).unwrap(),
-                qty: Qty::parse(&qty(5)).unwrap(),
-            },
-        ],
-        first_update_id: 101 + n,
-        last_update_id: 101 + n,
-    }
-}
-
-fn t(n: u64) -> UnixNanos {
-    UnixNanos(1_700_000_000_000_000_000 + n)
-}
-
-fn trade_event(id: &InstrumentId, n: u64) -> MarketEvent {
-    MarketEvent {
-        instrument: id.clone(),
-        exchange_time: t(n),
-        receive_time: t(n + 500),
-        kind: EventKind::Trade(Trade {
-            price: Price::parse(&format!("100.{}", n % 10)).unwrap(),
-            qty: Qty::parse("0.25").unwrap(),
-            aggressor: if n.is_multiple_of(2) {
-                Side::Buy
-            } else {
-                Side::Sell
-            },
-            trade_id: 1000 + n,
-        }),
-    }
-}
-
-fn topic(id: &InstrumentId, channel: pb::Channel, depth: u32) -> pb::Topic {
-    wire_topic(id.venue.as_str(), id.symbol.as_str(), channel as i32, depth)
-}
-
-fn wire_topic(venue: &str, symbol: &str, channel: i32, depth: u32) -> pb::Topic {
-    pb::Topic {
-        venue: venue.into(),
-        symbol: symbol.into(),
-        channel,
-        depth,
-    }
-}
-
-fn subscribe(session: &mut Session, topics: Vec<pb::Topic>) {
-    session.handle(pb::ClientMessage {
-        kind: Some(pb::client_message::Kind::Subscribe(pb::SubscribeRequest {
-            topics,
-        })),
-    });
-}
-
-fn unsubscribe(session: &mut Session, topics: Vec<pb::Topic>) {
-    session.handle(pb::ClientMessage {
-        kind: Some(pb::client_message::Kind::Unsubscribe(
-            pb::UnsubscribeRequest { topics },
-        )),
-    });
-}
-
-fn wire(levels: &[Level]) -> Vec<pb::PriceLevel> {
-    levels
-        .iter()
-        .map(|l| pb::PriceLevel {
-            price: l.price.to_string(),
-            quantity: l.qty.to_string(),
-        })
-        .collect()
-}
-
-fn expected_snapshot(book: &OrderBook, depth: usize, conflated: bool) -> pb::BookSnapshot {
-    let levels = book.snapshot(depth);
-    pb::BookSnapshot {
-        bids: wire(&levels.bids),
-        asks: wire(&levels.asks),
-        last_update_id: levels.last_update_id,
-        conflated,
-    }
-}
-
-fn expected_delta(delta: &BookLevels) -> pb::BookDelta {
-    pb::BookDelta {
-        bids: wire(&delta.bids),
-        asks: wire(&delta.asks),
-        first_update_id: delta.first_update_id,
-        last_update_id: delta.last_update_id,
-    }
-}
-
-/// A client's copy of a book, rebuilt only from what it received.
-#[derive(Default)]
-struct ClientBook {
-    bids: Vec<pb::PriceLevel>,
-    asks: Vec<pb::PriceLevel>,
-}
-
-impl ClientBook {
-    fn replace(&mut self, s: &pb::BookSnapshot) {
-        self.bids = s.bids.clone();
-        self.asks = s.asks.clone();
-    }
-
-    fn apply(&mut self, d: &pb::BookDelta) {
-        fn side(levels: &mut Vec<pb::PriceLevel>, changes: &[pb::PriceLevel], descending: bool) {
-            for c in changes {
-                let price: rust_decimal::Decimal = c.price.parse().unwrap();
-                levels.retain(|l| l.price.parse::<rust_decimal::Decimal>().unwrap() != price);
-                if !c
-                    .quantity
-                    .parse::<rust_decimal::Decimal>()
-                    .unwrap()
-                    .is_zero()
-                {
-                    levels.push(c.clone());
-                }
-            }
-            levels.sort_by_key(|l| l.price.parse::<rust_decimal::Decimal>().unwrap());
-            if descending {
-                levels.reverse();
-            }
-        }
-        side(&mut self.bids, &d.bids, true);
-        side(&mut self.asks, &d.asks, false);
-    }
-
-    fn matches(&self, book: &OrderBook) {
-        let expect = expected_snapshot(book, 0, false);
-        assert_eq!(
-            self.bids, expect.bids,
-            "client bids diverged from the hub's book"
-        );
-        assert_eq!(
-            self.asks, expect.asks,
-            "client asks diverged from the hub's book"
-        );
-    }
-}
-
-// ------------------------------------------------------------------ reading
-
-fn far() -> tokio::time::Instant {
-    tokio::time::Instant::now() + Duration::from_secs(5)
-}
-
-fn decode(bytes: &[u8]) -> pb::ServerMessage {
-    let msg = pb::ServerMessage::decode(bytes).expect("a valid ServerMessage encoding");
-    assert_eq!(
-        msg.send_time_ns, 0,
-        "the hub leaves the send time to the transport"
-    );
-    msg
-}
-
-async fn recv(sub: &Subscriber) -> pb::ServerMessage {
-    match sub.next(far()).await {
-        Next::Message(bytes) => decode(&bytes),
-        other => panic!("expected a message, got {other:?}"),
-    }
-}
-
-/// Everything queued now.
-async fn drain(sub: &Subscriber) -> Vec<pb::ServerMessage> {
-    let mut out = Vec::new();
-    loop {
-        match sub.next(tokio::time::Instant::now()).await {
-            Next::Message(bytes) => out.push(decode(&bytes)),
-            Next::Idle => return out,
-            Next::Killed(reason) => panic!("unexpected kill: {reason}"),
-        }
-    }
-}
-
-async fn assert_idle(sub: &Subscriber) {
-    let rest = drain(sub).await;
-    assert!(rest.is_empty(), "expected nothing, got {rest:?}");
-}
-
-fn ack(msg: &pb::ServerMessage) -> (pb::ack::Result, String) {
-    match &msg.payload {
-        Some(Payload::Ack(a)) => (a.result(), a.reason.clone()),
-        other => panic!("expected an ack, got {other:?}"),
-    }
-}
-
-async fn expect_ack(sub: &Subscriber, topic: &pb::Topic, result: pb::ack::Result) {
-    let msg = recv(sub).await;
-    assert_eq!(msg.topic.as_ref(), Some(topic));
-    let (got, reason) = ack(&msg);
-    assert_eq!(got, result, "reason: {reason}");
-}
-
-async fn expect_rejected(sub: &Subscriber, needle: &str) {
-    let msg = recv(sub).await;
-    let (got, reason) = ack(&msg);
-    assert_eq!(
-        got,
-        pb::ack::Result::Rejected,
-        "expected a rejection mentioning {needle:?}: {msg:?}"
-    );
-    assert!(
-        reason.contains(needle),
-        "reason {reason:?} should mention {needle:?}"
-    );
-}
-
-fn snapshot(msg: &pb::ServerMessage) -> &pb::BookSnapshot {
-    match &msg.payload {
-        Some(Payload::BookSnapshot(s)) => s,
-        other => panic!("expected a book snapshot, got {other:?}"),
-    }
-}
-
-fn book_delta(msg: &pb::ServerMessage) -> &pb::BookDelta {
-    match &msg.payload {
-        Some(Payload::BookDelta(d)) => d,
-        other => panic!("expected a book delta, got {other:?}"),
-    }
-}
-
-fn synced_hub(config: HubConfig) -> (Arc<Hub>, OrderBook) {
-    let hub = new_hub(config);
-    let snap = initial_book();
-    hub.book_update(&btc(), BookUpdate::Snapshot(snap.clone()), t(1), t(2))
-        .unwrap();
-    let mut reference = OrderBook::new();
-    reference.apply_snapshot(&snap);
-    (hub, reference)
-}
-
-/// Publishes delta `n` to BTCUSDT and applies it to the reference book.
-fn publish_delta(hub: &Hub, reference: &mut OrderBook, n: u64) -> BookLevels {
-    let d = delta(n);
-    hub.book_update(&btc(), BookUpdate::Delta(d.clone()), t(10 + n), t(20 + n))
-        .unwrap();
-    reference.apply_delta(&d);
-    d
-}
+use support::*;
 
 // ------------------------------------------------------------------ books
 
@@ -394,7 +48,10 @@ async fn synced_book_starts_with_its_snapshot_then_contiguous_deltas() {
         assert_eq!(msg.receive_time_ns, t(20 + n).as_nanos());
     }
     assert_idle(&sub).await;
-    assert_eq!(hub.book(&btc(), 0).unwrap(), Some(reference.snapshot(0)));
+    assert_eq!(
+        hub.book(&btc(), 0).unwrap(),
+        Some((reference.snapshot(0), reference.known_depth()))
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -416,10 +73,10 @@ async fn subscribing_before_sync_waits_for_the_first_snapshot() {
     assert_eq!(hub.book(&btc(), 0).unwrap(), None);
 
     let snap = initial_book();
-    hub.book_update(&btc(), BookUpdate::Snapshot(snap.clone()), t(5), t(6))
+    hub.book_update(&btc(), whole(snap.clone()), t(5), t(6))
         .unwrap();
     let mut reference = OrderBook::new();
-    reference.apply_snapshot(&snap);
+    reference.apply_snapshot(&snap, None);
     let first = recv(&sub).await;
     assert_eq!(snapshot(&first), &expected_snapshot(&reference, 0, false));
     assert_eq!(
@@ -438,7 +95,7 @@ async fn subscribing_before_sync_waits_for_the_first_snapshot() {
 
 #[tokio::test(start_paused = true)]
 async fn top_n_view_sends_snapshots_only_when_the_top_levels_change() {
-    let (hub, mut reference) = synced_hub(HubConfig::default());
+    let (hub, mut reference) = synced_hub(views_now());
     let mut session = hub.session("test".into());
     let sub = session.subscriber();
     let top5 = topic(&btc(), pb::Channel::Book, 5);
@@ -452,6 +109,8 @@ async fn top_n_view_sends_snapshots_only_when_the_top_levels_change() {
     for n in 0..300 {
         let before = reference.snapshot(5);
         publish_delta(&hub, &mut reference, n);
+        assert_idle(&sub).await;
+        build_views(&hub);
         let after = reference.snapshot(5);
         let got = drain(&sub).await;
         if (before.bids, before.asks) == (after.bids, after.asks) {
@@ -511,9 +170,9 @@ async fn book_reset_stops_deltas_until_the_next_snapshot() {
     assert_idle(&sub).await;
 
     let resync = book_levels(&[("98.0", "3")], &[("102.0", "4")], 500, 500);
-    hub.book_update(&btc(), BookUpdate::Snapshot(resync.clone()), t(40), t(41))
+    hub.book_update(&btc(), whole(resync.clone()), t(40), t(41))
         .unwrap();
-    reference.apply_snapshot(&resync);
+    reference.apply_snapshot(&resync, None);
     let snap = recv(&sub).await;
     assert_eq!(snap.sequence, first.sequence + 3);
     assert_eq!(snapshot(&snap), &expected_snapshot(&reference, 0, false));
@@ -529,7 +188,7 @@ async fn book_reset_stops_deltas_until_the_next_snapshot() {
 
 #[tokio::test(start_paused = true)]
 async fn a_crossing_delta_is_rejected_and_never_published() {
-    let (hub, mut reference) = synced_hub(HubConfig::default());
+    let (hub, mut reference) = synced_hub(views_now());
     let mut session = hub.session("test".into());
     let sub = session.subscriber();
     let top5 = topic(&btc(), pb::Channel::Book, 5);
@@ -576,7 +235,7 @@ async fn a_crossing_delta_is_rejected_and_never_published() {
     // A crossed snapshot is refused the same way.
     let crossed = book_levels(&[("101", "1")], &[("100", "1")], 200, 200);
     assert_eq!(
-        hub.book_update(&btc(), BookUpdate::Snapshot(crossed), t(7), t(8)),
+        hub.book_update(&btc(), whole(crossed), t(7), t(8)),
         Err(BookRejected::Crossed)
     );
     assert!(drain(&late_sub)
@@ -586,9 +245,10 @@ async fn a_crossing_delta_is_rejected_and_never_published() {
     assert_eq!(hub.book(&btc(), 0).unwrap(), None);
 
     let snap = initial_book();
-    hub.book_update(&btc(), BookUpdate::Snapshot(snap.clone()), t(9), t(10))
+    hub.book_update(&btc(), whole(snap.clone()), t(9), t(10))
         .unwrap();
-    reference.apply_snapshot(&snap);
+    reference.apply_snapshot(&snap, None);
+    build_views(&hub);
     let got = drain(&sub).await;
     let snapshots: Vec<_> = got
         .iter()
@@ -725,10 +385,8 @@ async fn bad_requests_are_rejected_with_a_reason_and_the_session_keeps_working()
             topic(&btc(), pb::Channel::Trades, 5),
             "depth is only valid for CHANNEL_BOOK",
         ),
-        (
-            topic(&btc(), pb::Channel::Book, 5000),
-            "exceeds the maximum",
-        ),
+        (topic(&btc(), pb::Channel::Book, 5000), "not offered"),
+        (topic(&btc(), pb::Channel::Book, 7), "not offered"),
         (wire_topic("binance_spot", "", trades, 0), "symbol is empty"),
     ];
     for (bad, reason) in &cases {
@@ -750,15 +408,22 @@ async fn bad_requests_are_rejected_with_a_reason_and_the_session_keeps_working()
     unsubscribe(&mut session, vec![topic(&eth(), pb::Channel::Trades, 0)]);
     expect_rejected(&sub, "not subscribed").await;
 
-    // Per-topic answers within one request: two fit the limit of 2, the third does not.
+    // A request with more topics than a stream may hold is refused whole, in one ack.
     let wanted = [
         topic(&btc(), pb::Channel::Trades, 0),
         topic(&eth(), pb::Channel::Trades, 0),
         topic(&btc(), pb::Channel::Bbo, 0),
     ];
     subscribe(&mut session, wanted.to_vec());
+    expect_rejected(&sub, "request has 3 topics; at most 2 per request").await;
+    assert_idle(&sub).await;
+    assert_eq!(hub.subscriber_infos()[0].topics, 0);
+
+    // Per-topic answers otherwise: two fit the limit of 2, a third does not.
+    subscribe(&mut session, wanted[..2].to_vec());
     expect_ack(&sub, &wanted[0], pb::ack::Result::Subscribed).await;
     expect_ack(&sub, &wanted[1], pb::ack::Result::Subscribed).await;
+    subscribe(&mut session, wanted[2..].to_vec());
     expect_rejected(&sub, "topic limit reached").await;
     assert_idle(&sub).await;
     assert_eq!(hub.subscriber_infos()[0].topics, 2);
@@ -914,7 +579,7 @@ async fn publish_until_killed(
     let started = std::time::Instant::now();
     let mut received = Vec::new();
     let mut published = 0;
-    while !slow.is_killed() {
+    while !slow.is_ended() {
         assert!(
             started.elapsed() < Duration::from_secs(10),
             "a subscriber stuck behind for 10 s with a 50 ms limit was never disconnected"
@@ -937,7 +602,9 @@ fn kill_config() -> HubConfig {
 
 async fn expect_killed(sub: &Subscriber) {
     match sub.next(far()).await {
-        Next::Killed(reason) => assert!(reason.contains("slow consumer"), "{reason}"),
+        Next::Ended(EndReason::SlowConsumer(reason)) => {
+            assert!(reason.contains("slow consumer"), "{reason}")
+        }
         other => panic!("expected a kill, got {other:?}"),
     }
 }
@@ -967,7 +634,7 @@ async fn a_trade_subscriber_behind_past_the_limit_is_killed_and_others_unaffecte
         assert!(matches!(msg.payload, Some(Payload::Trade(_))));
         assert_eq!(msg.sequence, received[0].sequence + i as u64);
     }
-    assert!(!fast.is_killed());
+    assert!(!fast.is_ended());
 }
 
 #[tokio::test]
@@ -1039,8 +706,12 @@ async fn trades_in_the_past_close_candles_on_the_clock() {
         });
     }
     assert_idle(&sub).await;
-    let before = UnixNanos::now().as_nanos();
-    hub.tick();
+    // The candle clock runs on Raven's monotonic clock from the last trade's arrival:
+    // two hours later, every interval's bucket has ended.
+    hub.tick_at(
+        std::time::Instant::now() + Duration::from_secs(2 * 3600),
+        UnixNanos::now(),
+    );
     let got = drain(&sub).await;
 
     for (interval, channel) in intervals {
@@ -1066,7 +737,9 @@ async fn trades_in_the_past_close_candles_on_the_clock() {
                 close: "99.0".into(),
                 volume: "3.5".into(),
                 trade_count: 3,
-            }
+                incomplete: true,
+            },
+            "the first candle began before the first trade Raven saw"
         );
         let mut prev_close = first.close_time_ns;
         for (i, msg) in candles.iter().enumerate() {
@@ -1086,19 +759,22 @@ async fn trades_in_the_past_close_candles_on_the_clock() {
                         c.open.as_str(),
                         c.close.as_str(),
                         c.volume.as_str(),
-                        c.trade_count
+                        c.trade_count,
+                        c.incomplete
                     ),
-                    ("99.0", "99.0", "0", 0)
+                    ("99.0", "99.0", "0", 0, false)
                 );
                 prev_close = c.close_time_ns;
             }
         }
-        // Every bucket that ended before the tick is closed, and none after it.
+        // The exchange clock then stands at the last trade plus two hours: every bucket
+        // that ended by then is closed, and none after it.
+        let ticked = open + 45 * 1_000_000_000 + 2 * HOUR;
         assert!(
-            prev_close + step > before,
+            prev_close + step > ticked,
             "{interval:?}: the last closed bucket ends at {prev_close}"
         );
-        assert!(prev_close <= UnixNanos::now().as_nanos());
+        assert!(prev_close <= ticked);
     }
     assert_eq!(
         got.len(),
@@ -1110,7 +786,7 @@ async fn trades_in_the_past_close_candles_on_the_clock() {
 
 #[tokio::test(start_paused = true)]
 async fn dropping_a_session_unsubscribes_it() {
-    let (hub, mut reference) = synced_hub(HubConfig::default());
+    let (hub, mut reference) = synced_hub(views_now());
     let mut gone = hub.session("gone".into());
     let mut stays = hub.session("stays".into());
     let topics = vec![
@@ -1135,6 +811,7 @@ async fn dropping_a_session_unsubscribes_it() {
     );
 
     publish_delta(&hub, &mut reference, 0);
+    build_views(&hub);
     hub.market_event(trade_event(&btc(), 0));
     assert_idle(&gone_sub).await;
     assert_eq!(
@@ -1146,7 +823,7 @@ async fn dropping_a_session_unsubscribes_it() {
 
 #[tokio::test]
 async fn taps_get_events_closed_candles_and_periodic_samples() {
-    // Large: a clock three years past the trade closes a day of flat candles.
+    // Large: the clock two hours past the trade closes two hours of flat 1m candles.
     let (tap, mut rx) = raven_hub::Tap::new("test", 100_000);
     let hub = Hub::new(
         HubConfig {
@@ -1161,13 +838,16 @@ async fn taps_get_events_closed_candles_and_periodic_samples() {
         }],
         vec![tap],
     );
-    hub.book_update(&btc(), BookUpdate::Snapshot(initial_book()), t(1), t(2))
+    hub.book_update(&btc(), whole(initial_book()), t(1), t(2))
         .unwrap();
     let trade = trade_event(&btc(), 1);
     hub.market_event(trade.clone());
     assert_eq!(rx.try_recv().unwrap(), raven_hub::Record::Event(trade));
 
-    hub.tick();
+    hub.tick_at(
+        std::time::Instant::now() + Duration::from_secs(2 * 3600),
+        UnixNanos::now(),
+    );
     let mut books = Vec::new();
     let mut closed = 0;
     let mut open = 0;
@@ -1200,7 +880,7 @@ async fn taps_get_events_closed_candles_and_periodic_samples() {
         }
     }
     let mut reference = OrderBook::new();
-    reference.apply_snapshot(&initial_book());
+    reference.apply_snapshot(&initial_book(), None);
     assert_eq!(
         books,
         vec![reference.snapshot(1)],

@@ -37,22 +37,25 @@ fn qty(units: i64) -> Qty {
 
 fn deep_book() -> OrderBook {
     let mut book = OrderBook::new();
-    book.apply_snapshot(&BookLevels {
-        bids: (0..DEPTH)
-            .map(|i| Level {
-                price: bid(i),
-                qty: qty(1_000 + i as i64),
-            })
-            .collect(),
-        asks: (0..DEPTH)
-            .map(|i| Level {
-                price: ask(i),
-                qty: qty(1_000 + i as i64),
-            })
-            .collect(),
-        first_update_id: 1,
-        last_update_id: 1,
-    });
+    book.apply_snapshot(
+        &BookLevels {
+            bids: (0..DEPTH)
+                .map(|i| Level {
+                    price: bid(i),
+                    qty: qty(1_000 + i as i64),
+                })
+                .collect(),
+            asks: (0..DEPTH)
+                .map(|i| Level {
+                    price: ask(i),
+                    qty: qty(1_000 + i as i64),
+                })
+                .collect(),
+            first_update_id: 1,
+            last_update_id: 1,
+        },
+        None,
+    );
     book
 }
 

@@ -14,6 +14,12 @@
 //!   levels that were outside the snapshot's depth. It is counted, not an error.
 //! * A crossed book (best bid ≥ best ask) means Raven's copy is wrong; [`OrderBook::is_crossed`]
 //!   lets the caller refuse to publish it and resync instead.
+//! * A snapshot may hold only a side's best levels (a REST `limit`): the exchange's side
+//!   may go deeper. Levels at or better than the snapshot's last one are then known
+//!   exactly for as long as the book is in sync, because every change to them arrives as
+//!   a delta; levels beyond it are only those deltas happened to touch, with unknown
+//!   levels between them. [`OrderBook::known_depth`] says how many of each side's best
+//!   levels are complete.
 
 use std::collections::BTreeMap;
 
@@ -26,7 +32,15 @@ pub struct OrderBook {
     best_bid: Option<Level>,
     best_ask: Option<Level>,
     last_update_id: u64,
+    /// Bids at or above this price are complete; `None`: the whole side is.
+    known_bid_floor: Option<Price>,
+    /// Asks at or below this price are complete; `None`: the whole side is.
+    known_ask_ceiling: Option<Price>,
 }
+
+/// How many of the bid and ask sides' best levels are complete (see
+/// [`OrderBook::known_depth`]).
+pub type KnownDepth = (usize, usize);
 
 /// What one [`OrderBook::apply_delta`] did, for metrics and for depth-limited views.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -42,7 +56,9 @@ impl OrderBook {
     }
 
     /// Replaces the whole book with a snapshot. Zero-quantity levels are ignored.
-    pub fn apply_snapshot(&mut self, snapshot: &BookLevels) {
+    /// `limit` is the most levels per side the snapshot could hold (`None`: the whole
+    /// book); a side that came back full may go deeper (see the module docs).
+    pub fn apply_snapshot(&mut self, snapshot: &BookLevels, limit: Option<usize>) {
         self.bids.clear();
         self.asks.clear();
         for l in snapshot.bids.iter().filter(|l| !l.qty.is_zero()) {
@@ -52,8 +68,30 @@ impl OrderBook {
             self.asks.insert(l.price, l.qty);
         }
         self.last_update_id = snapshot.last_update_id;
+        let truncated = |side: &[Level]| limit.is_some_and(|n| side.len() >= n);
+        self.known_bid_floor = truncated(&snapshot.bids)
+            .then(|| self.bids.first_key_value().map(|(p, _)| *p))
+            .flatten();
+        self.known_ask_ceiling = truncated(&snapshot.asks)
+            .then(|| self.asks.last_key_value().map(|(p, _)| *p))
+            .flatten();
         self.refresh_best_bid();
         self.refresh_best_ask();
+    }
+
+    /// How many of the best bid and ask levels are complete: every level the exchange
+    /// has at those prices is in the book. Equal to [`OrderBook::len`] when the last
+    /// snapshot held whole sides.
+    pub fn known_depth(&self) -> KnownDepth {
+        let bids = match self.known_bid_floor {
+            None => self.bids.len(),
+            Some(floor) => self.bids.range(floor..).count(),
+        };
+        let asks = match self.known_ask_ceiling {
+            None => self.asks.len(),
+            Some(ceiling) => self.asks.range(..=ceiling).count(),
+        };
+        (bids, asks)
     }
 
     /// Applies a batch of level changes: a positive quantity sets the level, zero removes it.
@@ -151,5 +189,60 @@ fn set_level(side: &mut BTreeMap<Price, Qty>, l: Level) -> bool {
     } else {
         side.insert(l.price, l.qty);
         false
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn l(price: &str, qty: &str) -> Level {
+        Level {
+            price: Price::parse(price).unwrap(),
+            qty: Qty::parse(qty).unwrap(),
+        }
+    }
+
+    fn levels(bids: &[&str], asks: &[&str]) -> BookLevels {
+        BookLevels {
+            bids: bids.iter().map(|p| l(p, "1")).collect(),
+            asks: asks.iter().map(|p| l(p, "1")).collect(),
+            first_update_id: 1,
+            last_update_id: 1,
+        }
+    }
+
+    #[test]
+    fn a_full_snapshot_side_is_known_only_down_to_its_last_level() {
+        let mut book = OrderBook::new();
+        // Limit 3: the bid side came back full (the exchange may hold more below 97),
+        // the ask side did not (it is the whole side).
+        book.apply_snapshot(&levels(&["99", "98", "97"], &["101", "102"]), Some(3));
+        assert_eq!(book.known_depth(), (3, 2));
+        // A delta beyond the known range adds a level that is held but not "known":
+        // there may be levels between 97 and 95 Raven never heard of.
+        book.apply_delta(&levels(&["95"], &["110"]));
+        assert_eq!(book.len(), (4, 3));
+        assert_eq!(
+            book.known_depth(),
+            (3, 3),
+            "the ask side is whole: all known"
+        );
+        // Levels inside the known range come and go exactly.
+        book.apply_delta(&BookLevels {
+            bids: vec![l("98.5", "2"), l("99", "0")],
+            ..BookLevels::default()
+        });
+        assert_eq!(book.known_depth(), (3, 3));
+        // A market falling through the boundary leaves nothing known on that side.
+        book.apply_delta(&BookLevels {
+            bids: vec![l("98.5", "0"), l("98", "0"), l("97", "0")],
+            ..BookLevels::default()
+        });
+        assert_eq!(book.len().0, 1);
+        assert_eq!(book.known_depth().0, 0);
+        // The next snapshot without a limit knows everything.
+        book.apply_snapshot(&levels(&["99"], &["101"]), None);
+        assert_eq!(book.known_depth(), (1, 1));
     }
 }

@@ -25,6 +25,12 @@
 //!   the consumers.
 //! * Once a candle is closed it has been published and is never amended: a trade older
 //!   than the open bucket is late, ignored and counted ([`CandleAggregator::late_trades`]).
+//! * A candle is **incomplete** when trades of its bucket may be missing, and says so
+//!   ([`Candle::incomplete`]) rather than passing for the whole truth: the first candle
+//!   (its bucket began before the first trade Raven saw), every candle whose bucket
+//!   overlaps an interruption of the feed ([`CandleAggregator::interrupt`] until
+//!   [`CandleAggregator::resume`]), and the candles between two trades whose ids show
+//!   that trades were skipped ([`CandleAggregator::gap`]).
 //! * Within the open bucket trades are applied in arrival order (the exchange's trade
 //!   stream is ordered), so the last trade received sets the close.
 //! * No candle exists before the first trade: there is no price to make it from.
@@ -83,11 +89,14 @@ pub struct Candle {
     pub volume: Qty,
     /// Zero for a flat candle over an empty bucket.
     pub trade_count: u64,
+    /// Trades of the bucket may be missing: the candle is what Raven received, not
+    /// necessarily what the exchange traded (see the module docs).
+    pub incomplete: bool,
 }
 
 impl Candle {
     /// A candle with no trades yet, flat at `price`.
-    fn flat(interval: CandleInterval, open_time: u64, price: Price) -> Self {
+    fn flat(interval: CandleInterval, open_time: u64, price: Price, incomplete: bool) -> Self {
         Self {
             interval,
             open_time: UnixNanos(open_time),
@@ -98,6 +107,7 @@ impl Candle {
             close: price,
             volume: Qty::ZERO,
             trade_count: 0,
+            incomplete,
         }
     }
 
@@ -127,6 +137,10 @@ pub struct CandleAggregator {
     interval: CandleInterval,
     /// The open bucket's candle; `None` until the first trade.
     current: Option<Candle>,
+    /// The feed is interrupted: every bucket touched now may be missing trades.
+    interrupted: bool,
+    /// Trades were skipped between the last trade and the next one.
+    gap_pending: bool,
     late_trades: u64,
     rejected_trades: u64,
 }
@@ -136,6 +150,8 @@ impl CandleAggregator {
         Self {
             interval,
             current: None,
+            interrupted: false,
+            gap_pending: false,
             late_trades: 0,
             rejected_trades: 0,
         }
@@ -152,7 +168,8 @@ impl CandleAggregator {
     pub fn on_trade(&mut self, price: Price, qty: Qty, at: UnixNanos) -> Vec<Candle> {
         let bucket = self.bucket_open(at);
         let (closed, mut current) = match self.current.take() {
-            None => (Vec::new(), Candle::flat(self.interval, bucket, price)),
+            // The bucket began before the first trade Raven saw: incomplete.
+            None => (Vec::new(), Candle::flat(self.interval, bucket, price, true)),
             Some(open) if bucket < open.open_time.0 => {
                 self.current = Some(open);
                 self.late_trades += 1;
@@ -161,6 +178,9 @@ impl CandleAggregator {
             Some(open) if bucket > open.open_time.0 => self.close_through(open, bucket),
             Some(open) => (Vec::new(), open),
         };
+        // The skipped trades lie somewhere between the last trade and this one, so every
+        // bucket from the last trade's to this one's is incomplete.
+        current.incomplete |= std::mem::take(&mut self.gap_pending);
         match current
             .volume
             .value()
@@ -197,6 +217,33 @@ impl CandleAggregator {
         }
     }
 
+    /// The feed of this instrument is interrupted (trades may be missing from now on):
+    /// the open candle, and every candle opened until [`CandleAggregator::resume`], is
+    /// incomplete.
+    pub fn interrupt(&mut self) {
+        self.interrupted = true;
+        self.mark_open_incomplete();
+    }
+
+    /// Trades arrive again. The open candle stays incomplete (its bucket saw the hole);
+    /// buckets opened from now on are complete again.
+    pub fn resume(&mut self) {
+        self.interrupted = false;
+    }
+
+    /// Trades were skipped between the last trade and the next one: the open candle and
+    /// every candle up to and including the next trade's are incomplete.
+    pub fn gap(&mut self) {
+        self.gap_pending = true;
+        self.mark_open_incomplete();
+    }
+
+    fn mark_open_incomplete(&mut self) {
+        if let Some(c) = &mut self.current {
+            c.incomplete = true;
+        }
+    }
+
     /// The open candle: `None` before the first trade, flat (`trade_count == 0`) when
     /// the clock opened its bucket and no trade has arrived yet.
     pub fn current(&self) -> Option<&Candle> {
@@ -220,7 +267,9 @@ impl CandleAggregator {
 
     /// Closes `last` and every empty bucket after it that ends by `bucket` (a later
     /// bucket's open time); returns them, oldest first, and the flat candle opening
-    /// `bucket`.
+    /// `bucket`. The empty buckets are only known to be empty when the feed was
+    /// whole all along: during an interruption or across skipped trades they are
+    /// incomplete, like the bucket being opened.
     fn close_through(&self, last: Candle, bucket: u64) -> (Vec<Candle>, Candle) {
         let step = self.interval.as_nanos();
         let price = last.close;
@@ -230,11 +279,13 @@ impl CandleAggregator {
         // Keep the most recent `flats` empty buckets: the series stays contiguous with
         // the bucket being opened.
         let first_empty = bucket - flats * step;
+        let unknown = self.interrupted || self.gap_pending;
         let mut closed = Vec::with_capacity(usize::try_from(flats).map_or(1, |n| n + 1));
         closed.push(last);
-        closed
-            .extend((0..flats).map(|i| Candle::flat(self.interval, first_empty + i * step, price)));
-        (closed, Candle::flat(self.interval, bucket, price))
+        closed.extend(
+            (0..flats).map(|i| Candle::flat(self.interval, first_empty + i * step, price, unknown)),
+        );
+        (closed, Candle::flat(self.interval, bucket, price, unknown))
     }
 }
 
@@ -456,6 +507,66 @@ mod tests {
         assert_eq!(agg.rejected_trades(), 1);
         let c = agg.current().unwrap();
         assert_eq!((c.volume, c.close, c.trade_count), (huge, p("1"), 1));
+    }
+
+    #[test]
+    fn the_first_candle_is_incomplete_and_the_next_ones_are_not() {
+        let mut agg = CandleAggregator::new(CandleInterval::M1);
+        agg.on_trade(p("10"), q("1"), t(T0 + 30));
+        assert!(agg.current().unwrap().incomplete, "its bucket began unseen");
+        let closed = agg.on_trade(p("11"), q("1"), t(T0 + 2 * MIN + 1));
+        assert_eq!(closed.len(), 2);
+        assert!(closed[0].incomplete);
+        assert!(
+            !closed[1].incomplete,
+            "an empty bucket seen whole is complete"
+        );
+        assert!(!agg.current().unwrap().incomplete);
+    }
+
+    #[test]
+    fn an_interruption_marks_every_bucket_it_touches() {
+        let mut agg = CandleAggregator::new(CandleInterval::M1);
+        agg.on_trade(p("10"), q("1"), t(T0 + 1));
+        agg.on_trade(p("10"), q("1"), t(T0 + MIN + 1));
+        assert!(!agg.current().unwrap().incomplete);
+        agg.interrupt();
+        assert!(agg.current().unwrap().incomplete);
+        // The clock runs on through the outage: the buckets it closes are unknown.
+        let closed = agg.on_clock(t(T0 + 3 * MIN + 5));
+        assert_eq!(closed.len(), 2);
+        assert!(closed.iter().all(|c| c.incomplete), "{closed:?}");
+        assert!(agg.current().unwrap().incomplete);
+        agg.resume();
+        // The bucket open at the resume saw part of the hole; the next ones are whole.
+        agg.on_trade(p("12"), q("1"), t(T0 + 3 * MIN + 10));
+        assert!(agg.current().unwrap().incomplete);
+        let closed = agg.on_trade(p("13"), q("1"), t(T0 + 5 * MIN));
+        assert_eq!(closed.len(), 2);
+        assert!(closed[0].incomplete && !closed[1].incomplete);
+        assert!(!agg.current().unwrap().incomplete);
+    }
+
+    #[test]
+    fn skipped_trades_mark_the_buckets_between_the_trades_around_them() {
+        let mut agg = CandleAggregator::new(CandleInterval::M1);
+        agg.on_trade(p("10"), q("1"), t(T0 + 1));
+        agg.on_trade(p("10"), q("1"), t(T0 + MIN + 1));
+        // Same bucket: only it.
+        agg.gap();
+        assert!(agg.on_trade(p("11"), q("1"), t(T0 + MIN + 2)).is_empty());
+        assert!(agg.current().unwrap().incomplete);
+        let closed = agg.on_trade(p("11"), q("1"), t(T0 + 2 * MIN + 1));
+        assert!(closed[0].incomplete && !agg.current().unwrap().incomplete);
+        // Across buckets: the open one, the empty ones, and the new one.
+        agg.gap();
+        let closed = agg.on_trade(p("12"), q("1"), t(T0 + 5 * MIN + 1));
+        assert_eq!(closed.len(), 3);
+        assert!(closed.iter().all(|c| c.incomplete), "{closed:?}");
+        assert!(agg.current().unwrap().incomplete);
+        // The gap is used up by that trade.
+        agg.on_trade(p("12"), q("1"), t(T0 + 6 * MIN + 1));
+        assert!(!agg.current().unwrap().incomplete);
     }
 
     #[test]

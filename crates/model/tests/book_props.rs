@@ -20,10 +20,14 @@ use rust_decimal::Decimal;
 struct Reference {
     bids: BTreeMap<Price, Qty>,
     asks: BTreeMap<Price, Qty>,
+    /// The worst bid and ask of the last snapshot when its side came back full (its
+    /// source may hold more beyond): levels past them are not known to be complete.
+    bid_floor: Option<Price>,
+    ask_ceiling: Option<Price>,
 }
 
 impl Reference {
-    fn snapshot(&mut self, s: &BookLevels) {
+    fn snapshot(&mut self, s: &BookLevels, limit: Option<usize>) {
         self.bids.clear();
         self.asks.clear();
         for l in &s.bids {
@@ -36,6 +40,31 @@ impl Reference {
                 self.asks.insert(l.price, l.qty);
             }
         }
+        let full = |side: &[Level]| limit.is_some_and(|n| side.len() >= n);
+        self.bid_floor = if full(&s.bids) {
+            self.bids.keys().min().copied()
+        } else {
+            None
+        };
+        self.ask_ceiling = if full(&s.asks) {
+            self.asks.keys().max().copied()
+        } else {
+            None
+        };
+    }
+
+    fn known_depth(&self) -> (usize, usize) {
+        let bids = self
+            .bids
+            .keys()
+            .filter(|p| self.bid_floor.is_none_or(|f| **p >= f))
+            .count();
+        let asks = self
+            .asks
+            .keys()
+            .filter(|p| self.ask_ceiling.is_none_or(|c| **p <= c))
+            .count();
+        (bids, asks)
     }
 
     /// Returns the number of removals of prices the side did not hold.
@@ -72,7 +101,8 @@ impl Reference {
 
 #[derive(Debug, Clone)]
 enum Op {
-    Snapshot(BookLevels),
+    /// With the most levels per side its source returns (`None`: the whole book).
+    Snapshot(BookLevels, Option<usize>),
     Delta(BookLevels),
 }
 
@@ -113,14 +143,17 @@ fn book_levels(max: usize) -> impl Strategy<Value = BookLevels> {
 }
 
 fn ops() -> impl Strategy<Value = Vec<Op>> {
+    let limit = prop::option::of(1usize..=30);
     let op = prop_oneof![
-        1 => book_levels(30).prop_map(Op::Snapshot),
+        1 => (book_levels(30), limit.clone()).prop_map(|(s, l)| Op::Snapshot(s, l)),
         12 => book_levels(8).prop_map(Op::Delta),
     ];
-    (book_levels(30), prop::collection::vec(op, 0..60)).prop_map(|(first, mut rest)| {
-        rest.insert(0, Op::Snapshot(first));
-        rest
-    })
+    (book_levels(30), limit, prop::collection::vec(op, 0..60)).prop_map(
+        |(first, limit, mut rest)| {
+            rest.insert(0, Op::Snapshot(first, limit));
+            rest
+        },
+    )
 }
 
 fn check_sorted(snap: &BookLevels, depth: usize) -> Result<(), TestCaseError> {
@@ -142,9 +175,9 @@ proptest! {
         let mut reference = Reference::default();
         for op in &ops {
             let last_id = match op {
-                Op::Snapshot(s) => {
-                    book.apply_snapshot(s);
-                    reference.snapshot(s);
+                Op::Snapshot(s, limit) => {
+                    book.apply_snapshot(s, *limit);
+                    reference.snapshot(s, *limit);
                     s.last_update_id
                 }
                 Op::Delta(d) => {
@@ -164,6 +197,7 @@ proptest! {
             let crossed = matches!((best_bid, best_ask), (Some(b), Some(a)) if b.price >= a.price);
             prop_assert_eq!(book.is_crossed(), crossed);
             prop_assert_eq!(book.len(), (reference.bids.len(), reference.asks.len()));
+            prop_assert_eq!(book.known_depth(), reference.known_depth());
             prop_assert_eq!(book.is_empty(), reference.bids.is_empty() && reference.asks.is_empty());
 
             let full = book.snapshot(0);

@@ -74,6 +74,8 @@ struct Scenario {
     rate: u64,
     subscribers: usize,
     snapshot_limit: Option<u32>,
+    /// Add one hostile stream beside the measured subscribers (see [`run_hostile`]).
+    hostile: bool,
     target: &'static str,
 }
 
@@ -87,6 +89,7 @@ fn default_scenarios() -> Vec<Scenario> {
             rate: 50_000,
             subscribers: 10,
             snapshot_limit: None,
+            hostile: false,
             target: "p99 ≤ 1 ms",
         },
         Scenario {
@@ -97,6 +100,7 @@ fn default_scenarios() -> Vec<Scenario> {
             rate: 10_000,
             subscribers: 100,
             snapshot_limit: None,
+            hostile: false,
             target: "report deliveries/s",
         },
         Scenario {
@@ -107,7 +111,30 @@ fn default_scenarios() -> Vec<Scenario> {
             rate: 2_000,
             subscribers: 1,
             snapshot_limit: Some(5000),
+            hostile: false,
             target: "RSS ≤ 150 MB",
+        },
+        Scenario {
+            name: "isolation",
+            what: "(d) 10 k frames/s, 1 subscriber, no hostile stream",
+            symbols: 10,
+            levels: 1000,
+            rate: 14_700,
+            subscribers: 1,
+            snapshot_limit: None,
+            hostile: false,
+            target: "baseline for (e)",
+        },
+        Scenario {
+            name: "hostile",
+            what: "(e) as (d) plus one hostile stream",
+            symbols: 10,
+            levels: 1000,
+            rate: 14_700,
+            subscribers: 1,
+            snapshot_limit: None,
+            hostile: true,
+            target: "p99 and Raven read/s within 10 % of (d)",
         },
     ]
 }
@@ -118,7 +145,8 @@ struct Options {
     duration: Duration,
 }
 
-const USAGE: &str = "usage: cargo bench -p raven --bench e2e -- [latency|fanout|memory ...] \
+const USAGE: &str =
+    "usage: cargo bench -p raven --bench e2e -- [latency|fanout|memory|isolation|hostile ...] \
 [--duration SECS] [--warmup SECS] [--rate MSGS_PER_S] [--subscribers N]";
 
 fn parse_options() -> Result<Options> {
@@ -202,7 +230,7 @@ fn parse_options() -> Result<Options> {
                 .find(|s| s.name == n || s.what.starts_with(&format!("({n})")))
                 .ok_or_else(|| {
                     anyhow!(
-                        "unknown scenario {n:?}: choose from latency (a), fanout (b), memory (c)"
+                        "unknown scenario {n:?}: choose from latency (a), fanout (b), memory (c), isolation (d), hostile (e)"
                     )
                 })?;
             chosen.push(s.clone());
@@ -632,6 +660,107 @@ async fn run_subscriber(
     r
 }
 
+/// The hostile stream of scenario (e): what a client probing Raven did — one stream
+/// subscribing one symbol's book at every depth 1..=1000 — and then reading as fast as
+/// it can. Its messages are counted, not decoded (a raw codec), so its own CPU does not
+/// take the shared cores from the subscriber being measured: what is left is the cost
+/// Raven pays for it.
+async fn run_hostile(
+    url: String,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) -> Result<(u64, u64, Option<String>)> {
+    let channel = tonic::transport::Endpoint::from_shared(url.clone())
+        .with_context(|| format!("endpoint {url}"))?
+        .connect()
+        .await
+        .with_context(|| format!("connect {url}"))?;
+    let mut grpc = tonic::client::Grpc::new(channel);
+    grpc.ready().await.context("hostile: channel not ready")?;
+    let topics = (1..=1000)
+        .map(|depth| pb::Topic {
+            depth,
+            ..topic("SYN0USDT", pb::Channel::Book)
+        })
+        .collect();
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    tx.send(pb::ClientMessage {
+        kind: Some(pb::client_message::Kind::Subscribe(pb::SubscribeRequest {
+            topics,
+        })),
+    })
+    .await
+    .context("queue the hostile subscribe")?;
+    let path =
+        tonic::codegen::http::uri::PathAndQuery::from_static("/raven.v1.MarketData/Subscribe");
+    let mut stream = grpc
+        .streaming(
+            tonic::Request::new(tokio_stream::wrappers::ReceiverStream::new(rx)),
+            path,
+            RawCodec,
+        )
+        .await
+        .context("hostile Subscribe")?
+        .into_inner();
+    let (mut messages, mut bytes) = (0u64, 0u64);
+    let mut ended = None;
+    loop {
+        tokio::select! {
+            _ = stop.changed() => break,
+            m = stream.next() => match m {
+                Some(Ok(n)) => {
+                    messages += 1;
+                    bytes += n as u64;
+                }
+                Some(Err(status)) => {
+                    ended = Some(format!("{:?}: {}", status.code(), status.message()));
+                    break;
+                }
+                None => {
+                    ended = Some("stream ended".to_owned());
+                    break;
+                }
+            },
+        }
+    }
+    drop(tx);
+    Ok((messages, bytes, ended))
+}
+
+/// Encodes requests with prost; "decodes" each response to its length only.
+struct RawCodec;
+
+struct RawDecoder;
+
+impl tonic::codec::Decoder for RawDecoder {
+    type Item = usize;
+    type Error = tonic::Status;
+    fn decode(
+        &mut self,
+        src: &mut tonic::codec::DecodeBuf<'_>,
+    ) -> Result<Option<usize>, tonic::Status> {
+        use bytes::Buf;
+        let n = src.remaining();
+        src.advance(n);
+        Ok(Some(n))
+    }
+}
+
+impl tonic::codec::Codec for RawCodec {
+    type Encode = pb::ClientMessage;
+    type Decode = usize;
+    type Encoder = <tonic_prost::ProstCodec<pb::ClientMessage, pb::ServerMessage> as tonic::codec::Codec>::Encoder;
+    type Decoder = RawDecoder;
+    fn encoder(&mut self) -> Self::Encoder {
+        tonic::codec::Codec::encoder(&mut tonic_prost::ProstCodec::<
+            pb::ClientMessage,
+            pb::ServerMessage,
+        >::default())
+    }
+    fn decoder(&mut self) -> RawDecoder {
+        RawDecoder
+    }
+}
+
 // ---------------------------------------------------------------- results
 
 /// Exact percentiles of a set of samples.
@@ -685,6 +814,8 @@ struct Outcome {
     conflated: u64,
     dropped: u64,
     errors: Vec<String>,
+    /// Scenario (e): the hostile stream's messages/s and MB/s over the whole run.
+    hostile: Option<(f64, f64)>,
 }
 
 async fn run_scenario(s: &Scenario, opts: &Options, http: &reqwest::Client) -> Result<Outcome> {
@@ -713,6 +844,11 @@ async fn run_scenario(s: &Scenario, opts: &Options, http: &reqwest::Client) -> R
             stop_rx.clone(),
         )));
     }
+    let hostile = s.hostile.then(|| {
+        let started = Instant::now();
+        let task = tokio::spawn(run_hostile(server.grpc.clone(), stop_rx.clone()));
+        (started, task)
+    });
     tokio::time::sleep(opts.warmup).await;
 
     let (raven_pid, sim_pid) = (server.child.pid(), sim.pid());
@@ -741,6 +877,16 @@ async fn run_scenario(s: &Scenario, opts: &Options, http: &reqwest::Client) -> R
     for t in tasks {
         results.push(t.await.context("subscriber task panicked")?);
     }
+    let mut hostile_ended = None;
+    let hostile = match hostile {
+        Some((started, task)) => {
+            let (messages, bytes, ended) = task.await.context("hostile task panicked")??;
+            let secs = started.elapsed().as_secs_f64();
+            hostile_ended = ended.map(|why| format!("the hostile stream ended early: {why}"));
+            Some((messages as f64 / secs, bytes as f64 / secs / 1e6))
+        }
+        None => None,
+    };
     drop(server);
     drop(sim);
 
@@ -763,6 +909,7 @@ async fn run_scenario(s: &Scenario, opts: &Options, http: &reqwest::Client) -> R
         .into_iter()
         .map(|(e, n)| format!("{n}× {e}"))
         .collect();
+    errors.extend(hostile_ended);
     errors.sort();
     let (mut raven, mut internal, mut exchange) = (Vec::new(), Vec::new(), Vec::new());
     let (mut conflated, mut dropped) = (0, 0);
@@ -799,6 +946,7 @@ async fn run_scenario(s: &Scenario, opts: &Options, http: &reqwest::Client) -> R
         conflated,
         dropped,
         errors,
+        hostile,
     })
 }
 
@@ -943,6 +1091,13 @@ fn report(outcomes: &[Outcome], opts: &Options) -> String {
                 r.scenario.what, r.cpu_other
             );
         }
+        if let Some((messages, mb)) = r.hostile {
+            let _ = writeln!(
+                o,
+                "\n{}: the hostile stream received {messages:.0} messages/s ({mb:.1} MB/s).",
+                r.scenario.what
+            );
+        }
         if !r.errors.is_empty() {
             let _ = writeln!(
                 o,
@@ -981,8 +1136,10 @@ fn main() -> ExitCode {
         .build()
         .expect("build the tokio runtime");
     raven_venues::binance::snapshot::install_crypto_provider();
+    // Generous: under a hostile load (scenario e, before the views were bounded) Raven's
+    // own endpoints took tens of seconds to answer, and that is a result, not a failure.
     let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
+        .timeout(Duration::from_secs(120))
         .build()
         .expect("build the HTTP client");
 

@@ -234,7 +234,7 @@ pub fn message_json(m: &pb::ServerMessage) -> Value {
         ),
         Some(Payload::BookSnapshot(s)) => (
             "book_snapshot",
-            json!({"bids": levels_json(&s.bids), "asks": levels_json(&s.asks), "last_update_id": s.last_update_id, "conflated": s.conflated}),
+            json!({"bids": levels_json(&s.bids), "asks": levels_json(&s.asks), "last_update_id": s.last_update_id, "conflated": s.conflated, "known_bid_levels": s.known_bid_levels, "known_ask_levels": s.known_ask_levels}),
         ),
         Some(Payload::BookDelta(d)) => (
             "book_delta",
@@ -259,9 +259,13 @@ pub fn message_json(m: &pb::ServerMessage) -> Value {
         ),
         Some(Payload::Candle(c)) => (
             "candle",
-            json!({"open_time_ns": c.open_time_ns, "close_time_ns": c.close_time_ns, "open": c.open, "high": c.high, "low": c.low, "close": c.close, "volume": c.volume, "trade_count": c.trade_count}),
+            json!({"open_time_ns": c.open_time_ns, "close_time_ns": c.close_time_ns, "open": c.open, "high": c.high, "low": c.low, "close": c.close, "volume": c.volume, "trade_count": c.trade_count, "incomplete": c.incomplete}),
         ),
         Some(Payload::Dropped(d)) => ("dropped", json!({"count": d.count})),
+        Some(Payload::FeedGap(g)) => (
+            "feed_gap",
+            json!({"reason": g.reason, "start_time_ns": g.start_time_ns, "end_time_ns": g.end_time_ns, "last_id": g.last_id, "next_id": g.next_id}),
+        ),
         Some(Payload::Heartbeat(_)) => ("heartbeat", json!({})),
         Some(Payload::Pong(p)) => ("pong", json!({"nonce": p.nonce})),
         None => ("empty", json!({})),
@@ -318,11 +322,21 @@ pub fn message_text(m: &pb::ServerMessage) -> String {
             a.reason
         ),
         Some(Payload::BookSnapshot(s)) => format!(
-            "snapshot{} id={} bids={} asks={}",
+            "snapshot{} id={} bids={} asks={}{}",
             if s.conflated { " (conflated)" } else { "" },
             s.last_update_id,
             fmt_levels(&s.bids, 5),
-            fmt_levels(&s.asks, 5)
+            fmt_levels(&s.asks, 5),
+            if s.known_bid_levels as usize == s.bids.len()
+                && s.known_ask_levels as usize == s.asks.len()
+            {
+                String::new()
+            } else {
+                format!(
+                    " (complete to {} bids, {} asks)",
+                    s.known_bid_levels, s.known_ask_levels
+                )
+            }
         ),
         Some(Payload::BookDelta(d)) => format!(
             "delta id={} bids={} asks={}",
@@ -353,16 +367,33 @@ pub fn message_text(m: &pb::ServerMessage) -> String {
             l.price
         ),
         Some(Payload::Candle(c)) => format!(
-            "candle {} o={} h={} l={} c={} v={} n={}",
+            "candle {} o={} h={} l={} c={} v={} n={}{}",
             clock(c.open_time_ns),
             c.open,
             c.high,
             c.low,
             c.close,
             c.volume,
-            c.trade_count
+            c.trade_count,
+            if c.incomplete { " INCOMPLETE" } else { "" }
         ),
         Some(Payload::Dropped(d)) => format!("DROPPED {} messages (slow consumer)", d.count),
+        Some(Payload::FeedGap(g)) => format!(
+            "GAP {} from {} {} (last id {}{})",
+            g.reason,
+            clock(g.start_time_ns),
+            if g.end_time_ns == 0 {
+                "ongoing".to_owned()
+            } else {
+                format!("to {}", clock(g.end_time_ns))
+            },
+            g.last_id,
+            if g.next_id > 0 {
+                format!(", next {}", g.next_id)
+            } else {
+                String::new()
+            }
+        ),
         Some(Payload::Heartbeat(_)) => "heartbeat".to_owned(),
         Some(Payload::Pong(p)) => format!("pong {}", p.nonce),
         None => "empty".to_owned(),
@@ -420,13 +451,14 @@ pub async fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
         .map_err(|st| anyhow::anyhow!("{} ({})", st.message(), st.code()))?
         .into_inner();
     if args.json {
-        let conns: Vec<Value> = s.connections.iter().map(|c| json!({"venue": c.venue, "name": c.name, "state": c.state, "last_message_age_ms": c.last_message_age_ms, "reconnects": c.reconnects, "frames": c.frames, "malformed_frames": c.malformed_frames, "streams": c.streams})).collect();
-        let books: Vec<Value> = s.books.iter().map(|b| json!({"venue": b.venue, "symbol": b.symbol, "state": b.state, "last_message_age_ms": b.last_message_age_ms, "gaps": b.gaps, "resyncs": b.resyncs, "crossed": b.crossed, "bid_levels": b.bid_levels, "ask_levels": b.ask_levels, "last_update_id": b.last_update_id, "snapshot_failures": b.snapshot_failures})).collect();
-        let subs: Vec<Value> = s.subscribers.iter().map(|x| json!({"id": x.id, "peer": x.peer, "topics": x.topics, "queue_depth": x.queue_depth, "queue_capacity": x.queue_capacity, "conflations": x.conflations, "dropped": x.dropped})).collect();
+        let conns: Vec<Value> = s.connections.iter().map(|c| json!({"venue": c.venue, "name": c.name, "state": c.state, "last_message_age_ms": c.last_message_age_ms, "reconnects": c.reconnects, "frames": c.frames, "malformed_frames": c.malformed_frames, "streams": c.streams, "restarts": c.restarts, "stall_timeout_ms": c.stall_timeout_ms})).collect();
+        let books: Vec<Value> = s.books.iter().map(|b| json!({"venue": b.venue, "symbol": b.symbol, "state": b.state, "last_message_age_ms": b.last_message_age_ms, "gaps": b.gaps, "resyncs": b.resyncs, "crossed": b.crossed, "bid_levels": b.bid_levels, "ask_levels": b.ask_levels, "last_update_id": b.last_update_id, "snapshot_failures": b.snapshot_failures, "known_bid_levels": b.known_bid_levels, "known_ask_levels": b.known_ask_levels})).collect();
+        let subs: Vec<Value> = s.subscribers.iter().map(|x| json!({"id": x.id, "peer": x.peer, "topics": x.topics, "queue_depth": x.queue_depth, "queue_capacity": x.queue_capacity, "conflations": x.conflations, "dropped": x.dropped, "queue_bytes": x.queue_bytes, "queue_max_bytes": x.queue_max_bytes})).collect();
+        let instruments: Vec<Value> = s.instruments.iter().map(|i| json!({"venue": i.venue, "symbol": i.symbol, "interruptions": i.interruptions, "trade_id_gaps": i.trade_id_gaps, "trades_missing": i.trades_missing, "late_trades": i.late_trades, "rejected_trades": i.rejected_trades, "future_events": i.future_events})).collect();
         let stores: Vec<Value> = s.stores.iter().map(|x| json!({"name": x.name, "state": x.state, "reason": x.reason, "dropped": x.dropped})).collect();
         println!(
             "{}",
-            json!({"ready": s.ready, "uptime_ms": s.uptime_ms, "connections": conns, "books": books, "subscribers": subs, "stores": stores})
+            json!({"ready": s.ready, "uptime_ms": s.uptime_ms, "connections": conns, "books": books, "subscribers": subs, "stores": stores, "instruments": instruments})
         );
         return Ok(ExitCode::SUCCESS);
     }
@@ -434,28 +466,44 @@ pub async fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
     println!("\nconnections:");
     for c in &s.connections {
         println!(
-            "  {:<18} {:<10} streams={:<4} frames={:<10} malformed={} reconnects={} age={}ms",
+            "  {:<18} {:<10} streams={:<4} frames={:<10} malformed={} reconnects={} restarts={} age={}ms",
             c.name,
             c.state,
             c.streams,
             c.frames,
             c.malformed_frames,
             c.reconnects,
+            c.restarts,
             c.last_message_age_ms
         );
     }
     println!("\nbooks:");
     for b in &s.books {
         println!(
-            "  {:<14} {:<14} {:<10} levels={}/{} gaps={} resyncs={} crossed={} snapshot_failures={} age={}ms",
-            b.venue, b.symbol, b.state, b.bid_levels, b.ask_levels, b.gaps, b.resyncs, b.crossed, b.snapshot_failures, b.last_message_age_ms
+            "  {:<14} {:<14} {:<10} levels={}/{} (complete {}/{}) gaps={} resyncs={} crossed={} snapshot_failures={} age={}ms",
+            b.venue, b.symbol, b.state, b.bid_levels, b.ask_levels, b.known_bid_levels, b.known_ask_levels, b.gaps, b.resyncs, b.crossed, b.snapshot_failures, b.last_message_age_ms
+        );
+    }
+    println!("\nstreams:");
+    for i in &s.instruments {
+        println!(
+            "  {:<14} {:<14} interruptions={} trade_id_gaps={} (missing {}) late_trades={} rejected_trades={} future_events={}",
+            i.venue, i.symbol, i.interruptions, i.trade_id_gaps, i.trades_missing, i.late_trades, i.rejected_trades, i.future_events
         );
     }
     println!("\nsubscribers:");
     for x in &s.subscribers {
         println!(
-            "  #{:<4} {:<22} topics={} queue={}/{} conflations={} dropped={}",
-            x.id, x.peer, x.topics, x.queue_depth, x.queue_capacity, x.conflations, x.dropped
+            "  #{:<4} {:<22} topics={} queue={}/{} ({} of {} bytes) conflations={} dropped={}",
+            x.id,
+            x.peer,
+            x.topics,
+            x.queue_depth,
+            x.queue_capacity,
+            x.queue_bytes,
+            x.queue_max_bytes,
+            x.conflations,
+            x.dropped
         );
     }
     println!("\nstores:");

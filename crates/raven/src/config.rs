@@ -40,6 +40,14 @@ pub struct ServerConfig {
     pub heartbeat_ms: u64,
     /// Raven's own durable data: the SQLite history, the InfluxDB spill (env RAVEN_DATA_DIR).
     pub data_dir: PathBuf,
+    /// Topics and pings one Subscribe stream's requests may carry per second (faster
+    /// senders are read later, not refused).
+    pub max_requests_per_sec: u32,
+    /// `GetHistory` answers streaming at once, for the server and per client address.
+    pub history_streams: usize,
+    pub history_streams_per_client: usize,
+    /// A `GetHistory` answer its client takes nothing of for this long is ended.
+    pub history_idle_ms: u64,
 }
 
 impl Default for ServerConfig {
@@ -51,6 +59,10 @@ impl Default for ServerConfig {
             metrics_port: 9090,
             heartbeat_ms: 5000,
             data_dir: PathBuf::from("data"),
+            max_requests_per_sec: 200,
+            history_streams: 32,
+            history_streams_per_client: 4,
+            history_idle_ms: 30_000,
         }
     }
 }
@@ -60,6 +72,8 @@ impl Default for ServerConfig {
 pub struct HubSection {
     /// Messages a subscriber may have queued before conflation/drops start.
     pub queue_capacity: usize,
+    /// Bytes a subscriber may have queued before conflation/drops start.
+    pub queue_max_bytes: usize,
     /// How long a subscriber may stay behind before it is disconnected, milliseconds.
     pub slow_consumer_limit_ms: u64,
     pub max_topics_per_stream: usize,
@@ -69,6 +83,10 @@ pub struct HubSection {
     pub tap_interval_ms: u64,
     /// Levels per side in those book samples.
     pub tap_book_depth: usize,
+    /// How far ahead of Raven's clock an exchange time may be and still drive candles.
+    pub max_clock_skew_ms: u64,
+    /// Each instrument's top-N book views are rebuilt at most this often.
+    pub book_view_interval_ms: u64,
 }
 
 impl Default for HubSection {
@@ -76,11 +94,14 @@ impl Default for HubSection {
         let d = raven_hub::HubConfig::default();
         Self {
             queue_capacity: d.queue_capacity,
+            queue_max_bytes: d.queue_max_bytes,
             slow_consumer_limit_ms: d.slow_consumer_limit.as_millis() as u64,
             max_topics_per_stream: d.max_topics_per_stream,
             candle_grace_ms: d.candle_grace.as_millis() as u64,
             tap_interval_ms: d.tap_interval.as_millis() as u64,
             tap_book_depth: d.tap_book_depth,
+            max_clock_skew_ms: d.max_clock_skew.as_millis() as u64,
+            book_view_interval_ms: d.book_view_interval.as_millis() as u64,
         }
     }
 }
@@ -139,6 +160,9 @@ pub struct InfluxSection {
     pub batch_interval_ms: u64,
     /// Unsent points kept in memory before the oldest go to the spill on disk.
     pub memory_limit_points: usize,
+    /// Bytes the spill and rejected batches may take on disk; beyond, points are lost
+    /// (counted, store reported `losing`).
+    pub spill_max_bytes: u64,
 }
 
 impl Default for InfluxSection {
@@ -152,6 +176,7 @@ impl Default for InfluxSection {
             batch_size: 5000,
             batch_interval_ms: 1000,
             memory_limit_points: 200_000,
+            spill_max_bytes: 1 << 30,
         }
     }
 }
@@ -171,6 +196,7 @@ impl InfluxSection {
         c.batch_size = self.batch_size;
         c.batch_interval = Duration::from_millis(self.batch_interval_ms);
         c.memory_limit_points = self.memory_limit_points;
+        c.spill_max_bytes = self.spill_max_bytes;
         Some(c)
     }
 }
@@ -278,6 +304,9 @@ pub struct VenueConfig {
     /// REST weight per minute Raven may spend on depth snapshots (default: half the
     /// venue's per-IP limit).
     pub rest_weight_per_minute: Option<u32>,
+    /// Seconds after which a connection is handed over to a new one (before Binance's
+    /// 24 h limit; default 23.5 h).
+    pub max_connection_age_secs: Option<u64>,
 }
 
 fn default_channels() -> Vec<ChannelName> {
@@ -433,6 +462,41 @@ impl Config {
         if self.hub.queue_capacity < 16 {
             return Err(invalid("hub.queue_capacity", "must be at least 16"));
         }
+        if self.hub.queue_max_bytes < 64 * 1024 {
+            return Err(invalid("hub.queue_max_bytes", "must be at least 65536"));
+        }
+        for (key, v) in [
+            (
+                "hub.slow_consumer_limit_ms",
+                self.hub.slow_consumer_limit_ms,
+            ),
+            ("hub.book_view_interval_ms", self.hub.book_view_interval_ms),
+            ("hub.max_clock_skew_ms", self.hub.max_clock_skew_ms),
+            (
+                "hub.max_topics_per_stream",
+                self.hub.max_topics_per_stream as u64,
+            ),
+            (
+                "server.max_requests_per_sec",
+                u64::from(self.server.max_requests_per_sec),
+            ),
+            ("server.history_streams", self.server.history_streams as u64),
+            (
+                "server.history_streams_per_client",
+                self.server.history_streams_per_client as u64,
+            ),
+            ("server.history_idle_ms", self.server.history_idle_ms),
+        ] {
+            if v == 0 {
+                return Err(invalid(key, "must be at least 1"));
+            }
+        }
+        if self.influxdb.url.is_some() && self.influxdb.spill_max_bytes < 1 << 20 {
+            return Err(invalid(
+                "influxdb.spill_max_bytes",
+                "must be at least 1048576 (one batch must fit)",
+            ));
+        }
         let mut seen = Vec::new();
         for (i, v) in self.venues.iter().enumerate() {
             let key = |k: &str| format!("venues[{i}].{k}");
@@ -494,10 +558,33 @@ impl Config {
                 return Err(invalid(key("rest_weight_per_minute"), "must be at least 1"));
             }
             if let Some(limit) = v.snapshot_limit {
-                if !(5..=5000).contains(&limit) {
+                // Binance's documented `limit` values: spot any of 1..=5000 (GET
+                // /api/v3/depth), futures only these (GET /fapi/v1/depth, /dapi/v1/depth).
+                const FUTURES_LIMITS: [u32; 7] = [5, 10, 20, 50, 100, 500, 1000];
+                if venue.is_derivatives() && !FUTURES_LIMITS.contains(&limit) {
                     return Err(invalid(
                         key("snapshot_limit"),
-                        format!("{limit} is outside 5..=5000"),
+                        format!("{limit} is not one of {venue}'s depth limits {FUTURES_LIMITS:?}"),
+                    ));
+                }
+                if !venue.is_derivatives() && !(1..=5000).contains(&limit) {
+                    return Err(invalid(
+                        key("snapshot_limit"),
+                        format!("{limit} is outside {venue}'s depth limits 1..=5000"),
+                    ));
+                }
+            }
+            if v.stall_timeout_secs == Some(0) {
+                return Err(invalid(
+                    key("stall_timeout_secs"),
+                    "must be at least 1: 0 would drop every connection at once",
+                ));
+            }
+            if let Some(age) = v.max_connection_age_secs {
+                if !(2..24 * 3600).contains(&age) {
+                    return Err(invalid(
+                        key("max_connection_age_secs"),
+                        format!("{age} is outside 2..86400 (Binance ends a connection at 24 h)"),
                     ));
                 }
             }
@@ -512,11 +599,26 @@ impl Config {
     pub fn hub_config(&self) -> raven_hub::HubConfig {
         raven_hub::HubConfig {
             queue_capacity: self.hub.queue_capacity,
+            queue_max_bytes: self.hub.queue_max_bytes,
             slow_consumer_limit: Duration::from_millis(self.hub.slow_consumer_limit_ms),
             max_topics_per_stream: self.hub.max_topics_per_stream,
             candle_grace: Duration::from_millis(self.hub.candle_grace_ms),
+            max_clock_skew: Duration::from_millis(self.hub.max_clock_skew_ms),
+            book_view_interval: Duration::from_millis(self.hub.book_view_interval_ms),
             tap_interval: Duration::from_millis(self.hub.tap_interval_ms),
             tap_book_depth: self.hub.tap_book_depth,
+        }
+    }
+
+    /// The gRPC service's limits and timings.
+    pub fn service_config(&self) -> raven_api::grpc::ServiceConfig {
+        raven_api::grpc::ServiceConfig {
+            heartbeat: self.heartbeat(),
+            max_requests_per_sec: self.server.max_requests_per_sec,
+            request_burst: u32::try_from(self.hub.max_topics_per_stream).unwrap_or(u32::MAX),
+            history_streams: self.server.history_streams,
+            history_streams_per_client: self.server.history_streams_per_client,
+            history_idle: Duration::from_millis(self.server.history_idle_ms),
         }
     }
 }
@@ -569,6 +671,44 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("server.health_port"), "{e}");
+    }
+
+    #[test]
+    fn venue_limits_are_the_venues_own() {
+        let venue = |v: &str, extra: &str| {
+            parse(&format!(
+                "[[venues]]\nvenue = \"{v}\"\nsymbols = [\"BTCUSDT\"]\nchannels = [\"book\"]\n{extra}\n"
+            ))
+            .map(drop)
+            .map_err(|e| e.to_string())
+        };
+        assert!(venue("binance_spot", "snapshot_limit = 5000").is_ok());
+        assert!(venue("binance_spot", "snapshot_limit = 7").is_ok());
+        assert!(venue("binance_usdm", "snapshot_limit = 1000").is_ok());
+        let e = venue("binance_usdm", "snapshot_limit = 5000").unwrap_err();
+        assert!(
+            e.contains("venues[0].snapshot_limit") && e.contains("[5, 10, 20, 50, 100, 500, 1000]"),
+            "{e}"
+        );
+        let e = venue("binance_coinm", "snapshot_limit = 200").unwrap_err();
+        assert!(e.contains("snapshot_limit"), "{e}");
+        let e = venue("binance_spot", "snapshot_limit = 6000").unwrap_err();
+        assert!(e.contains("1..=5000"), "{e}");
+        let e = venue("binance_spot", "stall_timeout_secs = 0").unwrap_err();
+        assert!(e.contains("venues[0].stall_timeout_secs"), "{e}");
+        let e = venue("binance_spot", "max_connection_age_secs = 90000").unwrap_err();
+        assert!(
+            e.contains("max_connection_age_secs") && e.contains("24 h"),
+            "{e}"
+        );
+        let e = parse("[hub]\nslow_consumer_limit_ms = 0\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("hub.slow_consumer_limit_ms"), "{e}");
+        let e = parse("[influxdb]\nurl = \"http://x:8086\"\nspill_max_bytes = 10\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("influxdb.spill_max_bytes"), "{e}");
     }
 
     #[test]

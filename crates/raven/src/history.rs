@@ -178,6 +178,7 @@ fn fields(r: &pb::HistoryRecord) -> Vec<(&'static str, Value)> {
             ("close", json!(c.close)),
             ("volume", json!(c.volume)),
             ("trade_count", json!(c.trade_count)),
+            ("incomplete", json!(c.incomplete)),
         ]),
         None => {}
     }

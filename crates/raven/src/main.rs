@@ -9,6 +9,7 @@ mod client;
 mod config;
 mod history;
 mod serve;
+mod supervise;
 mod telemetry;
 
 use std::path::PathBuf;

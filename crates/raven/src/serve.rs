@@ -4,6 +4,16 @@
 //! metrics recorder is installed before any task records; every listener is bound
 //! before the venues connect, so a port conflict fails fast with the key to change
 //! instead of after minutes of syncing books.
+//!
+//! So does the order of a stop (SIGTERM, Ctrl-C): every Subscribe stream is ended with
+//! `UNAVAILABLE` once what is queued for it is sent, and `GetHistory` answers likewise,
+//! so the servers finish promptly instead of waiting out their clients; the venues close
+//! their connections meanwhile; then the stores close their taps — nothing new reaches
+//! them once the venues are down — and flush in parallel, all within one deadline.
+//!
+//! Every long-lived task is supervised (module `supervise`); a server that stops by
+//! itself (its listener failed) stops Raven, with an error, for the orchestrator to
+//! restart.
 
 use std::future::IntoFuture;
 use std::net::SocketAddr;
@@ -23,6 +33,7 @@ use raven_sinks::history::SharedHistory;
 use raven_venues::status::FeedStatus;
 
 use crate::config::{ChannelName, Config, HistoryPlan, TradeStream, VenueConfig};
+use crate::supervise;
 
 #[derive(clap::Args, Debug)]
 pub struct ServeArgs {
@@ -127,6 +138,9 @@ fn binance_config(venue: Venue, v: &VenueConfig) -> raven_venues::binance::Binan
     if let Some(weight) = v.rest_weight_per_minute {
         c.rest_weight_per_minute = weight;
     }
+    if let Some(secs) = v.max_connection_age_secs {
+        c.max_connection_age = Duration::from_secs(secs);
+    }
     c
 }
 
@@ -178,6 +192,7 @@ async fn start_demo(args: &ServeArgs) -> anyhow::Result<(Vec<raven_sim::Sim>, Ve
             stall_timeout_secs: None,
             // The local simulator has no weight limit: sync every demo book at once.
             rest_weight_per_minute: Some(1_000_000),
+            max_connection_age_secs: None,
         });
         sims.push(sim);
     }
@@ -187,8 +202,12 @@ async fn start_demo(args: &ServeArgs) -> anyhow::Result<(Vec<raven_sim::Sim>, Ve
 /// Records a store's channel absorbs while its task is busy (a flush, a reconnect).
 const STORE_TAP_CAPACITY: usize = 65_536;
 
-/// How long stores get to flush at shutdown (InfluxDB drains for up to 5 s, then spills).
+/// How long stores get to flush at shutdown, all together (InfluxDB drains for up to 5 s,
+/// then spills).
 const STORE_SHUTDOWN: Duration = Duration::from_secs(10);
+
+/// How long servers get to finish their calls at shutdown before they are aborted.
+const SERVER_SHUTDOWN: Duration = Duration::from_secs(5);
 
 async fn bind(key: &str, addr: SocketAddr) -> anyhow::Result<tokio::net::TcpListener> {
     tokio::net::TcpListener::bind(addr)
@@ -245,11 +264,10 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             });
         }
     }
-    // Set once at shutdown: servers stop accepting, stores close their taps and flush.
+    // Set once at shutdown: servers stop accepting and end their streams.
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
-        let _ = rx.wait_for(|s| *s).await;
-    };
+    // Set once the venues are down: stores close their taps and flush.
+    let (stores_stop_tx, stores_stop_rx) = tokio::sync::watch::channel(false);
     let mut taps = Vec::new();
     let mut stores = Vec::new();
     let mut store_health = Vec::new();
@@ -259,12 +277,21 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         let health = StoreHealth::new("redis");
         store_health.push(health.clone());
         tracing::info!(url = %redis.url, "redis latest-state store enabled");
-        stores.push(tokio::spawn(raven_sinks::redis::run(
-            redis,
-            records,
+        let h = health.clone();
+        stores.push(supervise::store(
+            "redis",
             health,
-            stopped(stop_rx.clone()),
-        )));
+            records,
+            stores_stop_rx.clone(),
+            Box::new(move |records, stop| {
+                Box::pin(raven_sinks::redis::run(
+                    redis.clone(),
+                    records,
+                    h.clone(),
+                    stop,
+                ))
+            }),
+        ));
     }
     let mut history: SharedHistory = None;
     let plan = config.history_plan();
@@ -279,12 +306,21 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
                 .map_err(|e| anyhow::anyhow!("influxdb.url (INFLUXDB_URL): {e}"))?;
             history = Some(Arc::new(reader));
         }
-        stores.push(tokio::spawn(raven_sinks::influx::run(
-            influx,
-            records,
+        let h = health.clone();
+        stores.push(supervise::store(
+            "influxdb",
             health,
-            stopped(stop_rx.clone()),
-        )));
+            records,
+            stores_stop_rx.clone(),
+            Box::new(move |records, stop| {
+                Box::pin(raven_sinks::influx::run(
+                    influx.clone(),
+                    records,
+                    h.clone(),
+                    stop,
+                ))
+            }),
+        ));
     }
     if let HistoryPlan::Sqlite(sqlite) = plan {
         raven_sinks::sqlite::open(&sqlite.path)
@@ -297,12 +333,21 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         history = Some(Arc::new(raven_sinks::sqlite::SqliteHistory::new(
             sqlite.path.clone(),
         )));
-        stores.push(tokio::spawn(raven_sinks::sqlite::run(
-            sqlite,
-            records,
+        let h = health.clone();
+        stores.push(supervise::store(
+            "sqlite",
             health,
-            stopped(stop_rx.clone()),
-        )));
+            records,
+            stores_stop_rx.clone(),
+            Box::new(move |records, stop| {
+                Box::pin(raven_sinks::sqlite::run(
+                    sqlite.clone(),
+                    records,
+                    h.clone(),
+                    stop,
+                ))
+            }),
+        ));
     }
     let hub = Hub::new(config.hub_config(), specs, taps);
     let feeds = Arc::new(FeedStatus::new());
@@ -317,24 +362,24 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         grpc = %grpc.local_addr()?, health = %health.local_addr()?, metrics = %metrics_listener.local_addr()?,
         "raven serving"
     );
-    let grpc_task = tokio::spawn(raven_api::grpc::serve(
+    let mut grpc_task = tokio::spawn(raven_api::grpc::serve(
         grpc,
         status.clone(),
-        config.heartbeat(),
+        config.service_config(),
         history,
-        stopped(stop_rx.clone()),
+        stop_rx.clone(),
     ));
-    let health_task = tokio::spawn(
+    let mut health_task = tokio::spawn(
         axum::serve(health, raven_api::health::router(status.clone()))
-            .with_graceful_shutdown(stopped(stop_rx.clone()))
+            .with_graceful_shutdown(supervise::stopped(stop_rx.clone()))
             .into_future(),
     );
-    let metrics_task = tokio::spawn(
+    let mut metrics_task = tokio::spawn(
         axum::serve(
             metrics_listener,
             raven_api::metrics::router(metrics, status.clone()),
         )
-        .with_graceful_shutdown(stopped(stop_rx.clone()))
+        .with_graceful_shutdown(supervise::stopped(stop_rx.clone()))
         .into_future(),
     );
 
@@ -349,48 +394,87 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     }
 
     let ticker_hub = hub.clone();
-    let ticker = tokio::spawn(async move {
-        let mut every = tokio::time::interval(Duration::from_millis(250));
-        loop {
-            every.tick().await;
-            ticker_hub.tick();
+    let ticker = supervise::forever("ticker", move || {
+        let hub = ticker_hub.clone();
+        async move {
+            let mut every = tokio::time::interval(Duration::from_millis(250));
+            loop {
+                every.tick().await;
+                hub.tick();
+            }
         }
     });
+    let views_hub = hub.clone();
+    let views = supervise::forever("views", move || views_hub.clone().run_views());
 
-    shutdown_signal().await;
-    tracing::info!("shutting down");
-    ticker.abort();
-    // Close the exchange connections cleanly (their spans end as `shutdown`), together.
-    futures_util::future::join_all(venues.into_iter().map(|v| v.shutdown())).await;
-    // The venues are down, so nothing new reaches the hub: the stop closes every store's
-    // tap, and each store flushes what it holds (InfluxDB: drains, then spills to disk)
-    // while the servers finish their calls.
-    let _ = stop_tx.send(true);
-    let servers = [
-        grpc_task.abort_handle(),
-        health_task.abort_handle(),
-        metrics_task.abort_handle(),
-    ];
-    let drained = tokio::time::timeout(Duration::from_secs(5), async {
-        let _ = grpc_task.await;
-        let _ = health_task.await;
-        let _ = metrics_task.await;
-    })
-    .await;
-    if drained.is_err() {
-        tracing::warn!("clients still connected after 5 s; closing their streams");
-        servers.iter().for_each(tokio::task::AbortHandle::abort);
-    }
-    drop((hub, sink, status));
-    for store in stores {
-        if tokio::time::timeout(STORE_SHUTDOWN, store).await.is_err() {
-            tracing::warn!("a store did not finish flushing in time");
+    // A server that stops by itself takes Raven down: without it, nothing is served.
+    let failed = tokio::select! {
+        _ = shutdown_signal() => None,
+        r = &mut grpc_task => Some(("gRPC", server_end(r))),
+        r = &mut health_task => Some(("health", server_end(r.map(|r| r.map_err(Into::into))))),
+        r = &mut metrics_task => Some(("metrics", server_end(r.map(|r| r.map_err(Into::into))))),
+    };
+    match &failed {
+        None => tracing::info!("shutting down"),
+        Some((server, why)) => {
+            tracing::error!(server, %why, "a server stopped by itself; shutting down")
         }
+    }
+    let stopping = Instant::now();
+    ticker.abort();
+    views.abort();
+    // Streams end once what is queued for them is sent; the servers stop accepting.
+    hub.stop_subscribers(raven_api::grpc::STOPPING);
+    let _ = stop_tx.send(true);
+    // Meanwhile the exchange connections close cleanly (their spans end as `shutdown`).
+    let venues_down = futures_util::future::join_all(venues.into_iter().map(|v| v.shutdown()));
+    let servers = async {
+        let done = tokio::time::timeout(SERVER_SHUTDOWN, async {
+            if failed.is_none() {
+                let _ = (&mut grpc_task).await;
+                let _ = (&mut health_task).await;
+                let _ = (&mut metrics_task).await;
+            }
+        })
+        .await;
+        if done.is_err() {
+            tracing::warn!(
+                "clients still connected after {SERVER_SHUTDOWN:?}; closing their connections"
+            );
+        }
+        grpc_task.abort();
+        health_task.abort();
+        metrics_task.abort();
+    };
+    futures_util::join!(venues_down, servers);
+    // Nothing new reaches the hub now: the stores close their taps and flush, together.
+    let _ = stores_stop_tx.send(true);
+    drop((hub, sink, status));
+    if tokio::time::timeout(STORE_SHUTDOWN, futures_util::future::join_all(stores))
+        .await
+        .is_err()
+    {
+        tracing::warn!("the stores did not finish flushing within {STORE_SHUTDOWN:?}");
     }
     for sim in sims {
         sim.shutdown().await;
     }
-    Ok(ExitCode::SUCCESS)
+    tracing::info!(took = ?stopping.elapsed(), "stopped");
+    Ok(match failed {
+        None => ExitCode::SUCCESS,
+        Some(_) => ExitCode::FAILURE,
+    })
+}
+
+/// Why a server task ended.
+fn server_end(
+    r: Result<Result<(), Box<dyn std::error::Error + Send + Sync>>, tokio::task::JoinError>,
+) -> String {
+    match r {
+        Ok(Ok(())) => "it ended".to_owned(),
+        Ok(Err(e)) => e.to_string(),
+        Err(e) => e.to_string(),
+    }
 }
 
 /// Ctrl-C or SIGTERM (what `docker stop` sends).

@@ -135,12 +135,15 @@ impl Replay {
                                 let snap: DepthSnapshot = serde_json::from_str(data)
                                     .with_context(|| format!("recorded depth body of {url}"))?;
                                 let mut book = OrderBook::new();
-                                book.apply_snapshot(&BookLevels {
-                                    bids: levels(&snap.bids)?,
-                                    asks: levels(&snap.asks)?,
-                                    first_update_id: snap.last_update_id,
-                                    last_update_id: snap.last_update_id,
-                                });
+                                book.apply_snapshot(
+                                    &BookLevels {
+                                        bids: levels(&snap.bids)?,
+                                        asks: levels(&snap.asks)?,
+                                        first_update_id: snap.last_update_id,
+                                        last_update_id: snap.last_update_id,
+                                    },
+                                    None,
+                                );
                                 books.insert(sym.clone(), book);
                                 symbols.insert(sym.clone());
                             }

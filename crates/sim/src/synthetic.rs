@@ -11,7 +11,8 @@
 //! * **trades** hit the touch (`@aggTrade` and `@trade`), shrinking or removing it;
 //! * **improvements** place a new level inside the spread, so the mid walks at random;
 //! * **`@bookTicker`** follows every change of the touch;
-//! * the futures flavours add `pu`, `@markPrice@1s` every second and rare `@forceOrder`.
+//! * the futures flavours add `pu`, `@markPrice@1s` every second and rare `@forceOrder`
+//!   (at most one per symbol per second, as Binance documents).
 //!
 //! Update ids follow Binance exactly: `U = previous u + 1`, and futures `pu = previous
 //! u`. The book and its ids change under one lock per symbol, and `GET .../depth` reads
@@ -157,6 +158,9 @@ struct Book {
     last_u: u64,
     trade_id: u64,
     agg_id: u64,
+    /// When the last `@forceOrder` was sent (ms): Binance pushes at most one liquidation
+    /// snapshot per symbol per second.
+    last_force_order_ms: u64,
 }
 
 type Touch = (Option<(u64, u64)>, Option<(u64, u64)>);
@@ -517,7 +521,8 @@ impl Market {
                 self.book_ticker(i, u, b, a, now, futures, out);
             }
         }
-        if futures && rng.random_ratio(1, 500) {
+        if futures && rng.random_ratio(1, 500) && now >= book.last_force_order_ms + 1000 {
+            book.last_force_order_ms = now;
             let lots = rng.random_range(1..=100);
             self.force_order(
                 i,

@@ -102,7 +102,7 @@ async fn replay_one_symbol(file: &str, depth_path: &str, symbol: &str, futures: 
     let snap = snapshot_levels(&later.body);
     assert_eq!(snap.last_update_id, client.last_u());
     let mut sim_book = OrderBook::new();
-    sim_book.apply_snapshot(&snap);
+    sim_book.apply_snapshot(&snap, None);
     assert_eq!(book_text(&sim_book), book_text(&client.book));
     assert!(!sim_book.is_crossed());
     sim.shutdown().await;

@@ -27,7 +27,7 @@ use raven_model::{
     Bbo, EventKind, InstrumentId, MarketEvent, Price, Qty, Side, Trade, UnixNanos, Venue,
 };
 use raven_sinks::health::StoreHealth;
-use raven_sinks::influx::{run, InfluxConfig};
+use raven_sinks::influx::InfluxConfig;
 use tokio::sync::mpsc;
 
 /// 2024-01-01T00:00:00Z in nanoseconds.
@@ -40,6 +40,17 @@ const ROUNDS: usize = 3;
 mod influxd;
 
 use influxd::Influxd;
+
+/// The store's task, owning its tap (the store borrows it, so that a supervisor can
+/// restart a failed store on the same tap).
+async fn run(
+    config: InfluxConfig,
+    mut records: tokio::sync::mpsc::Receiver<raven_hub::Record>,
+    health: std::sync::Arc<raven_sinks::health::StoreHealth>,
+    stop: impl std::future::Future<Output = ()> + Send,
+) {
+    raven_sinks::influx::run(config, &mut records, health, stop).await
+}
 
 impl Influxd {
     /// Points of `db` (trades and BBOs), 0 while the database does not exist.

@@ -17,8 +17,19 @@ use raven_model::{
 };
 use raven_sinks::health::StoreHealth;
 use raven_sinks::history::{HistoryQuery, HistoryStore};
-use raven_sinks::sqlite::{open, run, SqliteConfig, SqliteHistory};
+use raven_sinks::sqlite::{open, SqliteConfig, SqliteHistory};
 use tokio::sync::mpsc;
+
+/// The store's task, owning its tap (the store borrows it, so that a supervisor can
+/// restart a failed store on the same tap).
+async fn run(
+    config: SqliteConfig,
+    mut records: tokio::sync::mpsc::Receiver<raven_hub::Record>,
+    health: std::sync::Arc<raven_sinks::health::StoreHealth>,
+    stop: impl std::future::Future<Output = ()> + Send,
+) {
+    raven_sinks::sqlite::run(config, &mut records, health, stop).await
+}
 
 /// 2024-01-01T00:00:00Z in nanoseconds.
 const T0: u64 = 1_704_067_200_000_000_000;

@@ -5,7 +5,12 @@
 //! a SQLite commit being retried), and *losing* when data was actually dropped. Losing
 //! data makes Raven unready for a minute after the last loss (see `raven_api::status`);
 //! degraded does not, because subscribers are still served exactly and the data waits.
+//!
+//! A store also says how many records it *holds*: taken from its tap, not yet durable
+//! (written, or spilled to disk). If its task fails, those are what is lost, and the
+//! supervisor that restarts it reports them ([`StoreHealth::task_failed`]).
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -54,6 +59,8 @@ struct Inner {
 pub struct StoreHealth {
     name: &'static str,
     inner: Mutex<Inner>,
+    /// Records taken from the tap and not yet durable.
+    held: AtomicU64,
 }
 
 impl StoreHealth {
@@ -61,6 +68,7 @@ impl StoreHealth {
         Arc::new(StoreHealth {
             name,
             inner: Mutex::new(Inner::default()),
+            held: AtomicU64::new(0),
         })
     }
 
@@ -83,6 +91,38 @@ impl StoreHealth {
         let mut inner = self.inner.lock();
         inner.lost += n;
         inner.last_loss = Some((Instant::now(), reason.into()));
+    }
+
+    /// `n` more records are held (taken from the tap, not yet durable).
+    pub fn hold(&self, n: u64) {
+        self.held.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// `n` held records are durable now, or were counted as lost.
+    pub fn release(&self, n: u64) {
+        let _ = self
+            .held
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |h| {
+                Some(h.saturating_sub(n))
+            });
+    }
+
+    /// For stores that know their whole holding at once: it is `n` now.
+    pub fn set_held(&self, n: u64) {
+        self.held.store(n, Ordering::Relaxed);
+    }
+
+    pub fn held(&self) -> u64 {
+        self.held.load(Ordering::Relaxed)
+    }
+
+    /// The store's task failed (`why`) and is being restarted: what it held is lost.
+    pub fn task_failed(&self, why: &str) {
+        let held = self.held.swap(0, Ordering::Relaxed);
+        self.lost(
+            held,
+            format!("store task failed ({why}); the {held} records it held are lost; restarted"),
+        );
     }
 
     pub fn report(&self) -> StoreReport {
@@ -130,5 +170,17 @@ mod tests {
             StoreState::Losing,
             "a recent loss stays visible"
         );
+    }
+
+    #[test]
+    fn a_failed_task_loses_what_it_held() {
+        let h = StoreHealth::new("x");
+        h.hold(10);
+        h.release(4);
+        h.task_failed("panicked");
+        let r = h.report();
+        assert_eq!((r.state, r.lost), (StoreState::Losing, 6));
+        assert!(r.reason.contains("6 records"), "{}", r.reason);
+        assert_eq!(h.held(), 0);
     }
 }

@@ -62,6 +62,7 @@ pub fn candle(c: &Candle) -> Value {
         "open_time_ns": c.open_time.as_nanos(), "close_time_ns": c.close_time.as_nanos(),
         "open": c.open.to_string(), "high": c.high.to_string(), "low": c.low.to_string(),
         "close": c.close.to_string(), "volume": c.volume.to_string(), "trade_count": c.trade_count,
+        "incomplete": c.incomplete,
     })
 }
 

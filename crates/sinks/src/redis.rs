@@ -73,7 +73,7 @@ pub fn validate(config: &RedisConfig) -> Result<(), UrlError> {
 /// changed last; reports its state to `health`.
 pub async fn run(
     config: RedisConfig,
-    mut records: mpsc::Receiver<Record>,
+    records: &mut mpsc::Receiver<Record>,
     health: Arc<StoreHealth>,
     stop: impl std::future::Future<Output = ()> + Send,
 ) {
@@ -181,6 +181,13 @@ impl State {
             self.publish.push_back((key.clone(), value.clone()));
         }
         self.changed.insert(key, value);
+        self.note_held();
+    }
+
+    /// What a failure of this task would lose: the changes and messages not yet sent.
+    fn note_held(&self) {
+        self.health
+            .set_held((self.changed.len() + self.publish.len()) as u64);
     }
 
     async fn flush(
@@ -211,6 +218,7 @@ impl State {
                 self.failed(conn, &error);
             }
         }
+        self.note_held();
     }
 
     /// One pipeline with every changed key and pending publish; cleared once written.

@@ -14,7 +14,7 @@ use raven_model::{
     Qty, Side, Trade, UnixNanos, Venue,
 };
 use raven_sinks::health::StoreHealth;
-use raven_sinks::influx::{run, InfluxConfig};
+use raven_sinks::influx::InfluxConfig;
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
@@ -22,6 +22,17 @@ use tokio::sync::mpsc;
 mod support;
 
 use support::influxd::Influxd;
+
+/// The store's task, owning its tap (the store borrows it, so that a supervisor can
+/// restart a failed store on the same tap).
+async fn run(
+    config: InfluxConfig,
+    mut records: tokio::sync::mpsc::Receiver<raven_hub::Record>,
+    health: std::sync::Arc<raven_sinks::health::StoreHealth>,
+    stop: impl std::future::Future<Output = ()> + Send,
+) {
+    raven_sinks::influx::run(config, &mut records, health, stop).await
+}
 
 const DB: &str = "raven";
 /// 2024-01-01T00:00:00.123Z in nanoseconds.
@@ -219,6 +230,7 @@ async fn round_trip_keeps_exact_text_and_timestamps() {
         close: p("42050.5"),
         volume: q("0.30000001"),
         trade_count: 3,
+        incomplete: true,
     };
     let records = vec![
         trade(T0, 5_000_001, "42000.10000000"),
@@ -344,6 +356,7 @@ async fn round_trip_keeps_exact_text_and_timestamps() {
     assert_eq!(s(&candles[0]["volume_exact"]), "0.30000001");
     assert_eq!(s(&candles[0]["close_exact"]), "42050.5");
     assert_eq!(candles[0]["trade_count"].as_u64(), Some(3));
+    assert_eq!(candles[0]["incomplete"].as_bool(), Some(true));
 
     let book = influx.rows("SELECT * FROM book_top").await;
     assert_eq!(book.len(), 1);
@@ -570,5 +583,65 @@ async fn writes_are_gzipped_on_the_wire_unless_turned_off() {
     assert_eq!(
         ids.into_iter().collect::<BTreeSet<_>>(),
         (0..2000).collect()
+    );
+}
+
+/// An outage longer than the disk may hold: beyond `spill_max_bytes` points are lost,
+/// and that is counted and reported (`losing`), never a full disk. (No `influxd`: the
+/// URL points at a port nothing listens on.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_spill_counts_its_losses_instead_of_filling_the_disk() {
+    raven_venues::binance::snapshot::install_crypto_provider();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(&format!("http://127.0.0.1:{port}"), dir.path());
+    cfg.memory_limit_points = 0;
+    cfg.batch_size = 100;
+    cfg.spill_max_bytes = 20_000;
+    let health = StoreHealth::new("influxdb");
+    let (tx, rx) = mpsc::channel(100_000);
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let store = tokio::spawn(run(cfg, rx, health.clone(), async {
+        let _ = stop_rx.await;
+    }));
+    for i in 0..2_000 {
+        tx.send(trade(T0 + i * 1_000_000, i, "42000.10000000"))
+            .await
+            .unwrap();
+    }
+    eventually("the spill to fill up and points to be lost", 30, || {
+        let report = health.report();
+        async move { report.lost > 0 }
+    })
+    .await;
+    let report = health.report();
+    assert_eq!(report.state.as_str(), "losing", "{report:?}");
+    assert!(
+        report.reason.contains("spill_max_bytes"),
+        "{}",
+        report.reason
+    );
+    let on_disk: u64 = std::fs::read_dir(dir.path())
+        .unwrap()
+        .flatten()
+        .map(|e| e.metadata().unwrap().len())
+        .sum();
+    assert!(on_disk <= 20_000, "{on_disk} bytes on disk");
+    drop(tx);
+    let _ = stop_tx.send(());
+    tokio::time::timeout(Duration::from_secs(20), store)
+        .await
+        .expect("the store stops")
+        .unwrap();
+    let (points, _) = spilled(dir.path());
+    let report = health.report();
+    assert_eq!(
+        report.lost as usize + points,
+        2_000,
+        "every point is either on disk or counted lost"
     );
 }

@@ -14,8 +14,19 @@ use raven_model::{
 };
 use raven_sinks::health::StoreHealth;
 use raven_sinks::history::{HistoryItem, HistoryQuery, HistoryRow, HistoryStore};
-use raven_sinks::sqlite::{open, run, SqliteConfig, SqliteHistory};
+use raven_sinks::sqlite::{open, SqliteConfig, SqliteHistory};
 use tokio::sync::mpsc;
+
+/// The store's task, owning its tap (the store borrows it, so that a supervisor can
+/// restart a failed store on the same tap).
+async fn run(
+    config: SqliteConfig,
+    mut records: tokio::sync::mpsc::Receiver<raven_hub::Record>,
+    health: std::sync::Arc<raven_sinks::health::StoreHealth>,
+    stop: impl std::future::Future<Output = ()> + Send,
+) {
+    raven_sinks::sqlite::run(config, &mut records, health, stop).await
+}
 
 fn id() -> InstrumentId {
     InstrumentId::new(Venue::BinanceUsdm, "BTCUSDT")
@@ -138,6 +149,8 @@ async fn every_kind_round_trips_exactly() {
         close: Price::parse("1.20").unwrap(),
         volume: Qty::parse("1234.5678").unwrap(),
         trade_count: 42,
+        // Built across a hole in the feed: the flag must survive the store.
+        incomplete: true,
     };
     for closed in [false, true] {
         records.push(Record::Candle {
@@ -248,6 +261,67 @@ async fn retention_deletes_old_rows_and_returns_the_space() {
         size_pruned < size_full / 2,
         "freed pages go back to the file system: {size_full} -> {size_pruned} bytes"
     );
+}
+
+/// A file written by the first schema (no candle flag) is migrated in place: its
+/// candles read back as complete, new ones keep their flag.
+#[tokio::test]
+async fn a_version_1_file_is_migrated() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("history.sqlite");
+    {
+        let conn = rusqlite::Connection::open(&path).expect("open");
+        conn.execute_batch(
+            "CREATE TABLE candles (
+                venue TEXT NOT NULL, symbol TEXT NOT NULL, interval TEXT NOT NULL,
+                open_time_ns INTEGER NOT NULL, close_time_ns INTEGER NOT NULL,
+                open TEXT NOT NULL, high TEXT NOT NULL, low TEXT NOT NULL, close TEXT NOT NULL,
+                volume TEXT NOT NULL, trade_count INTEGER NOT NULL,
+                PRIMARY KEY (venue, symbol, interval, open_time_ns)) WITHOUT ROWID;
+             INSERT INTO candles VALUES ('binance_usdm', 'BTCUSDT', '1m', 60000000000,
+                120000000000, '1', '2', '1', '2', '3', 4);
+             PRAGMA user_version = 1;",
+        )
+        .expect("a version 1 file");
+    }
+    let at = now_ms() - now_ms() % 60_000_000_000;
+    let candle = Candle {
+        interval: CandleInterval::M1,
+        open_time: UnixNanos(at),
+        close_time: UnixNanos(at + 60_000_000_000),
+        open: Price::parse("1").unwrap(),
+        high: Price::parse("1").unwrap(),
+        low: Price::parse("1").unwrap(),
+        close: Price::parse("1").unwrap(),
+        volume: Qty::parse("1").unwrap(),
+        trade_count: 1,
+        incomplete: true,
+    };
+    let mut cfg = config(dir.path());
+    cfg.retention = None;
+    store(
+        cfg,
+        vec![Record::Candle {
+            instrument: id(),
+            candle,
+            closed: true,
+        }],
+    )
+    .await;
+    let candles = read(&path, Channel::Candles(CandleInterval::M1), 10).await;
+    let flags: Vec<bool> = candles
+        .iter()
+        .map(|r| match &r.item {
+            HistoryItem::Candle(c) => c.incomplete,
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(flags, [false, true]);
+    let version: i64 = rusqlite::Connection::open(&path)
+        .unwrap()
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, 2);
 }
 
 /// The README's example query, run as any SQLite tool would run it.

@@ -105,7 +105,7 @@ fn parse_benches(c: &mut Criterion) {
             if let SnapshotOutcome::Synced { snapshot, .. } =
                 sync.on_snapshot(parse_snapshot(body, UnixNanos(0)).unwrap())
             {
-                book.apply_snapshot(&snapshot.into_levels());
+                book.apply_snapshot(&snapshot.into_levels(), None);
             }
             synced.insert(instrument, (sync, book));
         }

@@ -10,11 +10,16 @@
 //!
 //! * [`binance`]: Binance Spot, USD-M futures and COIN-M futures.
 //! * [`status`]: the health registry read by the API's status and readiness endpoints.
-//! * [`backoff`]: exponential backoff with jitter, shared by reconnects and REST retries.
+//! * [`sequencer`]: the continuity of event streams (duplicates, trade-id gaps) and the
+//!   hand-over from one connection to the next without loss;
+//! * [`backoff`]: exponential backoff with jitter, shared by reconnects and REST retries;
+//! * [`task`]: what supervising a task needs (the text of its panic).
 
 pub mod backoff;
 pub mod binance;
+pub mod sequencer;
 pub mod status;
+pub mod task;
 
 pub use backoff::BackoffConfig;
 pub use binance::{spawn, BinanceConfig, Channels, TradeStream, VenueHandle};

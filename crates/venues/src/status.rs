@@ -38,6 +38,14 @@ pub const METRIC_CROSSED: &str = "raven_book_rejected_total";
 pub const METRIC_SNAPSHOT_FETCHES: &str = "raven_snapshot_fetches_total";
 /// Counter: REST depth snapshot attempts that failed (label `venue`).
 pub const METRIC_SNAPSHOT_FAILURES: &str = "raven_snapshot_failures_total";
+/// Counter: events and depth diffs dropped as repeats of ones already delivered (labels
+/// `venue`), mostly while two connections overlap during a hand-over.
+pub const METRIC_DUPLICATES: &str = "raven_feed_duplicates_total";
+/// Counter: connection hand-overs before the age limit, by `outcome` (`completed`,
+/// `timed_out`, `failed`: the new connection could not be opened) (label `venue`).
+pub const METRIC_HANDOVERS: &str = "raven_feed_handovers_total";
+/// Counter: connection tasks that failed (panicked) and were restarted (label `venue`).
+pub const METRIC_TASK_RESTARTS: &str = "raven_feed_task_restarts_total";
 
 /// What a connection is doing right now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -71,6 +79,10 @@ pub struct ConnectionInfo {
     pub frames: u64,
     pub malformed: u64,
     pub streams: usize,
+    /// Times the connection's task failed and was restarted.
+    pub restarts: u64,
+    /// No frame for this long and the connection is replaced (and its venue unready).
+    pub stall_timeout: Duration,
 }
 
 /// A point-in-time copy of one book's status.
@@ -118,12 +130,19 @@ impl FeedStatus {
     }
 
     /// Adds (or replaces) a connection entry and returns the handle its task updates.
+    /// Adds a connection entry and returns the handle its task updates; a connection
+    /// registered again (its task restarted) keeps its entry and counters.
     pub fn register_connection(
         &self,
         venue: Venue,
         name: &str,
         streams: usize,
+        stall_timeout: Duration,
     ) -> Arc<ConnectionStatus> {
+        let mut connections = self.connections.write();
+        if let Some(existing) = connections.get(name) {
+            return Arc::clone(existing);
+        }
         let entry = Arc::new(ConnectionStatus {
             venue,
             epoch: self.epoch,
@@ -132,11 +151,11 @@ impl FeedStatus {
             reconnects: AtomicU64::new(0),
             frames: AtomicU64::new(0),
             malformed: AtomicU64::new(0),
+            restarts: AtomicU64::new(0),
             streams,
+            stall_timeout,
         });
-        self.connections
-            .write()
-            .insert(name.to_owned(), Arc::clone(&entry));
+        connections.insert(name.to_owned(), Arc::clone(&entry));
         entry
     }
 
@@ -167,6 +186,11 @@ impl FeedStatus {
         self.connections.write().remove(name);
     }
 
+    /// The registered connection's handle, if any.
+    pub fn connection(&self, name: &str) -> Option<Arc<ConnectionStatus>> {
+        self.connections.read().get(name).cloned()
+    }
+
     /// The registered book's handle, if any.
     pub fn book(&self, instrument: &InstrumentId) -> Option<Arc<BookStatus>> {
         self.books.read().get(instrument).cloned()
@@ -187,6 +211,8 @@ impl FeedStatus {
                 frames: c.frames.load(Ordering::Relaxed),
                 malformed: c.malformed.load(Ordering::Relaxed),
                 streams: c.streams,
+                restarts: c.restarts.load(Ordering::Relaxed),
+                stall_timeout: c.stall_timeout,
             })
             .collect();
         let books = self
@@ -240,10 +266,17 @@ pub struct ConnectionStatus {
     reconnects: AtomicU64,
     frames: AtomicU64,
     malformed: AtomicU64,
+    restarts: AtomicU64,
     streams: usize,
+    stall_timeout: Duration,
 }
 
 impl ConnectionStatus {
+    /// Its task failed and is being restarted.
+    pub fn restarted(&self) {
+        self.restarts.fetch_add(1, Ordering::Relaxed);
+    }
+
     pub fn set_state(&self, state: ConnectionState) {
         self.state.store(state as u8, Ordering::Relaxed);
     }
@@ -351,7 +384,12 @@ mod tests {
     #[test]
     fn connection_counters_and_ages() {
         let status = FeedStatus::new();
-        let c = status.register_connection(Venue::BinanceSpot, "binance_spot#0", 12);
+        let c = status.register_connection(
+            Venue::BinanceSpot,
+            "binance_spot#0",
+            12,
+            Duration::from_secs(30),
+        );
         let before = status.snapshot();
         assert_eq!(before.connections[0].last_frame_age, None);
         c.set_state(ConnectionState::Connected);
@@ -359,7 +397,17 @@ mod tests {
         c.frame();
         c.malformed();
         c.reconnected();
+        c.restarted();
+        // Registered again after a restart: the same entry, counters kept.
+        let again = status.register_connection(
+            Venue::BinanceSpot,
+            "binance_spot#0",
+            12,
+            Duration::from_secs(30),
+        );
+        assert!(Arc::ptr_eq(&c, &again));
         let info = &status.snapshot().connections[0];
+        assert_eq!(info.restarts, 1);
         assert_eq!(info.name, "binance_spot#0");
         assert_eq!(info.state, ConnectionState::Connected);
         assert_eq!((info.frames, info.malformed, info.reconnects), (2, 1, 1));

@@ -4,74 +4,16 @@
 //! Binance actually sent. Every frame must parse, every book must sync by the documented
 //! procedure, and deleting one diff must be caught as a gap.
 
-use std::collections::HashMap;
-use std::path::PathBuf;
-use std::sync::Arc;
-use std::time::Duration;
+mod support;
 
-use parking_lot::Mutex;
 use raven_model::book::OrderBook;
-use raven_model::feed::{BookRejected, BookUpdate, FeedSink};
+use std::sync::Arc;
+
 use raven_model::{EventKind, InstrumentId, MarketEvent, Side, UnixNanos, Venue};
-use raven_venues::binance::connection::{ConnectionConfig, Feed};
 use raven_venues::binance::depth::{DepthRules, DepthSync, DiffOutcome, SnapshotOutcome};
 use raven_venues::binance::parse::{parse_frame, parse_snapshot, Frame, SymbolMap};
-use raven_venues::binance::snapshot::{self, FetcherConfig, SnapshotReply};
 use raven_venues::status::{BookSyncState, FeedStatus};
-use raven_venues::BackoffConfig;
-
-enum Entry {
-    /// A WebSocket frame, with its receive time.
-    Recv(f64, String),
-    /// A REST depth snapshot: receive time, symbol, body.
-    Snapshot(f64, String, String),
-}
-
-fn capture(name: &str) -> Vec<Entry> {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../../shared/data/captures")
-        .join(name);
-    let raw = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let text = zstd::decode_all(raw.as_slice()).unwrap();
-    let mut entries: Vec<Entry> = String::from_utf8(text)
-        .unwrap()
-        .lines()
-        .filter_map(|line| {
-            let v: serde_json::Value = serde_json::from_str(line).unwrap();
-            let ts = v["ts"].as_f64().unwrap_or(0.0);
-            let data = v["data"].as_str().unwrap_or_default().to_owned();
-            match v["t"].as_str() {
-                Some("recv") => Some(Entry::Recv(ts, data)),
-                Some("http") => {
-                    let url = v["url"].as_str().unwrap_or_default();
-                    let symbol = url.split("symbol=").nth(1)?.split('&').next()?;
-                    url.contains("/depth")
-                        .then(|| Entry::Snapshot(ts, symbol.to_owned(), data))
-                }
-                _ => None,
-            }
-        })
-        .collect();
-    // The file lists REST answers first; replay everything in the order it happened.
-    entries.sort_by(|a, b| ts(a).total_cmp(&ts(b)));
-    entries
-}
-
-fn ts(e: &Entry) -> f64 {
-    match e {
-        Entry::Recv(t, _) | Entry::Snapshot(t, _, _) => *t,
-    }
-}
-
-const SPOT_SYMBOLS: [&str; 4] = ["NKNUSDT", "BLZETH", "LRCBTC", "RUNEEUR"];
-const FUTURES_SYMBOLS: [&str; 4] = ["SUSHIUSDT", "AKROUSDT", "KEEPUSDT", "CTKUSDT"];
-
-fn frames(entries: &[Entry]) -> impl Iterator<Item = &str> {
-    entries.iter().filter_map(|e| match e {
-        Entry::Recv(_, d) => Some(d.as_str()),
-        Entry::Snapshot(..) => None,
-    })
-}
+use support::*;
 
 #[derive(Default, Debug)]
 struct Kinds {
@@ -224,12 +166,15 @@ fn sync_symbol(
                     DiffOutcome::Gap(_) => gaps += 1,
                     DiffOutcome::Buffered | DiffOutcome::Stale => {}
                     DiffOutcome::Overflow => panic!("overflow"),
+                    DiffOutcome::ApplyAll(_) | DiffOutcome::Held => {
+                        panic!("no hand-over here")
+                    }
                 }
             }
             Entry::Snapshot(_, s, body) if s == symbol => {
                 match sync.on_snapshot(parse_snapshot(body, UnixNanos(0)).unwrap()) {
                     SnapshotOutcome::Synced { snapshot, replay } => {
-                        book.apply_snapshot(&snapshot.into_levels());
+                        book.apply_snapshot(&snapshot.into_levels(), None);
                         for d in replay {
                             book.apply_delta(&d.into_levels());
                             applied += 1;
@@ -297,101 +242,6 @@ fn deleting_one_diff_is_a_gap() {
     assert_eq!(id, None);
 }
 
-/// A sink that keeps real books and refuses crossed ones, like the hub.
-#[derive(Default)]
-struct BookSink {
-    books: Mutex<HashMap<InstrumentId, OrderBook>>,
-    events: Mutex<Vec<MarketEvent>>,
-    resets: Mutex<Vec<(InstrumentId, String)>>,
-    snapshots: Mutex<usize>,
-}
-
-impl FeedSink for BookSink {
-    fn market_event(&self, event: MarketEvent) {
-        self.events.lock().push(event);
-    }
-
-    fn book_update(
-        &self,
-        instrument: &InstrumentId,
-        update: BookUpdate,
-        _exchange_time: UnixNanos,
-        _receive_time: UnixNanos,
-    ) -> Result<(), BookRejected> {
-        let mut books = self.books.lock();
-        match update {
-            BookUpdate::Snapshot(levels) => {
-                *self.snapshots.lock() += 1;
-                books
-                    .entry(instrument.clone())
-                    .or_default()
-                    .apply_snapshot(&levels);
-            }
-            BookUpdate::Delta(levels) => {
-                let book = books.get_mut(instrument).ok_or(BookRejected::NotSynced)?;
-                book.apply_delta(&levels);
-                if book.is_crossed() {
-                    books.remove(instrument);
-                    return Err(BookRejected::Crossed);
-                }
-            }
-        }
-        Ok(())
-    }
-
-    fn book_reset(&self, instrument: &InstrumentId, reason: &str) {
-        self.books.lock().remove(instrument);
-        self.resets
-            .lock()
-            .push((instrument.clone(), reason.to_owned()));
-    }
-}
-
-fn feed_for(venue: Venue, symbols: &[&str], status: &FeedStatus, sink: Arc<BookSink>) -> Feed {
-    let config = ConnectionConfig {
-        venue,
-        name: format!("{venue}#test"),
-        url: String::new(),
-        symbols: symbols.iter().map(|s| s.to_string()).collect(),
-        books: true,
-        streams: symbols.len() * 3,
-        stall_timeout: Duration::from_secs(30),
-        max_connection_age: Duration::from_secs(3600),
-        backoff: BackoffConfig::default(),
-        max_buffered_diffs: 10_000,
-    };
-    // The fetcher's serving future is never run: requests just queue, and the test plays
-    // the recorded snapshots in their place.
-    let client = snapshot::http_client().unwrap();
-    let (fetcher, _serve) = snapshot::fetcher(
-        client,
-        FetcherConfig {
-            venue,
-            rest_url: String::new(),
-            limit: 1000,
-            spacing: Duration::ZERO,
-            backoff: BackoffConfig::default(),
-        },
-    );
-    Feed::new(&config, sink, status, fetcher).0
-}
-
-fn replay_through_feed(name: &str, venue: Venue, symbols: &[&str]) -> (Arc<BookSink>, FeedStatus) {
-    let status = FeedStatus::new();
-    let sink = Arc::new(BookSink::default());
-    let mut feed = feed_for(venue, symbols, &status, Arc::clone(&sink));
-    for e in capture(name) {
-        match e {
-            Entry::Recv(_, text) => feed.on_text(&text, UnixNanos::now()),
-            Entry::Snapshot(_, symbol, body) => feed.on_snapshot_reply(SnapshotReply::Fetched {
-                symbol,
-                snapshot: parse_snapshot(&body, UnixNanos::now()).unwrap(),
-            }),
-        }
-    }
-    (sink, status)
-}
-
 #[test]
 fn feed_syncs_every_book_and_forwards_events() {
     for (name, venue, symbols, events) in [
@@ -438,14 +288,14 @@ fn feed_counts_malformed_and_resets_on_disconnect() {
     for e in capture("BINANCE_FUTURES.jsonl.zst") {
         match e {
             Entry::Recv(_, text) => feed.on_text(&text, UnixNanos::now()),
-            Entry::Snapshot(_, symbol, body) => feed.on_snapshot_reply(SnapshotReply::Fetched {
-                symbol,
-                snapshot: parse_snapshot(&body, UnixNanos::now()).unwrap(),
-            }),
+            Entry::Snapshot(_, symbol, body) => {
+                let reply = fetched(&feed, symbol, &body);
+                feed.on_snapshot_reply(reply)
+            }
         }
     }
     assert!(status.all_books_synced());
-    feed.on_disconnect("connection lost");
+    feed.on_disconnect("connection lost", "reset by peer");
     assert_eq!(sink.resets.lock().len(), 4);
     let books = status.snapshot().books;
     assert!(books

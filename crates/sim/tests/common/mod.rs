@@ -149,7 +149,7 @@ pub struct SyncedBook {
 impl SyncedBook {
     pub fn new(snapshot: &BookLevels, futures: bool) -> Self {
         let mut book = OrderBook::new();
-        book.apply_snapshot(snapshot);
+        book.apply_snapshot(snapshot, None);
         Self {
             book,
             futures,

@@ -81,7 +81,7 @@ fn columns(channel: &Channel) -> (&'static str, &'static str) {
         Channel::Candles(_) | Channel::Book => (
             "candles",
             "open_exact, high_exact, low_exact, close_exact, volume_exact, trade_count, \
-             close_time_ns",
+             close_time_ns, incomplete",
         ),
     }
 }
@@ -187,6 +187,9 @@ fn row(channel: &Channel, cells: &[Value]) -> Result<HistoryRow, HistoryError> {
                 close: history::price(cell.text(4, "close_exact")?)?,
                 volume: history::qty(cell.text(5, "volume_exact")?)?,
                 trade_count: cell.int(6, "trade_count")?,
+                // Candles written before the flag existed have none: complete as far as
+                // anyone knew.
+                incomplete: cell.0.get(8).and_then(Value::as_bool).unwrap_or(false),
             }),
         }),
         Channel::Book => Err(HistoryError::Corrupt("book history is not kept".into())),
@@ -239,7 +242,7 @@ mod tests {
         assert_eq!(
             select(&q, 10, 20, 3),
             "SELECT open_exact, high_exact, low_exact, close_exact, volume_exact, trade_count, \
-             close_time_ns FROM \"candles\" WHERE \"venue\" = 'binance_spot' AND \"symbol\" = \
+             close_time_ns, incomplete FROM \"candles\" WHERE \"venue\" = 'binance_spot' AND \"symbol\" = \
              'A\\'B\\\\C' AND \"interval\" = '5m' AND time >= 10 AND time < 20 ORDER BY time ASC \
              LIMIT 3"
         );

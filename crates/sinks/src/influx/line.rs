@@ -137,6 +137,7 @@ fn candle_line(id: &InstrumentId, c: &Candle, out: &mut String) -> Encoded {
     if !line.int("trade_count", c.trade_count) || !line.int("close_time_ns", c.close_time.0) {
         return Encoded::Refused("integer beyond i64");
     }
+    line.boolean("incomplete", c.incomplete);
     // One candle per bucket and interval: the open time is already unique.
     line.end(c.open_time.0)
 }
@@ -230,6 +231,11 @@ impl<'a> Line<'a> {
     }
 
     /// `key=<n>i`; false when `n` does not fit InfluxDB's signed 64-bit integer.
+    fn boolean(&mut self, key: &str, value: bool) {
+        self.key(key, "");
+        self.out.push_str(if value { "true" } else { "false" });
+    }
+
     fn int(&mut self, key: &str, value: u64) -> bool {
         let Ok(n) = i64::try_from(value) else {
             return false;

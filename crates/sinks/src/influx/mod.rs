@@ -48,7 +48,9 @@
 //!
 //! What can still be lost, each counted or logged: points only in memory when the
 //! process is killed (up to `memory_limit_points` plus the open batch); points whose
-//! spill write failed (`raven_influx_points_dropped_total`, logged as errors); records
+//! spill write failed or found the spill full at `spill_max_bytes` (1 GiB by default;
+//! spill and rejected files count together) (`raven_influx_points_dropped_total`, logged
+//! as errors, the store reported `losing`); records
 //! the encoder refuses (an integer beyond i64, a line break in a symbol:
 //! `raven_influx_points_refused_total`). A batch InfluxDB itself refuses (HTTP 400) is
 //! moved to `data_dir/rejected-*.lp` for inspection rather than retried forever.
@@ -107,6 +109,9 @@ pub struct InfluxConfig {
     pub batch_interval: Duration,
     /// Unsent points kept in memory before the oldest batches go to disk.
     pub memory_limit_points: usize,
+    /// Bytes the spill and the rejected files may take on disk; beyond, points are
+    /// lost, counted and reported.
+    pub spill_max_bytes: u64,
     /// Send write bodies gzip-compressed (`Content-Encoding: gzip`). On by default; off
     /// only for an endpoint in front of InfluxDB that cannot decompress, and to measure
     /// what compression costs and saves.
@@ -114,8 +119,8 @@ pub struct InfluxConfig {
 }
 
 impl InfluxConfig {
-    /// A config with the defaults: no auth, 5000-point batches, 1 s, 200 000 points,
-    /// gzip.
+    /// A config with the defaults: no auth, 5000-point batches, 1 s, 200 000 points in
+    /// memory, 1 GiB of spill, gzip.
     pub fn new(url: impl Into<String>, database: impl Into<String>, data_dir: PathBuf) -> Self {
         InfluxConfig {
             url: url.into(),
@@ -127,6 +132,7 @@ impl InfluxConfig {
             batch_size: 5000,
             batch_interval: Duration::from_secs(1),
             memory_limit_points: 200_000,
+            spill_max_bytes: 1 << 30,
             gzip: true,
         }
     }
@@ -136,7 +142,7 @@ impl InfluxConfig {
 /// drains or spills, see the module docs), reporting trouble and losses to `health`.
 pub async fn run(
     config: InfluxConfig,
-    mut records: mpsc::Receiver<Record>,
+    records: &mut mpsc::Receiver<Record>,
     health: Arc<StoreHealth>,
     stop: impl std::future::Future<Output = ()> + Send,
 ) {
@@ -149,7 +155,8 @@ pub async fn run(
         }
     };
     let batch_size = config.batch_size.max(1);
-    let spill = match Spill::open(config.data_dir.clone(), batch_size).await {
+    let spill = match Spill::open(config.data_dir.clone(), batch_size, config.spill_max_bytes).await
+    {
         Ok(s) => {
             if s.points() > 0 {
                 tracing::info!(points = s.points(), dir = %config.data_dir.display(), "influx: replaying the spill of a previous run");
@@ -488,6 +495,11 @@ impl Store {
             + self.spill.points()
             + if spill_inflight { 0 } else { inflight_points };
         metrics::gauge!("raven_influx_backlog_points").set(backlog as f64);
+        // What a failure of this task would lose: everything not yet written or on disk.
+        let in_memory = self.open_points
+            + self.memory_points
+            + if spill_inflight { 0 } else { inflight_points };
+        self.health.set_held(in_memory as u64);
         let oldest = [
             self.inflight.as_ref().map(|f| f.since),
             self.spill.front().map(|f| Instant::from_std(f.since)),

@@ -10,6 +10,10 @@
 //! Files are named `spill-<sequence>.lp` with a zero-padded, increasing sequence, so the
 //! name order is the age order and a new run replays what an old one left, oldest first.
 //!
+//! The spill and the `rejected-*` files (batches InfluxDB refused, kept for a human)
+//! share one bound on disk, `max_bytes`: an outage long enough to fill it loses the
+//! newest points rather than the disk, and the store counts and reports that loss.
+//!
 //! A crash can tear only the last line of the last block (blocks are appended, never
 //! rewritten); a line without its `\n` is therefore dropped on reading. A file is closed
 //! to further appends once it holds a batch's worth of points, once it is being sent,
@@ -46,13 +50,28 @@ pub(crate) struct Spill {
     points: usize,
     /// Points per file at most (the batch size: a file is sent in one request).
     file_points: usize,
+    /// Bytes on disk now: spill files and rejected files.
+    bytes: u64,
+    /// What `bytes` may reach.
+    max_bytes: u64,
+}
+
+/// The spill is at its bound on disk.
+fn full(bytes: u64, max: u64) -> io::Error {
+    io::Error::other(format!(
+        "the spill holds {bytes} bytes, its limit is {max} (influxdb.spill_max_bytes)"
+    ))
 }
 
 impl Spill {
     /// Opens the spill in `dir`, creating it, and lists the files a previous run left.
-    pub(crate) async fn open(dir: PathBuf, file_points: usize) -> io::Result<Spill> {
+    pub(crate) async fn open(
+        dir: PathBuf,
+        file_points: usize,
+        max_bytes: u64,
+    ) -> io::Result<Spill> {
         let scan_dir = dir.clone();
-        let found = tokio::task::spawn_blocking(move || scan(&scan_dir))
+        let (found, bytes) = tokio::task::spawn_blocking(move || scan(&scan_dir))
             .await
             .map_err(io::Error::other)??;
         let next_seq = found.last().map_or(0, |(seq, _)| seq + 1);
@@ -64,6 +83,8 @@ impl Spill {
             next_seq,
             points,
             file_points: file_points.max(1),
+            bytes,
+            max_bytes,
         })
     }
 
@@ -76,6 +97,8 @@ impl Spill {
             next_seq: 0,
             points: 0,
             file_points: 1,
+            bytes: 0,
+            max_bytes: 0,
         }
     }
 
@@ -94,13 +117,18 @@ impl Spill {
         Some(f)
     }
 
-    /// Appends a block of complete lines holding `points` points and syncs it to disk.
+    /// Appends a block of complete lines holding `points` points and syncs it to disk;
+    /// refused when it would take the spill past its bound.
     pub(crate) async fn append(
         &mut self,
         block: Bytes,
         points: usize,
         since: Instant,
     ) -> io::Result<()> {
+        let size = block.len() as u64;
+        if self.bytes + size > self.max_bytes {
+            return Err(full(self.bytes, self.max_bytes));
+        }
         let limit = self.file_points;
         let target = match self.files.back() {
             Some(f) if !f.sealed && f.points + points <= limit => None,
@@ -124,6 +152,7 @@ impl Spill {
             .and_then(|r| r);
         match (written, target) {
             (Ok(()), Some(path)) => {
+                self.bytes += size;
                 self.files.push_back(SpillFile {
                     path,
                     points,
@@ -134,6 +163,7 @@ impl Spill {
                 Ok(())
             }
             (Ok(()), None) => {
+                self.bytes += size;
                 if let Some(f) = self.files.back_mut() {
                     f.points += points;
                     f.sealed = f.points >= limit;
@@ -159,12 +189,17 @@ impl Spill {
         };
         self.points -= f.points;
         let path = f.path;
-        tokio::task::spawn_blocking(move || match fs::remove_file(&path) {
-            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
-            _ => Ok(()),
+        let size = tokio::task::spawn_blocking(move || {
+            let size = fs::metadata(&path).map_or(0, |m| m.len());
+            match fs::remove_file(&path) {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+                _ => Ok(size),
+            }
         })
         .await
-        .map_err(io::Error::other)?
+        .map_err(io::Error::other)??;
+        self.bytes = self.bytes.saturating_sub(size);
+        Ok(())
     }
 
     /// Moves the oldest file aside as `rejected-…` (InfluxDB refused its content, so
@@ -189,14 +224,19 @@ impl Spill {
     }
     /// Writes a batch InfluxDB refused to `rejected-<sequence>.lp`, synced, for a human.
     pub(crate) async fn write_rejected(&mut self, body: &Bytes) -> io::Result<PathBuf> {
+        if self.bytes + body.len() as u64 > self.max_bytes {
+            return Err(full(self.bytes, self.max_bytes));
+        }
         let path = self
             .dir
             .join(format!("rejected-{:020}{SUFFIX}", self.next_seq));
         self.next_seq += 1;
         let (dir, dest, body) = (self.dir.clone(), path.clone(), body.clone());
+        let size = body.len() as u64;
         tokio::task::spawn_blocking(move || append_synced(&dir, &dest, &body, true))
             .await
             .map_err(io::Error::other)??;
+        self.bytes += size;
         Ok(path)
     }
 }
@@ -229,14 +269,19 @@ fn append_synced(dir: &Path, path: &Path, block: &[u8], new: bool) -> io::Result
     Ok(())
 }
 
-/// The spill files in `dir` with their sequence numbers, oldest first.
-fn scan(dir: &Path) -> io::Result<Vec<(u64, SpillFile)>> {
+/// The spill files in `dir` with their sequence numbers, oldest first, and the bytes
+/// that spill and rejected files take.
+fn scan(dir: &Path) -> io::Result<(Vec<(u64, SpillFile)>, u64)> {
     fs::create_dir_all(dir)?;
     let now = Instant::now();
     let mut found = Vec::new();
+    let mut bytes = 0;
     for entry in fs::read_dir(dir)? {
         let entry = entry?;
         let name = entry.file_name();
+        if name.to_str().is_some_and(|n| n.ends_with(SUFFIX)) {
+            bytes += entry.metadata().map_or(0, |m| m.len());
+        }
         let Some(seq) = name
             .to_str()
             .and_then(|n| n.strip_prefix(PREFIX))
@@ -265,7 +310,7 @@ fn scan(dir: &Path) -> io::Result<Vec<(u64, SpillFile)>> {
         ));
     }
     found.sort_by_key(|(seq, _)| *seq);
-    Ok(found)
+    Ok((found, bytes))
 }
 
 #[cfg(test)]
@@ -275,7 +320,9 @@ mod tests {
     #[tokio::test]
     async fn appends_fill_a_file_then_roll_and_reopen_in_order() {
         let dir = tempfile::tempdir().unwrap();
-        let mut spill = Spill::open(dir.path().to_owned(), 3).await.unwrap();
+        let mut spill = Spill::open(dir.path().to_owned(), 3, 1 << 20)
+            .await
+            .unwrap();
         let now = Instant::now();
         spill
             .append(Bytes::from("a 1\nb 2\n"), 2, now)
@@ -296,7 +343,9 @@ mod tests {
             .unwrap();
         drop(spill);
 
-        let mut again = Spill::open(dir.path().to_owned(), 3).await.unwrap();
+        let mut again = Spill::open(dir.path().to_owned(), 3, 1 << 20)
+            .await
+            .unwrap();
         assert_eq!(again.points(), 4);
         let first = again.take_front_for_sending().unwrap().path.clone();
         assert_eq!(
@@ -312,5 +361,38 @@ mod tests {
         let rejected = again.reject_front().await.unwrap();
         assert!(rejected.exists() && !second.exists());
         assert_eq!(again.points(), 1);
+    }
+
+    #[tokio::test]
+    async fn the_spill_and_rejected_files_are_bounded_on_disk() {
+        let dir = tempfile::tempdir().unwrap();
+        let now = Instant::now();
+        let mut spill = Spill::open(dir.path().to_owned(), 100, 20).await.unwrap();
+        spill
+            .append(Bytes::from("a 1\nb 2\n"), 2, now)
+            .await
+            .unwrap();
+        spill.write_rejected(&Bytes::from("r 1\n")).await.unwrap();
+        // 12 of 20 bytes taken: 9 more do not fit, whether spilled or rejected.
+        assert!(spill
+            .append(Bytes::from("c 3\nd 4\ne5\n"), 3, now)
+            .await
+            .is_err());
+        assert!(spill
+            .write_rejected(&Bytes::from("r 2\nr 3\nr4\n"))
+            .await
+            .is_err());
+        assert_eq!(spill.points(), 2);
+        // A restart counts what is on disk, rejected files included.
+        drop(spill);
+        let mut again = Spill::open(dir.path().to_owned(), 100, 20).await.unwrap();
+        assert_eq!(again.bytes, 12);
+        again.take_front_for_sending();
+        again.remove_front().await.unwrap();
+        assert_eq!(again.bytes, 4, "what was sent frees its space");
+        again
+            .append(Bytes::from("c 3\nd 4\ne5\n"), 3, now)
+            .await
+            .unwrap();
     }
 }

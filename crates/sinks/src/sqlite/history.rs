@@ -80,8 +80,8 @@ fn sql(channel: &Channel) -> &'static str {
              AND time_ns < ?4 ORDER BY time_ns LIMIT ?5"
         }
         Channel::Candles(_) | Channel::Book => {
-            "SELECT open_time_ns, close_time_ns, open, high, low, close, volume, trade_count \
-             FROM candles WHERE venue = ?1 AND symbol = ?2 AND open_time_ns >= ?3 \
+            "SELECT open_time_ns, close_time_ns, open, high, low, close, volume, trade_count, \
+             incomplete FROM candles WHERE venue = ?1 AND symbol = ?2 AND open_time_ns >= ?3 \
              AND open_time_ns < ?4 AND interval = ?6 ORDER BY open_time_ns LIMIT ?5"
         }
     }
@@ -177,6 +177,7 @@ fn decode(channel: &Channel, r: &Row<'_>) -> Result<HistoryRow, HistoryError> {
                     close: history::price(&text(5)?)?,
                     volume: history::qty(&text(6)?)?,
                     trade_count: int(7)?,
+                    incomplete: int(8)? != 0,
                 }),
             })
         }

@@ -116,7 +116,7 @@ enum Job {
 /// queued (see the module docs), reporting trouble and losses to `health`.
 pub async fn run(
     config: SqliteConfig,
-    mut records: mpsc::Receiver<Record>,
+    records: &mut mpsc::Receiver<Record>,
     health: Arc<StoreHealth>,
     stop: impl std::future::Future<Output = ()> + Send,
 ) {
@@ -143,9 +143,10 @@ pub async fn run(
     let closing = Arc::new(AtomicBool::new(false));
     let writer_config = config.clone();
     let writer_closing = closing.clone();
+    let writer_health = health.clone();
     let writer = std::thread::Builder::new()
         .name("raven-sqlite".into())
-        .spawn(move || Writer::new(conn, writer_config, health, writer_closing).run(queue));
+        .spawn(move || Writer::new(conn, writer_config, writer_health, writer_closing).run(queue));
     let writer = match writer {
         Ok(w) => w,
         Err(e) => {
@@ -177,6 +178,7 @@ pub async fn run(
         let job = tokio::select! {
             record = records.recv() => match record {
                 Some(r) => {
+                    health.hold(1);
                     batch.push(r);
                     if batch.len() < batch_size {
                         continue;
@@ -194,7 +196,7 @@ pub async fn run(
             _ = prune.tick(), if config.retention.is_some() && !stopping => Job::Prune,
             _ = &mut stop, if !stopping => {
                 stopping = true;
-                begin_stop(&mut records);
+                begin_stop(records);
                 continue;
             }
         };
@@ -204,7 +206,7 @@ pub async fn run(
                 permit = jobs.reserve() => break permit,
                 _ = &mut stop, if !stopping => {
                     stopping = true;
-                    begin_stop(&mut records);
+                    begin_stop(records);
                 }
             }
         };
@@ -213,12 +215,16 @@ pub async fn run(
             Err(_) => break,
         }
     }
-    begin_stop(&mut records);
+    begin_stop(records);
     if !batch.is_empty() {
         let _ = jobs.send(Job::Write(batch)).await;
     }
     drop(jobs);
-    let _ = tokio::task::spawn_blocking(move || writer.join()).await;
+    // A writer that died is not a clean stop: its failure is this task's, for the
+    // supervisor to see.
+    if let Ok(Err(panic)) = tokio::task::spawn_blocking(move || writer.join()).await {
+        std::panic::resume_unwind(panic);
+    }
 }
 
 /// The writer thread's state.
@@ -266,6 +272,12 @@ impl Writer {
     /// Commits one batch, retrying on failure; gives up only when shutting down and
     /// the drain deadline has passed.
     fn write(&mut self, records: &[Record]) {
+        self.commit(records);
+        // Committed, or counted lost: no longer held either way.
+        self.health.release(records.len() as u64);
+    }
+
+    fn commit(&mut self, records: &[Record]) {
         // Series times are assigned once, so a retried batch writes the same keys.
         let rows = schema::rows(records, &mut self.clock);
         if rows.refused > 0 {

@@ -16,8 +16,9 @@ use rusqlite::{params, Connection, OpenFlags};
 use crate::json;
 use crate::series::{self, SeriesClock};
 
-/// Bumped when the schema changes incompatibly; a newer file is refused, not mangled.
-const SCHEMA_VERSION: i64 = 1;
+/// Bumped when the schema changes; a newer file is refused, not mangled, and an older
+/// one is migrated (version 2 added `candles.incomplete`).
+const SCHEMA_VERSION: i64 = 2;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS series (
@@ -50,6 +51,7 @@ CREATE TABLE IF NOT EXISTS candles (
     open_time_ns INTEGER NOT NULL, close_time_ns INTEGER NOT NULL,
     open TEXT NOT NULL, high TEXT NOT NULL, low TEXT NOT NULL, close TEXT NOT NULL,
     volume TEXT NOT NULL, trade_count INTEGER NOT NULL,
+    incomplete INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (venue, symbol, interval, open_time_ns)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS book_top (
     venue TEXT NOT NULL, symbol TEXT NOT NULL, time_ns INTEGER NOT NULL,
@@ -91,13 +93,23 @@ pub(crate) fn open_writer(path: &Path) -> Result<Connection, String> {
             format!("schema version {version} was written by a newer Raven (this one knows {SCHEMA_VERSION})"),
         ));
     }
+    // Version 1 files have their tables already; they lack the candle flag (their
+    // candles were taken for complete, which is all anyone knew).
+    let migrate = if version == 1 {
+        "ALTER TABLE candles ADD COLUMN incomplete INTEGER NOT NULL DEFAULT 0;"
+    } else {
+        ""
+    };
     // auto_vacuum only takes effect before the first table exists.
     conn.execute_batch(&format!(
         "PRAGMA auto_vacuum = INCREMENTAL;
          PRAGMA journal_mode = WAL;
          PRAGMA synchronous = NORMAL;
+         BEGIN;
          {SCHEMA}
-         PRAGMA user_version = {SCHEMA_VERSION};"
+         {migrate}
+         PRAGMA user_version = {SCHEMA_VERSION};
+         COMMIT;"
     ))
     .map_err(|e| context(path, e))?;
     conn.busy_timeout(BUSY_TIMEOUT)
@@ -235,8 +247,8 @@ pub(crate) fn insert(
         )?;
         let mut candle = tx.prepare_cached(
             "INSERT OR REPLACE INTO candles (venue, symbol, interval, open_time_ns, \
-             close_time_ns, open, high, low, close, volume, trade_count) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+             close_time_ns, open, high, low, close, volume, trade_count, incomplete) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
         )?;
         let mut book = tx.prepare_cached(
             "INSERT OR REPLACE INTO book_top (venue, symbol, time_ns, exchange_time_ns, \
@@ -317,6 +329,7 @@ pub(crate) fn insert(
                         close,
                         volume,
                         trade_count,
+                        incomplete,
                         ..
                     } = c;
                     candle.execute(params![
@@ -330,7 +343,8 @@ pub(crate) fn insert(
                         low.to_string(),
                         close.to_string(),
                         volume.to_string(),
-                        int(*trade_count)
+                        int(*trade_count),
+                        *incomplete
                     ])?;
                 }
                 Record::Book {

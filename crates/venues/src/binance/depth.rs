@@ -33,7 +33,11 @@
 //!    the snapshot step.
 //!
 //! Futures update ids are not contiguous per symbol, which is why the futures rules
-//! chain on `pu` instead of `U == u + 1`.
+//! chain on `pu` instead of `U == u + 1`. For the same reason step 3 has a case the
+//! published steps leave out: a snapshot taken while the book was quiet reflects
+//! exactly the last diff, `lastUpdateId ==` its `u`, and the next diff then starts
+//! *after* it (`U > lastUpdateId`) with `pu == lastUpdateId`. That diff continues the
+//! snapshot exactly, so it joins; refusing it would resync a quiet book for nothing.
 //!
 //! Beyond the published steps, two guards: a diff whose `u` is not newer than the book
 //! is a duplicate and is ignored (it cannot carry anything the book lacks), and the
@@ -42,10 +46,21 @@
 //!
 //! A snapshot may arrive before any diff (a quiet symbol): the book goes live at once at
 //! `lastUpdateId`, and the first diff is judged by the same rules when it comes.
+//!
+//! **Hand-over.** When a connection is replaced before its age limit, the live book is
+//! fed by both connections for a while ([`DepthSync::begin_handover`]): the new one's
+//! diffs are joined to the book the old one built, with no new snapshot. A standby diff
+//! the book already contains is stale (the standby is behind); one that continues the
+//! book exactly switches the book to the standby, after which the old connection's
+//! diffs are ignored; one that runs ahead is held until the old connection has caught up
+//! with it (module docs of [`crate::sequencer`] explain why "first arrival wins" would
+//! lose data).
 
 use std::collections::VecDeque;
 
 use raven_model::{BookLevels, Level, UnixNanos, Venue};
+
+use crate::sequencer::Source;
 
 /// Which of Binance's two join procedures applies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -132,6 +147,10 @@ pub enum DiffOutcome {
     Buffered,
     /// Apply this delta to the book now.
     Apply(DepthDiff),
+    /// Hand-over: the book switched to the standby; apply these deltas in order.
+    ApplyAll(Vec<DepthDiff>),
+    /// Hand-over: a standby diff ahead of the book, kept until it can follow.
+    Held,
     /// Already contained in the book (or older than the snapshot): ignored.
     Stale,
     /// Sync lost: reset the book and fetch a new snapshot. The diff was kept as the
@@ -169,12 +188,32 @@ enum State {
     Live { update_id: u64, bridged: bool },
 }
 
+/// A hand-over in progress (module docs).
+#[derive(Debug, Clone)]
+struct Handover {
+    switched: bool,
+    held: VecDeque<DepthDiff>,
+}
+
+/// How a hand-over ended for one book.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HandoverEnd {
+    /// Apply these held standby diffs (possibly none): the book goes on from the standby.
+    Apply(Vec<DepthDiff>),
+    /// The standby's diffs do not follow the book: resync (the diff kept as the first of
+    /// the new buffer).
+    Gap(Gap),
+    /// The book was not live: it must resync on the new connection.
+    Resync,
+}
+
 /// The sync state of one book.
 #[derive(Debug, Clone)]
 pub struct DepthSync {
     rules: DepthRules,
     max_buffer: usize,
     state: State,
+    handover: Option<Handover>,
 }
 
 impl DepthSync {
@@ -184,6 +223,7 @@ impl DepthSync {
             rules,
             max_buffer: max_buffer.max(1),
             state: State::Buffering(VecDeque::new()),
+            handover: None,
         }
     }
 
@@ -211,6 +251,151 @@ impl DepthSync {
     /// Forget everything (disconnect, sink rejection): buffer afresh for a new snapshot.
     pub fn reset(&mut self) {
         self.state = State::Buffering(VecDeque::new());
+        self.handover = None;
+    }
+
+    /// A standby connection is up: its diffs may join this book from now on.
+    pub fn begin_handover(&mut self) {
+        self.handover = Some(Handover {
+            switched: false,
+            held: VecDeque::new(),
+        });
+    }
+
+    /// True when the hand-over needs nothing more of this book: it switched to the
+    /// standby, or it is not live (it will resync on the standby anyway), or no standby
+    /// diff waits for the old connection to catch up.
+    pub fn handover_settled(&self) -> bool {
+        !self.is_live()
+            || self
+                .handover
+                .as_ref()
+                .is_none_or(|h| h.switched || h.held.is_empty())
+    }
+
+    /// The standby failed: go on with the primary alone.
+    pub fn abort_handover(&mut self) {
+        self.handover = None;
+    }
+
+    /// The old connection is gone and the standby is the only one (see [`HandoverEnd`]).
+    pub fn finish_handover(&mut self) -> HandoverEnd {
+        let Some(h) = self.handover.take() else {
+            return HandoverEnd::Apply(Vec::new());
+        };
+        let State::Live { update_id, bridged } = &mut self.state else {
+            return HandoverEnd::Resync;
+        };
+        let mut apply = Vec::new();
+        for diff in h.held {
+            match judge(self.rules, *update_id, *bridged, &diff) {
+                Verdict::Stale => {}
+                Verdict::Apply => {
+                    *update_id = diff.last_update_id;
+                    *bridged = true;
+                    apply.push(diff);
+                }
+                Verdict::Gap(gap) => {
+                    self.state = State::Buffering(VecDeque::from([diff]));
+                    return HandoverEnd::Gap(gap);
+                }
+            }
+        }
+        HandoverEnd::Apply(apply)
+    }
+
+    /// A diff from `source` (always [`Source::Primary`] outside a hand-over).
+    pub fn on_diff_from(&mut self, diff: DepthDiff, source: Source) -> DiffOutcome {
+        let switched = match &self.handover {
+            None => return self.on_diff(diff),
+            Some(h) => h.switched,
+        };
+        match (source, switched) {
+            // After the switch the old connection only repeats what the standby brings.
+            (Source::Primary, true) => DiffOutcome::Stale,
+            (Source::Standby, true) => self.on_diff(diff),
+            (Source::Primary, false) => {
+                let outcome = self.on_diff(diff);
+                match outcome {
+                    DiffOutcome::Apply(applied) => self.release_held(applied),
+                    DiffOutcome::Gap(_) | DiffOutcome::Overflow => {
+                        // The book resyncs; the standby joins it at the hand-over's end.
+                        if let Some(h) = &mut self.handover {
+                            h.held.clear();
+                        }
+                        outcome
+                    }
+                    other => other,
+                }
+            }
+            (Source::Standby, false) => self.standby_diff(diff),
+        }
+    }
+
+    /// A standby diff before the switch: stale, the switch, or held.
+    fn standby_diff(&mut self, diff: DepthDiff) -> DiffOutcome {
+        let State::Live { update_id, bridged } = &mut self.state else {
+            // Not live: the book resyncs from the primary's stream for now.
+            return DiffOutcome::Stale;
+        };
+        match judge(self.rules, *update_id, *bridged, &diff) {
+            Verdict::Stale => DiffOutcome::Stale,
+            Verdict::Apply => {
+                *update_id = diff.last_update_id;
+                *bridged = true;
+                if let Some(h) = &mut self.handover {
+                    h.switched = true;
+                    h.held.clear();
+                }
+                DiffOutcome::Apply(diff)
+            }
+            Verdict::Gap(_) => {
+                if let Some(h) = &mut self.handover {
+                    if h.held.len() >= self.max_buffer {
+                        h.held.pop_front();
+                    }
+                    h.held.push_back(diff);
+                }
+                DiffOutcome::Held
+            }
+        }
+    }
+
+    /// After the primary's `applied` diff: held standby diffs it covered are dropped;
+    /// if the next one follows the book, the book switches and they are applied too.
+    fn release_held(&mut self, applied: DepthDiff) -> DiffOutcome {
+        let (Some(h), State::Live { update_id, bridged }) = (&mut self.handover, &mut self.state)
+        else {
+            return DiffOutcome::Apply(applied);
+        };
+        while let Some(front) = h.held.front() {
+            match judge(self.rules, *update_id, *bridged, front) {
+                Verdict::Stale => {
+                    h.held.pop_front();
+                }
+                Verdict::Apply => break,
+                Verdict::Gap(_) => return DiffOutcome::Apply(applied),
+            }
+        }
+        if h.held.is_empty() {
+            return DiffOutcome::Apply(applied);
+        }
+        h.switched = true;
+        let mut all = vec![applied];
+        while let Some(diff) = h.held.pop_front() {
+            match judge(self.rules, *update_id, *bridged, &diff) {
+                Verdict::Stale => {}
+                Verdict::Apply => {
+                    *update_id = diff.last_update_id;
+                    *bridged = true;
+                    all.push(diff);
+                }
+                // The standby's own stream broke: its next diff will find the gap.
+                Verdict::Gap(_) => break,
+            }
+        }
+        h.held.clear();
+        DiffOutcome::ApplyAll(all)
     }
 
     pub fn on_diff(&mut self, diff: DepthDiff) -> DiffOutcome {
@@ -301,13 +486,16 @@ fn judge(rules: DepthRules, update_id: u64, bridged: bool, diff: &DepthDiff) -> 
         }
         DepthRules::Futures if !bridged => {
             // Right after the snapshot: drop `u < lastUpdateId`, then require
-            // `U <= lastUpdateId <= u`.
+            // `U <= lastUpdateId <= u`, or a diff that follows the snapshot exactly
+            // (`pu == lastUpdateId`: the snapshot reflects the previous diff).
             if diff.last_update_id < update_id {
                 Verdict::Stale
-            } else if diff.first_update_id > update_id {
-                gap()
-            } else {
+            } else if diff.first_update_id <= update_id
+                || diff.prev_last_update_id == Some(update_id)
+            {
                 Verdict::Apply
+            } else {
+                gap()
             }
         }
         DepthRules::Futures => {
@@ -478,6 +666,117 @@ mod tests {
         // U == lastUpdateId + 1 is *not* enough on futures: ids are not contiguous.
         f.on_diff(fut(106, 110, 104));
         assert_eq!(f.on_snapshot(snap(105)), SnapshotOutcome::TooOld);
+    }
+
+    #[test]
+    fn futures_diff_continuing_a_quiet_snapshot_joins() {
+        // The snapshot reflects exactly the last diff (u = 100); the next one starts
+        // after it and chains on pu: no false gap.
+        let mut f = DepthSync::new(DepthRules::Futures, 100);
+        replayed(f.on_snapshot(snap(100)));
+        assert!(matches!(
+            f.on_diff(fut(101, 105, 100)),
+            DiffOutcome::Apply(_)
+        ));
+        assert_eq!(f.update_id(), Some(105));
+        // The same when the diff was buffered before the snapshot arrived.
+        let mut f = DepthSync::new(DepthRules::Futures, 100);
+        f.on_diff(fut(101, 105, 100));
+        assert_eq!(replayed(f.on_snapshot(snap(100))), [(101, 105)]);
+    }
+
+    fn live(rules: DepthRules, at: u64) -> DepthSync {
+        let mut s = DepthSync::new(rules, 100);
+        replayed(s.on_snapshot(snap(at)));
+        s
+    }
+
+    #[test]
+    fn a_standby_behind_the_book_joins_it_without_a_snapshot() {
+        let mut s = live(DepthRules::Spot, 100);
+        assert!(matches!(
+            s.on_diff_from(spot(101, 105), Source::Primary),
+            DiffOutcome::Apply(_)
+        ));
+        s.begin_handover();
+        assert!(s.handover_settled(), "nothing of the standby waits");
+        // The standby repeats what the book has, then continues it: the switch.
+        assert_eq!(
+            s.on_diff_from(spot(101, 105), Source::Standby),
+            DiffOutcome::Stale
+        );
+        assert!(matches!(
+            s.on_diff_from(spot(106, 108), Source::Standby),
+            DiffOutcome::Apply(_)
+        ));
+        assert!(s.handover_settled());
+        // The old connection is ignored from then on.
+        assert_eq!(
+            s.on_diff_from(spot(106, 108), Source::Primary),
+            DiffOutcome::Stale
+        );
+        assert_eq!(
+            s.on_diff_from(spot(109, 110), Source::Primary),
+            DiffOutcome::Stale
+        );
+        assert!(matches!(
+            s.on_diff_from(spot(109, 110), Source::Standby),
+            DiffOutcome::Apply(_)
+        ));
+        assert_eq!(s.finish_handover(), HandoverEnd::Apply(Vec::new()));
+        assert_eq!(s.update_id(), Some(110));
+    }
+
+    #[test]
+    fn a_standby_ahead_of_the_book_waits_for_the_old_connection() {
+        let mut s = live(DepthRules::Futures, 100);
+        s.on_diff_from(fut(95, 102, 90), Source::Primary);
+        s.begin_handover();
+        // The standby's first diff is ahead of the book: held, nothing lost.
+        assert_eq!(
+            s.on_diff_from(fut(106, 110, 104), Source::Standby),
+            DiffOutcome::Held
+        );
+        assert!(!s.handover_settled());
+        assert!(
+            matches!(s.on_diff_from(fut(103, 104, 102), Source::Primary), DiffOutcome::ApplyAll(ref v) if v.len() == 2)
+        );
+        assert_eq!(s.update_id(), Some(110));
+        assert!(s.handover_settled());
+        assert_eq!(
+            s.on_diff_from(fut(106, 110, 104), Source::Primary),
+            DiffOutcome::Stale
+        );
+    }
+
+    #[test]
+    fn a_hand_over_ending_with_the_old_connection_gone_releases_or_resyncs() {
+        // Held diffs that follow after all are applied at the end.
+        let mut s = live(DepthRules::Spot, 100);
+        s.begin_handover();
+        assert_eq!(
+            s.on_diff_from(spot(103, 104), Source::Standby),
+            DiffOutcome::Held
+        );
+        // The old connection brings 101..102 and dies.
+        assert!(
+            matches!(s.on_diff_from(spot(101, 102), Source::Primary), DiffOutcome::ApplyAll(ref v) if v.len() == 2)
+        );
+        assert_eq!(s.finish_handover(), HandoverEnd::Apply(Vec::new()));
+        // A hole the old connection never filled is a gap.
+        let mut s = live(DepthRules::Spot, 100);
+        s.begin_handover();
+        s.on_diff_from(spot(105, 106), Source::Standby);
+        assert!(matches!(s.finish_handover(), HandoverEnd::Gap(_)));
+        assert!(!s.is_live());
+        // A book that was not live resyncs on the new connection.
+        let mut s = DepthSync::new(DepthRules::Spot, 100);
+        s.begin_handover();
+        assert_eq!(
+            s.on_diff_from(spot(1, 2), Source::Standby),
+            DiffOutcome::Stale
+        );
+        assert_eq!(s.finish_handover(), HandoverEnd::Resync);
     }
 
     #[test]

@@ -11,7 +11,11 @@
 //! * [`connection`]: one socket with its books, reconnects and liveness checks.
 //!
 //! [`spawn`] wires them together on the tokio runtime and returns a [`VenueHandle`] that
-//! owns every task.
+//! owns every task. It supervises the connection tasks: one that fails (panics) must not
+//! leave its books looking synced or its streams looking whole, so its books are reset,
+//! its instruments reported interrupted, and the task is started again with a fresh
+//! [`connection::Feed`] after a backoff (counted in `restarts` in GetStatus and in
+//! `raven_feed_task_restarts_total`).
 
 pub mod connection;
 pub mod depth;
@@ -20,6 +24,7 @@ pub mod parse;
 pub mod snapshot;
 pub mod streams;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -28,7 +33,7 @@ use raven_model::{InstrumentId, Venue};
 use tokio::sync::watch;
 use tokio::task::{JoinHandle, JoinSet};
 
-use crate::backoff::BackoffConfig;
+use crate::backoff::{Backoff, BackoffConfig};
 use crate::status::FeedStatus;
 use connection::{ConnectionConfig, Feed};
 use snapshot::FetcherConfig;
@@ -198,15 +203,16 @@ async fn supervise(
     // aborted (by the drop at the end of this function) rather than awaited.
     let mut fetcher_task = JoinSet::new();
     fetcher_task.spawn(serve);
-    let mut tasks = JoinSet::new();
     let partitions = streams::partition(
         venue,
         &config.symbols,
         &config.channels,
         config.streams_per_connection,
     );
-    for (index, part) in partitions.into_iter().enumerate() {
-        let conn_config = ConnectionConfig {
+    let configs: Vec<ConnectionConfig> = partitions
+        .into_iter()
+        .enumerate()
+        .map(|(index, part)| ConnectionConfig {
             venue,
             name: format!("{venue}#{index}"),
             url: streams::combined_url(&config.ws_url, &part.streams),
@@ -217,23 +223,66 @@ async fn supervise(
             max_connection_age: config.max_connection_age,
             backoff: config.backoff,
             max_buffered_diffs: MAX_BUFFERED_DIFFS,
-        };
+            snapshot_limit: config.snapshot_limit,
+        })
+        .collect();
+    let mut tasks = JoinSet::new();
+    // Which connection each task runs, and its restart backoff.
+    let mut running: HashMap<tokio::task::Id, usize> = HashMap::new();
+    let mut restarts: Vec<(Backoff, tokio::time::Instant)> = configs
+        .iter()
+        .map(|_| (Backoff::new(config.backoff), tokio::time::Instant::now()))
+        .collect();
+    let start = |tasks: &mut JoinSet<()>, index: usize, delay: Duration| {
+        let conn_config = configs[index].clone();
         let (feed, replies) = Feed::new(&conn_config, Arc::clone(&sink), &status, fetcher.clone());
-        tasks.spawn(connection::run(
-            conn_config,
-            feed,
-            replies,
-            shutdown.clone(),
-        ));
+        let mut shutdown = shutdown.clone();
+        tasks
+            .spawn(async move {
+                tokio::select! {
+                    _ = tokio::time::sleep(delay) => {}
+                    _ = shutdown.changed() => return,
+                }
+                connection::run(conn_config, feed, replies, shutdown).await
+            })
+            .id()
+    };
+    for index in 0..configs.len() {
+        running.insert(start(&mut tasks, index, Duration::ZERO), index);
+    }
+    while let Some(result) = tasks.join_next_with_id().await {
+        let (id, error) = match result {
+            Ok((id, ())) => {
+                running.remove(&id);
+                continue;
+            }
+            Err(error) => (error.id(), error),
+        };
+        let Some(index) = running.remove(&id) else {
+            continue;
+        };
+        if !error.is_panic() || *shutdown.borrow() {
+            continue;
+        }
+        let conn_config = &configs[index];
+        let reason = crate::task::panic_message(error.into_panic());
+        let (backoff, started) = &mut restarts[index];
+        if started.elapsed() >= connection::HEALTHY_AFTER {
+            backoff.reset();
+        }
+        let delay = backoff.next_delay();
+        *started = tokio::time::Instant::now() + delay;
+        tracing::error!(%venue, connection = %conn_config.name, %reason, restart_in = ?delay, "connection task failed; restarting it");
+        metrics::counter!(crate::status::METRIC_TASK_RESTARTS, "venue" => venue.as_str())
+            .increment(1);
+        connection::task_failed(conn_config, sink.as_ref(), &status, &reason);
+        if let Some(conn) = status.connection(&conn_config.name) {
+            conn.restarted();
+            conn.set_state(crate::status::ConnectionState::Backoff);
+        }
+        running.insert(start(&mut tasks, index, delay), index);
     }
     drop(fetcher);
-    while let Some(result) = tasks.join_next().await {
-        if let Err(error) = result {
-            if error.is_panic() {
-                tracing::error!(%venue, %error, "venue task panicked");
-            }
-        }
-    }
 }
 
 /// Removes symbols that `exchangeInfo` does not list: they would never sync and would

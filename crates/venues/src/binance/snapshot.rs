@@ -12,7 +12,12 @@
 //!   budget is per IP, not per symbol);
 //! * retries any failed request with exponential backoff, re-queuing it so other symbols
 //!   are not stuck behind it, and reports each failure so the book's status counts it;
-//! * bounds every request with a timeout.
+//! * bounds every request with a timeout;
+//! * serves a request only while the book's sync attempt that asked for it is still the
+//!   current one ([`Generation`]): a snapshot asked for before a disconnect or a gap
+//!   must never be applied after it, and is not even fetched (it would spend weight).
+//!   Every reply carries its attempt's number, so the connection can discard one that
+//!   crossed a new attempt in flight.
 //!
 //! Each attempt is traced as a `book.snapshot` span, a child of the `book.resync` span
 //! the connection passed with the request, so a trace shows how many fetches (and which
@@ -22,6 +27,8 @@
 //! a `limit=1000` spot snapshot weighs 50 against 6 000 per minute, a futures one 20
 //! against 2 400, so at half the budget one such snapshot per second is the steady rate.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use raven_model::{UnixNanos, Venue};
@@ -101,26 +108,56 @@ impl SnapshotError {
     }
 }
 
+/// The number of a book's current sync attempt, shared by the connection (which
+/// starts attempts) and the fetcher (which serves them). A new attempt starts at every
+/// reset of the book: disconnect, gap, rejection.
+#[derive(Debug, Clone, Default)]
+pub struct Generation(Arc<AtomicU64>);
+
+impl Generation {
+    pub fn current(&self) -> u64 {
+        self.0.load(Ordering::Acquire)
+    }
+
+    /// Starts a new attempt; returns its number.
+    pub fn next(&self) -> u64 {
+        self.0.fetch_add(1, Ordering::AcqRel) + 1
+    }
+}
+
 /// What the fetcher reports back to the connection that owns the book.
 #[derive(Debug)]
 pub enum SnapshotReply {
     Fetched {
         symbol: String,
+        /// The sync attempt it was fetched for.
+        generation: u64,
         snapshot: DepthSnapshot,
     },
-    /// One attempt failed; the fetcher retries on its own.
+    /// One fetch failed; the fetcher retries on its own while the attempt is current.
     Failed {
         symbol: String,
+        generation: u64,
         error: SnapshotError,
     },
 }
 
 struct Request {
     symbol: String,
+    /// The book's sync attempt this is for, and where to see whether it still is.
+    generation: u64,
+    current: Generation,
     attempt: u32,
     reply: mpsc::UnboundedSender<SnapshotReply>,
     /// The span each attempt's `book.snapshot` span belongs under.
     parent: tracing::Span,
+}
+
+impl Request {
+    /// Served only while its book's attempt is current and its connection listens.
+    fn wanted(&self) -> bool {
+        !self.reply.is_closed() && self.current.current() == self.generation
+    }
 }
 
 /// Handle for queuing snapshot requests; cheap to clone.
@@ -130,18 +167,22 @@ pub struct SnapshotFetcher {
 }
 
 impl SnapshotFetcher {
-    /// Queues a snapshot of `symbol` (upper-case exchange symbol). The result, and every
-    /// failed attempt, is sent to `reply`; the request is dropped once `reply` is closed.
-    /// Each attempt is traced under `parent` ([`tracing::Span::none`] for a root span).
+    /// Queues a snapshot of `symbol` (upper-case exchange symbol) for the current
+    /// attempt of `generation`. The result, and every failed fetch, is sent to `reply`;
+    /// the request is dropped once `reply` is closed or a newer attempt started. Each
+    /// fetch is traced under `parent` ([`tracing::Span::none`] for a root span).
     pub fn request(
         &self,
         symbol: &str,
+        generation: &Generation,
         reply: &mpsc::UnboundedSender<SnapshotReply>,
         parent: &tracing::Span,
     ) {
         // The fetcher only stops when the venue shuts down; a lost request then is moot.
         let _ = self.tx.send(Request {
             symbol: symbol.to_owned(),
+            generation: generation.current(),
+            current: generation.clone(),
             attempt: 0,
             reply: reply.clone(),
             parent: parent.clone(),
@@ -191,11 +232,14 @@ async fn serve(
     let mut paused_until: Option<Instant> = None;
 
     while let Some(request) = rx.recv().await {
-        if request.reply.is_closed() {
+        if !request.wanted() {
             continue;
         }
         if let Some(until) = paused_until.take() {
             tokio::time::sleep_until(until).await;
+            if !request.wanted() {
+                continue;
+            }
         }
         let span = tracing::info_span!(
             parent: &request.parent,
@@ -231,6 +275,7 @@ async fn serve(
                 fetches.increment(1);
                 let _ = request.reply.send(SnapshotReply::Fetched {
                     symbol: request.symbol,
+                    generation: request.generation,
                     snapshot,
                 });
             }
@@ -252,12 +297,15 @@ async fn serve(
                 );
                 let retry = Request {
                     symbol: request.symbol.clone(),
+                    generation: request.generation,
+                    current: request.current.clone(),
                     attempt: request.attempt.saturating_add(1),
                     reply: request.reply.clone(),
                     parent: request.parent.clone(),
                 };
                 let _ = request.reply.send(SnapshotReply::Failed {
                     symbol: request.symbol,
+                    generation: request.generation,
                     error,
                 });
                 if let Some(tx) = requeue.upgrade() {
