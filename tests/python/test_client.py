@@ -69,6 +69,9 @@ def test_snapshot_then_contiguous_deltas_then_unsubscribe(stub, pb):
     apply(bids, snap.book_snapshot.bids)
     apply(asks, snap.book_snapshot.asks)
     assert all(Decimal(l.quantity) > 0 for l in snap.book_snapshot.bids)
+    # How deep the book is known to be complete, per side: never more than it holds.
+    assert 0 < snap.book_snapshot.known_bid_levels <= len(snap.book_snapshot.bids)
+    assert 0 < snap.book_snapshot.known_ask_levels <= len(snap.book_snapshot.asks)
     seq = snap.sequence
     last_id = snap.book_snapshot.last_update_id
 

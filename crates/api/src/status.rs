@@ -78,8 +78,11 @@ impl StatusSource {
                 stall_timeout_ms: c.stall_timeout.as_millis() as u64,
             })
             .collect();
+        // Books of the instruments that carry one: a trades-only instrument has none to
+        // wait for.
         let books = hub_books
             .iter()
+            .filter(|b| b.has_book)
             .map(|b| {
                 let feed = feed_books.get(&b.instrument);
                 pb::BookStatus {

@@ -51,6 +51,8 @@ pub(crate) struct ClockRules {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InstrumentInfo {
     pub instrument: InstrumentId,
+    /// It carries the book channel (the book fields mean nothing otherwise).
+    pub has_book: bool,
     pub synced: bool,
     pub bid_levels: usize,
     pub ask_levels: usize,
@@ -97,6 +99,7 @@ struct Counters {
 
 pub(crate) struct InstrumentState {
     pub id: InstrumentId,
+    has_book: bool,
     rules: ClockRules,
     pub(crate) book: OrderBook,
     pub(crate) synced: bool,
@@ -147,6 +150,7 @@ impl InstrumentState {
             })
             .collect();
         Self {
+            has_book: channels.contains(&Channel::Book),
             id,
             rules,
             book: OrderBook::new(),
@@ -569,6 +573,7 @@ impl InstrumentState {
             .max();
         InstrumentInfo {
             instrument: self.id.clone(),
+            has_book: self.has_book,
             synced: self.synced,
             bid_levels,
             ask_levels,

@@ -22,7 +22,7 @@ use tokio::time::Instant;
 
 /// One fault, as accepted by `POST /sim/fault`, e.g. `{"fault":"drop"}`,
 /// `{"fault":"stall","seconds":2.5}`, `{"fault":"rate_limit","count":3}`,
-/// `{"fault":"gap","symbol":"BTCUSDT"}`.
+/// `{"fault":"gap","symbol":"BTCUSDT"}`, `{"fault":"trade_gap","symbol":"BTCUSDT"}`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "fault", rename_all = "snake_case")]
 pub enum Fault {
@@ -35,6 +35,9 @@ pub enum Fault {
     /// Silently skip the next depth frame of `symbol`; the simulator's own book still
     /// applies it, so a later REST snapshot is right and a resync recovers.
     Gap { symbol: String },
+    /// Silently skip the next trade of `symbol` (synthetic mode): its trade and aggregate
+    /// ids are used, so the stream's ids jump, as when a frame is lost.
+    TradeGap { symbol: String },
 }
 
 /// Why a fault request was refused.
@@ -73,6 +76,7 @@ pub struct FaultStats {
     pub stalls: u64,
     pub rate_limited: u64,
     pub gaps: u64,
+    pub trade_gaps: u64,
 }
 
 /// The fault switches and counters of one simulator.
@@ -82,6 +86,7 @@ pub struct Faults {
     stall_until: Mutex<Option<Instant>>,
     rate_limit: AtomicU64,
     gaps: Mutex<HashMap<String, u64>>,
+    trade_gaps: Mutex<HashMap<String, u64>>,
     pub(crate) counters: Counters,
 }
 
@@ -97,6 +102,7 @@ pub(crate) struct Counters {
     stalls: AtomicU64,
     rate_limited: AtomicU64,
     gaps: AtomicU64,
+    trade_gaps: AtomicU64,
 }
 
 impl Default for Faults {
@@ -106,6 +112,7 @@ impl Default for Faults {
             stall_until: Mutex::new(None),
             rate_limit: AtomicU64::new(0),
             gaps: Mutex::new(HashMap::new()),
+            trade_gaps: Mutex::new(HashMap::new()),
             counters: Counters::default(),
         }
     }
@@ -123,6 +130,13 @@ impl Faults {
             }
             Fault::RateLimit { count } => self.rate_limit(*count),
             Fault::Gap { symbol } => self.gap(symbol),
+            Fault::TradeGap { symbol } => {
+                *self
+                    .trade_gaps
+                    .lock()
+                    .entry(symbol.to_ascii_uppercase())
+                    .or_default() += 1;
+            }
         }
         Ok(())
     }
@@ -167,6 +181,7 @@ impl Faults {
                 stalls: c.stalls.load(Relaxed),
                 rate_limited: c.rate_limited.load(Relaxed),
                 gaps: c.gaps.load(Relaxed),
+                trade_gaps: c.trade_gaps.load(Relaxed),
             },
         }
     }
@@ -204,7 +219,19 @@ impl Faults {
     /// True (and one token used) when the next depth frame of `symbol` must be skipped.
     /// `symbol` is upper-case.
     pub(crate) fn take_gap(&self, symbol: &str) -> bool {
-        let mut gaps = self.gaps.lock();
+        take(&self.gaps, symbol, &self.counters.gaps)
+    }
+
+    /// True (and one token used) when the next trade of `symbol` must be skipped.
+    pub(crate) fn take_trade_gap(&self, symbol: &str) -> bool {
+        take(&self.trade_gaps, symbol, &self.counters.trade_gaps)
+    }
+}
+
+/// Uses one of `symbol`'s tokens in `tokens`, counting it; false when it has none.
+fn take(tokens: &Mutex<HashMap<String, u64>>, symbol: &str, counter: &AtomicU64) -> bool {
+    {
+        let mut gaps = tokens.lock();
         if gaps.is_empty() {
             return false;
         }
@@ -215,9 +242,9 @@ impl Faults {
         if *n == 0 {
             gaps.remove(symbol);
         }
-        self.counters.gaps.fetch_add(1, Relaxed);
-        true
     }
+    counter.fetch_add(1, Relaxed);
+    true
 }
 
 #[cfg(test)]
@@ -234,6 +261,8 @@ mod tests {
         assert_eq!(f, Fault::Gap { symbol: "x".into() });
         let f: Fault = serde_json::from_str(r#"{"fault":"drop"}"#).unwrap();
         assert_eq!(f, Fault::Drop);
+        let f: Fault = serde_json::from_str(r#"{"fault":"trade_gap","symbol":"x"}"#).unwrap();
+        assert_eq!(f, Fault::TradeGap { symbol: "x".into() });
         assert!(Faults::default()
             .apply(&Fault::Stall { seconds: -1.0 })
             .is_err());

@@ -466,7 +466,9 @@ impl Market {
                 set(side, ch, price, resting - lots.min(resting));
                 book.trade_id += 1;
                 book.agg_id += 1;
-                self.trade_frames(i, book, price, lots, !buy, now, futures, out);
+                if !faults.take_trade_gap(&self.specs[i].symbol) {
+                    self.trade_frames(i, book, price, lots, !buy, now, futures, out);
+                }
             }
         } else if roll < 18 && ask - bid > 1 {
             // A limit order improves one side inside the spread.

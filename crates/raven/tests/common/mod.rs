@@ -101,13 +101,23 @@ pub fn spawn_serve(venues: &str, hub: &str) -> Server {
 
 /// [`spawn_serve`] in `dir`, whose `data` directory a restarted server finds again.
 pub fn spawn_serve_in(dir: tempfile::TempDir, venues: &str, hub: &str) -> Server {
-    spawn_serve_full(dir, venues, hub, &[])
+    spawn_serve_full(dir, venues, hub, &[], "")
 }
 
 /// [`spawn_serve`] with extra environment variables for the server process (e.g. the
 /// OpenTelemetry ones), which the configuration file cannot carry.
 pub fn spawn_serve_with_env(venues: &str, hub: &str, env: &[(&str, &str)]) -> Server {
-    spawn_serve_full(tempfile::tempdir().expect("tempdir"), venues, hub, env)
+    spawn_serve_full(tempfile::tempdir().expect("tempdir"), venues, hub, env, "")
+}
+
+/// [`spawn_serve_in`] with extra `[server]` keys (`server` is TOML lines).
+pub fn spawn_serve_with_server(
+    dir: tempfile::TempDir,
+    venues: &str,
+    hub: &str,
+    server: &str,
+) -> Server {
+    spawn_serve_full(dir, venues, hub, &[], server)
 }
 
 fn spawn_serve_full(
@@ -115,11 +125,12 @@ fn spawn_serve_full(
     venues: &str,
     hub: &str,
     env: &[(&str, &str)],
+    server: &str,
 ) -> Server {
     let (grpc, health, metrics) = (free_port(), free_port(), free_port());
     let data = dir.path().join("data");
     let config = format!(
-        "[server]\nhost = \"127.0.0.1\"\ngrpc_port = {grpc}\nhealth_port = {health}\nmetrics_port = {metrics}\nheartbeat_ms = 1000\ndata_dir = \"{}\"\n\n{hub}\n\n{venues}\n",
+        "[server]\nhost = \"127.0.0.1\"\ngrpc_port = {grpc}\nhealth_port = {health}\nmetrics_port = {metrics}\nheartbeat_ms = 1000\ndata_dir = \"{}\"\n{server}\n\n{hub}\n\n{venues}\n",
         data.display()
     );
     let path = dir.path().join("raven.toml");
