@@ -450,17 +450,17 @@ impl MarketData for MarketDataService {
                         send_time_ns: UnixNanos::now().as_nanos(),
                         body: heartbeat_body,
                     }),
-                    Next::Ended(EndReason::SlowConsumer(reason)) => {
-                        metrics::counter!("errors_total", "kind" => "slow_consumer").increment(1);
-                        trace.code = tonic::Code::ResourceExhausted;
-                        return Some((
-                            Err(Status::resource_exhausted(reason)),
-                            (session, true, trace),
-                        ));
-                    }
-                    Next::Ended(EndReason::Stopping(reason)) => {
-                        trace.code = tonic::Code::Unavailable;
-                        return Some((Err(Status::unavailable(reason)), (session, true, trace)));
+                    Next::Ended(end) => {
+                        let status = match *end {
+                            EndReason::SlowConsumer(reason) => {
+                                metrics::counter!("errors_total", "kind" => "slow_consumer")
+                                    .increment(1);
+                                Status::resource_exhausted(reason)
+                            }
+                            EndReason::Stopping(reason) => Status::unavailable(reason),
+                        };
+                        trace.code = status.code();
+                        return Some((Err(status), (session, true, trace)));
                     }
                 };
                 Some((item, (session, false, trace)))

@@ -8,11 +8,17 @@
 //! protobuf message is the concatenation of its fields, so the expensive payload (a
 //! deep book view) can be encoded without any lock held, and the envelope with its
 //! sequence number added under the lock that assigns it.
+//!
+//! Book snapshots and deltas, the bulk of what Raven sends, are written straight into
+//! their protobuf bytes ([`book_snapshot_payload`], [`book_delta_payload`]): each
+//! level's decimal text goes from the model into the buffer with no `String` in
+//! between. The bytes are exactly what prost would produce from the generated messages
+//! (a test compares them).
 
 use bytes::Bytes;
 use raven_model::candle::Candle;
 use raven_model::{
-    Bbo, BookLevels, EventKind, Level, Liquidation, MarkPrice, Side, Trade, UnixNanos,
+    Bbo, BookLevels, DecimalText, EventKind, Level, Liquidation, MarkPrice, Side, Trade, UnixNanos,
 };
 use raven_proto::pb::server_message::Payload;
 use raven_proto::{pb, OutboundMessage};
@@ -65,12 +71,141 @@ pub fn encode_untopiced(payload: Payload) -> Bytes {
     })
 }
 
+/// A protobuf varint.
+fn put_varint(buf: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        buf.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    buf.push(v as u8);
+}
+
+/// A field's key: its number and wire type (0 varint, 2 length-delimited), itself a
+/// varint (two bytes from field 16 on).
+fn put_key(buf: &mut Vec<u8>, field: u32, wire_type: u32) {
+    put_varint(buf, u64::from(field << 3 | wire_type));
+}
+
+/// Field `field` of wire type "length-delimited" holding `bytes`.
+fn put_bytes(buf: &mut Vec<u8>, field: u32, bytes: &[u8]) {
+    put_key(buf, field, 2);
+    put_varint(buf, bytes.len() as u64);
+    buf.extend_from_slice(bytes);
+}
+
+/// A varint field, left out at zero (proto3).
+fn put_uint(buf: &mut Vec<u8>, field: u32, v: u64) {
+    if v != 0 {
+        put_key(buf, field, 0);
+        put_varint(buf, v);
+    }
+}
+
+/// A `PriceLevel` as field `field` of its book message.
+fn put_level(buf: &mut Vec<u8>, field: u32, l: &Level) {
+    let (price, qty) = (l.price.text(), l.qty.text());
+    let (price, qty) = (price.as_bytes(), qty.as_bytes());
+    // Each text is at most 31 bytes: one-byte lengths, so the level is 4 + both.
+    put_key(buf, field, 2);
+    put_varint(buf, (4 + price.len() + qty.len()) as u64);
+    put_bytes(buf, 1, price);
+    put_bytes(buf, 2, qty);
+}
+
+/// A whole book message's body (`bids` field 1, `asks` field 2) and then `tail`.
+fn book_body(book: &BookLevels, tail: impl FnOnce(&mut Vec<u8>)) -> Vec<u8> {
+    let mut body = Vec::with_capacity(16 + 24 * (book.bids.len() + book.asks.len()));
+    for l in &book.bids {
+        put_level(&mut body, 1, l);
+    }
+    for l in &book.asks {
+        put_level(&mut body, 2, l);
+    }
+    tail(&mut body);
+    body
+}
+
+/// The `ServerMessage.payload` field holding `body` as field `field`.
+fn payload_field(field: u32, body: &[u8]) -> Bytes {
+    let mut out = Vec::with_capacity(body.len() + 6);
+    put_bytes(&mut out, field, body);
+    Bytes::from(out)
+}
+
+/// A string field of decimal text, left out when empty (proto3).
+fn put_text(buf: &mut Vec<u8>, field: u32, text: &DecimalText) {
+    if !text.as_bytes().is_empty() {
+        put_bytes(buf, field, text.as_bytes());
+    }
+}
+
+/// The encoded payload of a non-book event (fields 14–17), like [`event`], for
+/// [`with_payload`].
+pub fn event_payload(kind: &EventKind) -> Bytes {
+    let mut body = Vec::with_capacity(64);
+    let field = match kind {
+        EventKind::Trade(t) => {
+            put_text(&mut body, 1, &t.price.text());
+            put_text(&mut body, 2, &t.qty.text());
+            put_uint(&mut body, 3, side(t.aggressor) as u64);
+            put_uint(&mut body, 4, t.trade_id);
+            14
+        }
+        EventKind::Bbo(b) => {
+            put_text(&mut body, 1, &b.bid_price.text());
+            put_text(&mut body, 2, &b.bid_qty.text());
+            put_text(&mut body, 3, &b.ask_price.text());
+            put_text(&mut body, 4, &b.ask_qty.text());
+            put_uint(&mut body, 5, b.update_id);
+            15
+        }
+        EventKind::MarkPrice(m) => {
+            put_text(&mut body, 1, &m.mark_price.text());
+            if let Some(index) = m.index_price {
+                put_text(&mut body, 2, &index.text());
+            }
+            put_text(&mut body, 3, &DecimalText::of(m.funding_rate));
+            put_uint(&mut body, 4, m.next_funding_time.as_nanos());
+            16
+        }
+        EventKind::Liquidation(l) => {
+            put_uint(&mut body, 1, side(l.side) as u64);
+            put_text(&mut body, 2, &l.price.text());
+            put_text(&mut body, 3, &l.qty.text());
+            17
+        }
+    };
+    payload_field(field, &body)
+}
+
+/// The encoded `book_snapshot` payload (field 11) of `book`'s levels, like
+/// [`book_snapshot`], for [`with_payload`].
+pub fn book_snapshot_payload(book: &BookLevels, conflated: bool, known: (usize, usize)) -> Bytes {
+    let complete = |n: usize, side: &[Level]| n.min(side.len()) as u64;
+    let body = book_body(book, |b| {
+        put_uint(b, 3, book.last_update_id);
+        put_uint(b, 4, u64::from(conflated));
+        put_uint(b, 5, complete(known.0, &book.bids));
+        put_uint(b, 6, complete(known.1, &book.asks));
+    });
+    payload_field(11, &body)
+}
+
+/// The encoded `book_delta` payload (field 12), for [`with_payload`].
+pub fn book_delta_payload(delta: &BookLevels) -> Bytes {
+    let body = book_body(delta, |b| {
+        put_uint(b, 3, delta.first_update_id);
+        put_uint(b, 4, delta.last_update_id);
+    });
+    payload_field(12, &body)
+}
+
 fn levels(levels: &[Level]) -> Vec<pb::PriceLevel> {
     levels
         .iter()
         .map(|l| pb::PriceLevel {
-            price: l.price.to_string(),
-            quantity: l.qty.to_string(),
+            price: l.price.text().as_str().to_owned(),
+            quantity: l.qty.text().as_str().to_owned(),
         })
         .collect()
 }
@@ -91,15 +226,6 @@ pub fn book_snapshot(
         known_bid_levels: count(known.0, &book.bids),
         known_ask_levels: count(known.1, &book.asks),
     }
-}
-
-pub fn book_delta(delta: &BookLevels) -> Payload {
-    Payload::BookDelta(pb::BookDelta {
-        bids: levels(&delta.bids),
-        asks: levels(&delta.asks),
-        first_update_id: delta.first_update_id,
-        last_update_id: delta.last_update_id,
-    })
 }
 
 fn side(side: Side) -> i32 {
@@ -218,6 +344,92 @@ mod tests {
         assert_eq!(
             <pb::ServerMessage as prost::Message>::decode(&parts[..]).unwrap(),
             <pb::ServerMessage as prost::Message>::decode(&whole[..]).unwrap()
+        );
+    }
+
+    fn level(p: &str, q: &str) -> Level {
+        Level {
+            price: raven_model::Price::parse(p).unwrap(),
+            qty: raven_model::Qty::parse(q).unwrap(),
+        }
+    }
+
+    #[test]
+    fn event_payloads_are_the_bytes_prost_makes() {
+        use raven_model::{Price, Qty};
+        let p = |s: &str| Price::parse(s).unwrap();
+        let q = |s: &str| Qty::parse(s).unwrap();
+        let kinds = [
+            EventKind::Trade(Trade {
+                price: p("43251.12000000"),
+                qty: q("0.00100000"),
+                aggressor: Side::Sell,
+                trade_id: 1 << 50,
+            }),
+            EventKind::Bbo(Bbo {
+                bid_price: p("1.5"),
+                bid_qty: q("0"),
+                ask_price: p("1.6"),
+                ask_qty: q("12.000"),
+                update_id: 0,
+            }),
+            EventKind::MarkPrice(MarkPrice {
+                mark_price: p("0.35210000"),
+                index_price: None,
+                funding_rate: "-0.00012345".parse().unwrap(),
+                next_funding_time: UnixNanos(1_700_000_000_000_000_000),
+            }),
+            EventKind::MarkPrice(MarkPrice {
+                mark_price: p("1"),
+                index_price: Some(p("1.01")),
+                funding_rate: rust_decimal::Decimal::ZERO,
+                next_funding_time: UnixNanos(0),
+            }),
+            EventKind::Liquidation(Liquidation {
+                side: Side::Buy,
+                price: p("99"),
+                qty: q("7"),
+            }),
+        ];
+        for kind in &kinds {
+            assert_eq!(event_payload(kind), payload(&event(kind)), "{kind:?}");
+        }
+    }
+
+    #[test]
+    fn book_payloads_are_the_bytes_prost_makes() {
+        let mut book = BookLevels {
+            bids: vec![
+                level("99.500", "1.25"),
+                level("0.00000001", "123456789.123456789"),
+            ],
+            asks: (0..200)
+                .map(|i| level(&format!("{}.{i}", 100 + i), "0"))
+                .collect(),
+            first_update_id: 0,
+            last_update_id: 1 << 40,
+        };
+        for (conflated, known) in [(false, (0, 0)), (true, (1, 150)), (false, (9, 999))] {
+            let expect = payload(&Payload::BookSnapshot(book_snapshot(
+                &book, conflated, known,
+            )));
+            assert_eq!(book_snapshot_payload(&book, conflated, known), expect);
+        }
+        let delta = |b: &BookLevels| {
+            payload(&Payload::BookDelta(pb::BookDelta {
+                bids: levels(&b.bids),
+                asks: levels(&b.asks),
+                first_update_id: b.first_update_id,
+                last_update_id: b.last_update_id,
+            }))
+        };
+        assert_eq!(book_delta_payload(&book), delta(&book));
+        book.first_update_id = 7;
+        book.bids.clear();
+        assert_eq!(book_delta_payload(&book), delta(&book));
+        assert_eq!(
+            book_delta_payload(&BookLevels::default()),
+            delta(&BookLevels::default())
         );
     }
 }

@@ -60,7 +60,7 @@ impl Default for HubConfig {
             max_topics_per_stream: 1024,
             candle_grace: Duration::from_secs(2),
             max_clock_skew: Duration::from_secs(60),
-            book_view_interval: Duration::from_millis(10),
+            book_view_interval: Duration::from_millis(50),
             tap_interval: Duration::from_secs(1),
             tap_book_depth: 20,
         }

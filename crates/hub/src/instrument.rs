@@ -33,7 +33,7 @@ use raven_proto::pb;
 use raven_proto::pb::server_message::Payload;
 
 use crate::channel::{Channel, TopicKey};
-use crate::encode;
+use crate::encode::{self, Envelope};
 use crate::subscriber::{Admit, Subscriber};
 use crate::topic::{Entry, Pending, Topic};
 use crate::views::View;
@@ -216,9 +216,9 @@ impl InstrumentState {
             topic.last_id = id;
             topic.last_receive = event.receive_time;
             if !topic.entries.is_empty() {
-                let body = encode::encode(
+                let body = encode::with_payload(
                     &topic.envelope(event.exchange_time, event.receive_time),
-                    encode::event(&event.kind),
+                    &encode::event_payload(&event.kind),
                 );
                 topic.deliver_droppable(&body, event.exchange_time, event.receive_time);
             }
@@ -494,24 +494,21 @@ impl InstrumentState {
         // A conflated snapshot is made at most once per message, however many
         // subscribers recover on it.
         let conflated = OnceCell::new();
-        let fresh = |t: &Topic| {
+        let fresh = |env: &Envelope<'_>| {
             conflated
-                .get_or_init(|| snapshot_message(book, t, exchange_time, receive_time, true))
+                .get_or_init(|| snapshot_message(book, env, true))
                 .clone()
         };
-        match delta {
-            Some(d) => {
-                let body = encode::encode(
-                    &topic.envelope(exchange_time, receive_time),
-                    encode::book_delta(d),
-                );
-                topic.deliver_book(&body, None, &fresh);
-            }
-            None => {
-                let body = snapshot_message(book, topic, exchange_time, receive_time, false);
-                topic.deliver_book(&body, Some(&body), &fresh);
-            }
-        }
+        let env = topic.envelope(exchange_time, receive_time);
+        let (body, is_snapshot) = match delta {
+            Some(d) => (
+                encode::with_payload(&env, &encode::book_delta_payload(d)),
+                false,
+            ),
+            None => (snapshot_message(book, &env, false), true),
+        };
+        let snapshot = is_snapshot.then_some(&body);
+        topic.deliver_book(&body, snapshot, exchange_time, receive_time, &fresh);
     }
 
     // ------------------------------------------------------------------ subscriber side
@@ -535,7 +532,8 @@ impl InstrumentState {
         }
         let pending = if self.synced {
             let (et, rt) = self.book_times;
-            let snap = snapshot_message(&self.book, &self.book_topic, et, rt, false);
+            let env = self.book_topic.envelope(et, rt);
+            let snap = snapshot_message(&self.book, &env, false);
             match sub.offer_data(&snap) {
                 Admit::Accepted => Pending::None,
                 Admit::Full => Pending::Conflate,
@@ -590,21 +588,11 @@ impl InstrumentState {
     }
 }
 
-/// The full-depth snapshot message of `book` on `topic` (its current sequence).
-fn snapshot_message(
-    book: &OrderBook,
-    topic: &Topic,
-    exchange_time: UnixNanos,
-    receive_time: UnixNanos,
-    conflated: bool,
-) -> Bytes {
+/// The full-depth snapshot message of `book` under `env`.
+fn snapshot_message(book: &OrderBook, env: &Envelope<'_>, conflated: bool) -> Bytes {
     let levels = book.snapshot(0);
-    encode::encode(
-        &topic.envelope(exchange_time, receive_time),
-        Payload::BookSnapshot(encode::book_snapshot(
-            &levels,
-            conflated,
-            book.known_depth(),
-        )),
+    encode::with_payload(
+        env,
+        &encode::book_snapshot_payload(&levels, conflated, book.known_depth()),
     )
 }

@@ -25,10 +25,12 @@
 //! drains its queue empty; it is *not reading* while messages wait and it has taken none
 //! of them. Staying behind, or not reading, for longer than the configured limit gets it
 //! *ended*: its queue is cleared, the reason is stored, and its stream ends with that
-//! status. Both are checked whenever anything is offered and by [`Subscriber::sweep`],
-//! which the hub runs a few times a second, so a stream that never reads is cut within
-//! the limit whatever it does. The consumer side is [`Subscriber::next`], awaited by the
-//! gRPC response stream.
+//! status. Being behind is checked when a message is refused; not reading by
+//! [`Subscriber::sweep`], which the hub runs a few times a second and which compares
+//! how many messages were read since its last look, so a stream that never reads is cut
+//! within the limit (plus one sweep) whatever it does, and delivering a message never
+//! reads the clock. Between sweeps, the bounds above keep its memory bounded. The
+//! consumer side is [`Subscriber::next`], awaited by the gRPC response stream.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -51,8 +53,9 @@ pub enum EndReason {
 #[derive(Debug, PartialEq)]
 pub enum Next {
     Message(Bytes),
-    /// The hub ended this subscriber.
-    Ended(EndReason),
+    /// The hub ended this subscriber. (Boxed: the rare case must not make every
+    /// message's `Next` larger.)
+    Ended(Box<EndReason>),
     /// Nothing arrived before the deadline (time for a heartbeat).
     Idle,
 }
@@ -82,17 +85,16 @@ struct Queue {
     bytes: usize,
     /// When the subscriber first failed to take a data message, if it has not caught up.
     behind_since: Option<Instant>,
-    /// Since when messages have waited without the consumer taking any: set when one
-    /// arrives in an empty queue and at every read that leaves the queue non-empty.
-    unread_since: Option<Instant>,
     ended: Option<EndReason>,
+    /// What the last sweep saw: `reads` then, and since when messages have waited
+    /// without one being read (`None`: the queue was empty or being read).
+    swept: (u64, Option<Instant>),
+    /// Messages the consumer has taken so far.
+    reads: u64,
 }
 
 impl Queue {
     fn push(&mut self, msg: Bytes) {
-        if self.items.is_empty() {
-            self.unread_since = Some(Instant::now());
-        }
         self.bytes += msg.len();
         self.items.push_back(msg);
     }
@@ -137,7 +139,8 @@ impl Subscriber {
                 items: VecDeque::with_capacity(64),
                 bytes: 0,
                 behind_since: None,
-                unread_since: None,
+                reads: 0,
+                swept: (0, None),
                 ended: None,
             }),
             ready: Notify::new(),
@@ -158,7 +161,7 @@ impl Subscriber {
     /// behind, and ends it past the slow limit.
     pub(crate) fn offer_data(&self, msg: &Bytes) -> Admit {
         let mut q = self.queue.lock();
-        if self.check_slow_locked(&mut q) {
+        if q.ended.is_some() {
             return Admit::Full;
         }
         if self.fits_data(&q, 1, msg.len()) {
@@ -178,7 +181,7 @@ impl Subscriber {
     /// subscriber behind (its slow-consumer clock running), as a refused offer does.
     pub(crate) fn room_to_recover(&self) -> bool {
         let mut q = self.queue.lock();
-        if self.check_slow_locked(&mut q) {
+        if q.ended.is_some() {
             return false;
         }
         if self.half_free(&q) {
@@ -199,7 +202,7 @@ impl Subscriber {
     pub(crate) fn offer_recovery(&self, msgs: &[&Bytes]) -> bool {
         let bytes: usize = msgs.iter().map(|m| m.len()).sum();
         let mut q = self.queue.lock();
-        if self.check_slow_locked(&mut q) {
+        if q.ended.is_some() {
             return false;
         }
         if !(self.half_free(&q) && self.fits_data(&q, msgs.len(), bytes)) {
@@ -219,7 +222,7 @@ impl Subscriber {
     pub(crate) fn push_control(&self, msgs: &[Bytes]) {
         let bytes: usize = msgs.iter().map(Bytes::len).sum();
         let mut q = self.queue.lock();
-        if self.check_slow_locked(&mut q) {
+        if q.ended.is_some() {
             return;
         }
         let max_items = self.limits.capacity + self.limits.control_headroom;
@@ -253,35 +256,32 @@ impl Subscriber {
         }
     }
 
-    /// Ends the subscriber if it has not read what waits for longer than the limit;
-    /// returns whether it is ended (now or before).
-    fn check_slow_locked(&self, q: &mut Queue) -> bool {
-        if q.ended.is_some() {
-            return true;
-        }
-        if let Some(since) = q.unread_since {
-            if since.elapsed() >= self.limits.slow_limit {
-                let reason = format!(
-                    "slow consumer: {} messages waited unread for more than {:?}",
-                    q.items.len(),
-                    self.limits.slow_limit
-                );
-                self.end_locked(q, EndReason::SlowConsumer(reason));
-            }
-        }
-        q.ended.is_some()
-    }
-
-    /// The periodic check of a subscriber nobody offers anything to: ends it if it has
-    /// been behind or not reading past the limit.
+    /// The periodic check: ends the subscriber if messages have waited without it
+    /// reading any for longer than the limit, or it has been behind that long.
     pub(crate) fn sweep(&self) {
         let mut q = self.queue.lock();
-        if !self.check_slow_locked(&mut q) {
-            if let Some(since) = q.behind_since {
-                if since.elapsed() >= self.limits.slow_limit {
-                    self.fall_behind_locked(&mut q);
-                }
-            }
+        if q.ended.is_some() {
+            return;
+        }
+        let now = Instant::now();
+        let unread_since = match q.swept {
+            _ if q.items.is_empty() => None,
+            (reads, since) if reads == q.reads => since.or(Some(now)),
+            _ => Some(now),
+        };
+        q.swept = (q.reads, unread_since);
+        if unread_since.is_some_and(|t| now.duration_since(t) >= self.limits.slow_limit) {
+            let reason = format!(
+                "slow consumer: {} messages waited unread for more than {:?}",
+                q.items.len(),
+                self.limits.slow_limit
+            );
+            return self.end_locked(&mut q, EndReason::SlowConsumer(reason));
+        }
+        if q.behind_since
+            .is_some_and(|t| now.duration_since(t) >= self.limits.slow_limit)
+        {
+            self.fall_behind_locked(&mut q);
         }
     }
 
@@ -297,7 +297,6 @@ impl Subscriber {
                 // Nothing more will be sent: free the memory now.
                 q.items.clear();
                 q.bytes = 0;
-                q.unread_since = None;
             }
             EndReason::Stopping(_) => {
                 metrics::counter!("raven_subscriber_disconnects_total", "reason" => "shutdown")
@@ -327,20 +326,18 @@ impl Subscriber {
                 // A slow consumer's queue was cleared; a stopping stream gets what was
                 // queued first.
                 if let Some(reason @ EndReason::SlowConsumer(_)) = &q.ended {
-                    return Next::Ended(reason.clone());
+                    return Next::Ended(Box::new(reason.clone()));
                 }
                 if let Some(msg) = q.items.pop_front() {
                     q.bytes -= msg.len();
+                    q.reads += 1;
                     if q.items.is_empty() {
                         q.behind_since = None;
-                        q.unread_since = None;
-                    } else {
-                        q.unread_since = Some(Instant::now());
                     }
                     return Next::Message(msg);
                 }
                 if let Some(reason) = &q.ended {
-                    return Next::Ended(reason.clone());
+                    return Next::Ended(Box::new(reason.clone()));
                 }
             }
             // A notify_one before this await leaves a permit, so no wakeup is lost.
@@ -456,7 +453,10 @@ mod tests {
         assert!(s.is_ended());
         assert_eq!(s.info().queue_depth, 0, "an ended stream holds nothing");
         match s.next(far()).await {
-            Next::Ended(EndReason::SlowConsumer(why)) => assert!(why.contains("unread"), "{why}"),
+            Next::Ended(end) => match *end {
+                EndReason::SlowConsumer(why) => assert!(why.contains("unread"), "{why}"),
+                other => panic!("{other:?}"),
+            },
             other => panic!("expected an end, got {other:?}"),
         }
     }
@@ -466,6 +466,7 @@ mod tests {
         let s = sub(1000, 1 << 20, 20);
         // Pongs and acks only: the data bounds are never reached.
         s.push_control(&[msg(1)]);
+        s.sweep();
         tokio::time::sleep(Duration::from_millis(30)).await;
         s.sweep();
         assert!(s.is_ended(), "nothing read for longer than the limit");
@@ -473,7 +474,11 @@ mod tests {
         let r = sub(1000, 1 << 20, 50);
         r.push_control(&[msg(1)]);
         r.push_control(&[msg(2)]);
+        r.push_control(&[msg(3)]);
+        r.sweep();
+        tokio::time::sleep(Duration::from_millis(30)).await;
         assert_eq!(r.next(far()).await, Next::Message(msg(1)));
+        r.sweep();
         tokio::time::sleep(Duration::from_millis(30)).await;
         r.sweep();
         assert!(!r.is_ended(), "it read 30 ms ago");
@@ -506,9 +511,12 @@ mod tests {
         assert_eq!(s.offer_data(&msg(3)), Admit::Full);
         assert!(s.is_ended());
         match s.next(far()).await {
-            Next::Ended(EndReason::SlowConsumer(reason)) => {
-                assert!(reason.contains("slow consumer"), "{reason}")
-            }
+            Next::Ended(end) => match *end {
+                EndReason::SlowConsumer(reason) => {
+                    assert!(reason.contains("slow consumer"), "{reason}")
+                }
+                other => panic!("{other:?}"),
+            },
             other => panic!("expected an end, got {other:?}"),
         }
     }
@@ -577,7 +585,7 @@ mod tests {
         assert_eq!(s.next(far()).await, Next::Message(msg(1)));
         assert_eq!(
             s.next(far()).await,
-            Next::Ended(EndReason::Stopping("server is stopping".into()))
+            Next::Ended(Box::new(EndReason::Stopping("server is stopping".into())))
         );
     }
 }

@@ -90,21 +90,6 @@ impl Topic {
         before != self.entries.len()
     }
 
-    /// The `Dropped` notice for `count` skipped messages ending at the one before the
-    /// current message.
-    fn dropped_notice(
-        &self,
-        count: u64,
-        exchange_time: UnixNanos,
-        receive_time: UnixNanos,
-    ) -> Bytes {
-        let env = Envelope {
-            sequence: self.sequence.saturating_sub(1),
-            ..self.envelope(exchange_time, receive_time)
-        };
-        encode::encode(&env, Payload::Dropped(pb::Dropped { count }))
-    }
-
     /// Delivers a drop-policy message (trades, BBO, funding, liquidations, candles).
     pub fn deliver_droppable(
         &mut self,
@@ -112,30 +97,29 @@ impl Topic {
         exchange_time: UnixNanos,
         receive_time: UnixNanos,
     ) {
-        for i in 0..self.entries.len() {
-            let sub = self.entries[i].sub.clone();
-            let next = match self.entries[i].pending {
+        let (wire, sequence) = (&self.wire, self.sequence);
+        for e in &mut self.entries {
+            e.pending = match e.pending {
                 Pending::Dropped(n) => {
-                    let recovered = sub.room_to_recover() && {
-                        let notice = self.dropped_notice(n, exchange_time, receive_time);
-                        sub.offer_recovery(&[&notice, body])
+                    let recovered = e.sub.room_to_recover() && {
+                        let notice = dropped_notice(wire, sequence, n, exchange_time, receive_time);
+                        e.sub.offer_recovery(&[&notice, body])
                     };
                     if recovered {
                         Pending::None
                     } else {
-                        sub.count_dropped(1);
+                        e.sub.count_dropped(1);
                         Pending::Dropped(n + 1)
                     }
                 }
-                _ => match sub.offer_data(body) {
+                _ => match e.sub.offer_data(body) {
                     Admit::Accepted => Pending::None,
                     Admit::Full => {
-                        sub.count_dropped(1);
+                        e.sub.count_dropped(1);
                         Pending::Dropped(1)
                     }
                 },
             };
-            self.entries[i].pending = next;
         }
     }
 
@@ -147,53 +131,58 @@ impl Topic {
         exchange_time: UnixNanos,
         receive_time: UnixNanos,
     ) {
-        for i in 0..self.entries.len() {
-            let msgs = match self.entries[i].pending {
-                Pending::Dropped(n) => {
-                    vec![
-                        self.dropped_notice(n, exchange_time, receive_time),
-                        body.clone(),
-                    ]
-                }
-                _ => vec![body.clone()],
-            };
-            self.entries[i].sub.push_control(&msgs);
-            self.entries[i].pending = Pending::None;
+        let (wire, sequence) = (&self.wire, self.sequence);
+        for e in &mut self.entries {
+            match e.pending {
+                Pending::Dropped(n) => e.sub.push_control(&[
+                    dropped_notice(wire, sequence, n, exchange_time, receive_time),
+                    body.clone(),
+                ]),
+                _ => e.sub.push_control(std::slice::from_ref(body)),
+            }
+            e.pending = Pending::None;
         }
     }
 
     /// Delivers a book message: `body` to subscribers in step, `snapshot` (when this
     /// message is a snapshot) to those waiting for their start, and a conflated snapshot
-    /// made by `fresh` to those that fell behind and have room again.
+    /// made by `fresh` (under this message's envelope) to those that fell behind and
+    /// have room again.
     pub fn deliver_book(
         &mut self,
         body: &Bytes,
         snapshot: Option<&Bytes>,
-        fresh: &dyn Fn(&Topic) -> Bytes,
+        exchange_time: UnixNanos,
+        receive_time: UnixNanos,
+        fresh: &dyn Fn(&Envelope<'_>) -> Bytes,
     ) {
-        for i in 0..self.entries.len() {
-            let sub = self.entries[i].sub.clone();
-            let next = match self.entries[i].pending {
+        let env = Envelope {
+            topic: &self.wire,
+            sequence: self.sequence,
+            exchange_time,
+            receive_time,
+        };
+        for e in &mut self.entries {
+            e.pending = match e.pending {
                 Pending::AwaitingSnapshot => match snapshot {
-                    Some(snap) => admit(&sub, snap),
+                    Some(snap) => admit(&e.sub, snap),
                     None => Pending::AwaitingSnapshot,
                 },
                 Pending::Conflate => {
-                    if sub.room_to_recover() && sub.offer_recovery(&[&fresh(self)]) {
+                    if e.sub.room_to_recover() && e.sub.offer_recovery(&[&fresh(&env)]) {
                         Pending::None
                     } else {
                         Pending::Conflate
                     }
                 }
                 Pending::None | Pending::Dropped(_) => {
-                    let next = admit(&sub, body);
+                    let next = admit(&e.sub, body);
                     if next == Pending::Conflate {
-                        sub.count_conflation();
+                        e.sub.count_conflation();
                     }
                     next
                 }
             };
-            self.entries[i].pending = next;
         }
     }
 
@@ -205,6 +194,24 @@ impl Topic {
             e.pending = Pending::AwaitingSnapshot;
         }
     }
+}
+
+/// The `Dropped` notice for `count` skipped messages of `topic`, numbered as the last
+/// skipped one: the one before `sequence`, the current message's.
+fn dropped_notice(
+    topic: &pb::Topic,
+    sequence: u64,
+    count: u64,
+    exchange_time: UnixNanos,
+    receive_time: UnixNanos,
+) -> Bytes {
+    let env = Envelope {
+        topic,
+        sequence: sequence.saturating_sub(1),
+        exchange_time,
+        receive_time,
+    };
+    encode::encode(&env, Payload::Dropped(pb::Dropped { count }))
 }
 
 /// Offers a book message: in step when taken, conflating when not.

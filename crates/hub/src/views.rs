@@ -24,7 +24,6 @@
 
 use bytes::Bytes;
 use raven_model::{BookLevels, UnixNanos};
-use raven_proto::pb::server_message::Payload;
 use std::sync::Arc;
 
 use crate::channel::TopicKey;
@@ -93,10 +92,6 @@ pub(crate) struct Built {
     payload: Bytes,
 }
 
-fn snapshot_payload(levels: &BookLevels, known: (usize, usize), conflated: bool) -> Payload {
-    Payload::BookSnapshot(encode::book_snapshot(levels, conflated, known))
-}
-
 impl Plan {
     pub fn is_empty(&self) -> bool {
         self.views.is_empty()
@@ -108,7 +103,7 @@ impl Plan {
             .views
             .into_iter()
             .map(|planned| Built {
-                payload: encode::payload(&snapshot_payload(&planned.levels, planned.known, false)),
+                payload: encode::book_snapshot_payload(&planned.levels, false, planned.known),
                 planned,
             })
             .collect();
@@ -165,15 +160,15 @@ impl InstrumentState {
             let topic = &mut view.topic;
             topic.sequence += 1;
             let body = encode::with_payload(&topic.envelope(exchange_time, receive_time), &payload);
-            let conflated = |t: &Topic| {
-                encode::encode(
-                    &t.envelope(exchange_time, receive_time),
-                    snapshot_payload(&planned.levels, planned.known, true),
+            let conflated = |env: &encode::Envelope<'_>| {
+                encode::with_payload(
+                    env,
+                    &encode::book_snapshot_payload(&planned.levels, true, planned.known),
                 )
             };
             // Every view message is a whole snapshot: it also starts subscribers that
             // wait for one after a reset.
-            topic.deliver_book(&body, Some(&body), &conflated);
+            topic.deliver_book(&body, Some(&body), exchange_time, receive_time, &conflated);
             view.last = Some(Published {
                 levels: planned.levels,
                 payload,
@@ -209,7 +204,7 @@ impl InstrumentState {
             let known = (known.0.min(depth), known.1.min(depth));
             let (exchange_time, receive_time) = self.book_times;
             self.views[index].last = Some(Published {
-                payload: encode::payload(&snapshot_payload(&levels, known, false)),
+                payload: encode::book_snapshot_payload(&levels, false, known),
                 levels,
                 exchange_time,
                 receive_time,

@@ -492,10 +492,13 @@ async fn a_stream_that_never_reads_is_cut_within_the_limit_whatever_it_sends() {
     let mut session = hub.session("quiet".into());
     let sub = session.subscriber();
     ping(&mut session, 1);
+    // One sweep sees the pong waiting, the next one, past the limit, cuts the stream.
+    hub.tick();
     std::thread::sleep(Duration::from_millis(60));
     hub.tick();
     match sub.next(far()).await {
-        Next::Ended(EndReason::SlowConsumer(why)) => assert!(why.contains("unread"), "{why}"),
+        Next::Ended(end) if matches!(&*end, EndReason::SlowConsumer(why) if why.contains("unread")) =>
+            {}
         other => panic!("expected the stream to be cut, got {other:?}"),
     }
 }
@@ -569,8 +572,8 @@ async fn stopping_ends_every_stream_after_what_is_queued() {
     loop {
         match sub.next(far()).await {
             Next::Message(m) => got.push(decode(&m)),
-            Next::Ended(EndReason::Stopping(why)) => {
-                assert_eq!(why, "server is shutting down");
+            Next::Ended(end) => {
+                assert_eq!(*end, EndReason::Stopping("server is shutting down".into()));
                 break;
             }
             other => panic!("{other:?}"),

@@ -134,8 +134,80 @@ impl Qty {
     }
 }
 
+/// A decimal's text, exactly as `Decimal` prints it (the scale it was written with),
+/// made without allocating: the encoders of every book message use it for each level.
+pub struct DecimalText {
+    buf: [u8; 64],
+    len: usize,
+}
+
+impl DecimalText {
+    pub fn as_str(&self) -> &str {
+        // Only ASCII digits, '.' and '-' are ever written.
+        std::str::from_utf8(&self.buf[..self.len]).unwrap_or_default()
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
+
+    fn push(&mut self, bytes: &[u8]) {
+        let end = (self.len + bytes.len()).min(self.buf.len());
+        self.buf[self.len..end].copy_from_slice(&bytes[..end - self.len]);
+        self.len = end;
+    }
+
+    /// The text of any decimal (funding rates are signed: not a [`Price`] or [`Qty`]).
+    pub fn of(d: Decimal) -> Self {
+        let mut text = DecimalText {
+            buf: [0; 64],
+            len: 0,
+        };
+        match u64::try_from(d.mantissa()) {
+            // What exchanges send: a non-negative mantissa of at most 20 digits.
+            Ok(mantissa) => {
+                let mut digits = itoa::Buffer::new();
+                let digits = digits.format(mantissa).as_bytes();
+                let scale = d.scale() as usize;
+                if scale == 0 {
+                    text.push(digits);
+                } else if digits.len() > scale {
+                    let point = digits.len() - scale;
+                    text.push(&digits[..point]);
+                    text.push(b".");
+                    text.push(&digits[point..]);
+                } else {
+                    text.push(b"0.");
+                    for _ in 0..scale - digits.len() {
+                        text.push(b"0");
+                    }
+                    text.push(digits);
+                }
+            }
+            // Negative or wider: `Decimal`'s own text (at most 31 bytes).
+            Err(_) => {
+                let _ = fmt::Write::write_fmt(&mut text, format_args!("{d}"));
+            }
+        }
+        text
+    }
+}
+
+impl fmt::Write for DecimalText {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        self.push(s.as_bytes());
+        Ok(())
+    }
+}
+
 macro_rules! decimal_text {
     ($t:ty) => {
+        impl $t {
+            /// The exact text, as [`fmt::Display`] prints it, without allocating.
+            pub fn text(self) -> DecimalText {
+                DecimalText::of(self.0)
+            }
+        }
         impl fmt::Display for $t {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 fmt::Display::fmt(&self.0, f)
@@ -160,6 +232,33 @@ decimal_text!(Qty);
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn text_is_what_decimal_prints() {
+        for text in [
+            "0",
+            "7",
+            "0.35210000",
+            "672.00000000",
+            "1234567890.123456789",
+            "0.000000000000000001",
+            "0.0",
+            "0.000",
+            "10",
+            "100.5",
+            "18446744073709551615",
+            "18446744073709551616",
+            "79228162514264337593543950335",
+            "0.0000000000000000000000000001",
+            "1.000000000000000000000000001",
+        ] {
+            let q = Qty::parse(text).unwrap();
+            assert_eq!(q.text().as_str(), q.to_string(), "{text}");
+            assert_eq!(q.text().as_str(), text);
+        }
+        let negative = Decimal::from_str("-12.500").unwrap();
+        assert_eq!(DecimalText::of(negative).as_str(), "-12.500");
+    }
 
     #[test]
     fn fast_path_agrees_with_the_general_parser() {

@@ -22,7 +22,7 @@ mod instrument;
 mod time;
 
 pub use candle::{Candle, CandleAggregator, CandleInterval};
-pub use decimal::{DecimalError, Price, Qty};
+pub use decimal::{DecimalError, DecimalText, Price, Qty};
 pub use event::{
     Bbo, BookLevels, EventKind, Level, Liquidation, MarkPrice, MarketEvent, Side, Trade,
 };

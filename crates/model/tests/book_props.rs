@@ -262,6 +262,8 @@ proptest! {
     fn decimal_text_round_trips((text, scale) in decimal_text()) {
         let qty = Qty::parse(&text).unwrap();
         prop_assert_eq!(qty.to_string(), text.clone());
+        let qty_text = qty.text();
+        prop_assert_eq!(qty_text.as_str(), text.as_str());
         prop_assert_eq!(qty.value().scale(), scale);
         match Price::parse(&text) {
             Ok(price) => {

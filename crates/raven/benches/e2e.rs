@@ -662,9 +662,27 @@ async fn run_subscriber(
 
 /// The hostile stream of scenario (e): what a client probing Raven did — one stream
 /// subscribing one symbol's book at every depth 1..=1000 — and then reading as fast as
-/// it can. Its messages are counted, not decoded (a raw codec), so its own CPU does not
-/// take the shared cores from the subscriber being measured: what is left is the cost
-/// Raven pays for it.
+/// it can. It runs in a process of its own (this bench binary, `--hostile-client URL`),
+/// as a hostile client would, so it does not share the measured subscriber's runtime;
+/// and its messages are counted, not decoded (a raw codec), so its own CPU takes as
+/// little as possible of the shared cores: what is left is the cost Raven pays for it.
+/// The hostile client's process: subscribes as [`run_hostile`] says and prints, every
+/// 200 ms, the messages and bytes received so far; until killed.
+fn hostile_client(url: String) -> ExitCode {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("the hostile client's runtime");
+    let (_stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    match rt.block_on(run_hostile(url, stop_rx)) {
+        Ok(_) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("hostile client: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 async fn run_hostile(
     url: String,
     mut stop: tokio::sync::watch::Receiver<bool>,
@@ -703,9 +721,11 @@ async fn run_hostile(
         .into_inner();
     let (mut messages, mut bytes) = (0u64, 0u64);
     let mut ended = None;
+    let mut report = tokio::time::interval(Duration::from_millis(200));
     loop {
         tokio::select! {
             _ = stop.changed() => break,
+            _ = report.tick() => println!("{messages} {bytes}"),
             m = stream.next() => match m {
                 Some(Ok(n)) => {
                     messages += 1;
@@ -723,6 +743,10 @@ async fn run_hostile(
         }
     }
     drop(tx);
+    println!("{messages} {bytes}");
+    if let Some(why) = &ended {
+        println!("ended early: {why}");
+    }
     Ok((messages, bytes, ended))
 }
 
@@ -844,11 +868,18 @@ async fn run_scenario(s: &Scenario, opts: &Options, http: &reqwest::Client) -> R
             stop_rx.clone(),
         )));
     }
-    let hostile = s.hostile.then(|| {
-        let started = Instant::now();
-        let task = tokio::spawn(run_hostile(server.grpc.clone(), stop_rx.clone()));
-        (started, task)
-    });
+    let hostile = if s.hostile {
+        let exe = std::env::current_exe().context("the bench's own path")?;
+        let child = Command::new(exe)
+            .args(["--hostile-client", &server.grpc])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .context("spawn the hostile client")?;
+        Some((Instant::now(), child))
+    } else {
+        None
+    };
     tokio::time::sleep(opts.warmup).await;
 
     let (raven_pid, sim_pid) = (server.child.pid(), sim.pid());
@@ -879,11 +910,25 @@ async fn run_scenario(s: &Scenario, opts: &Options, http: &reqwest::Client) -> R
     }
     let mut hostile_ended = None;
     let hostile = match hostile {
-        Some((started, task)) => {
-            let (messages, bytes, ended) = task.await.context("hostile task panicked")??;
+        Some((started, mut child)) => {
+            // It reads until killed; what it printed last (every 200 ms: messages and
+            // bytes so far) is its total.
             let secs = started.elapsed().as_secs_f64();
-            hostile_ended = ended.map(|why| format!("the hostile stream ended early: {why}"));
-            Some((messages as f64 / secs, bytes as f64 / secs / 1e6))
+            let _ = child.kill();
+            let out = child.wait_with_output().context("the hostile client")?;
+            let text = String::from_utf8_lossy(&out.stdout);
+            let last = text
+                .lines()
+                .filter(|l| !l.is_empty())
+                .last()
+                .unwrap_or("0 0");
+            let mut f = last.split_whitespace();
+            let messages: f64 = f.next().and_then(|v| v.parse().ok()).unwrap_or(0.0);
+            let bytes: f64 = f.next().and_then(|v| v.parse().ok()).unwrap_or(0.0);
+            if let Some(why) = text.lines().find(|l| l.starts_with("ended")) {
+                hostile_ended = Some(format!("the hostile stream {why}"));
+            }
+            Some((messages / secs, bytes / secs / 1e6))
         }
         None => None,
     };
@@ -1120,6 +1165,10 @@ fn report(outcomes: &[Outcome], opts: &Options) -> String {
 }
 
 fn main() -> ExitCode {
+    let mut args = std::env::args().skip(1);
+    if args.next().as_deref() == Some("--hostile-client") {
+        return hostile_client(args.next().unwrap_or_default());
+    }
     let opts = match parse_options() {
         Ok(o) => o,
         Err(e) => {

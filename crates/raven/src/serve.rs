@@ -404,8 +404,29 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             }
         }
     });
+    // Top-N views are built on a thread of their own, at a lower priority: however
+    // deep the views clients ask for, building them never takes a runtime worker from
+    // the feeds and streams, and the OS runs them when those have nothing to do. A view
+    // is a snapshot, so a late one only coalesces more changes.
     let views_hub = hub.clone();
-    let views = supervise::forever("views", move || views_hub.clone().run_views());
+    let views_stop = stop_rx.clone();
+    std::thread::Builder::new()
+        .name("raven-views".into())
+        .spawn(move || {
+            lower_this_threads_priority();
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_time()
+                .build();
+            match runtime {
+                Ok(rt) => rt.block_on(async move {
+                    let views = supervise::forever("views", move || views_hub.clone().run_views());
+                    supervise::stopped(views_stop).await;
+                    views.abort();
+                }),
+                Err(e) => tracing::error!(error = %e, "cannot start the view builder's runtime"),
+            }
+        })
+        .context("starting the view builder's thread")?;
 
     // A server that stops by itself takes Raven down: without it, nothing is served.
     let failed = tokio::select! {
@@ -422,7 +443,6 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     }
     let stopping = Instant::now();
     ticker.abort();
-    views.abort();
     // Streams end once what is queued for them is sent; the servers stop accepting.
     hub.stop_subscribers(raven_api::grpc::STOPPING);
     let _ = stop_tx.send(true);
@@ -464,6 +484,24 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         None => ExitCode::SUCCESS,
         Some(_) => ExitCode::FAILURE,
     })
+}
+
+/// Best-effort work's niceness: the OS prefers every normal thread to it.
+const BACKGROUND_NICE: i32 = 10;
+
+/// Lowers the calling thread's scheduling priority (Linux: niceness is per thread).
+fn lower_this_threads_priority() {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: gettid and setpriority take plain integers and touch no memory of ours.
+        let result = unsafe {
+            let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
+            libc::setpriority(libc::PRIO_PROCESS, tid, BACKGROUND_NICE)
+        };
+        if result != 0 {
+            tracing::warn!(error = %std::io::Error::last_os_error(), "cannot lower the view builder's priority");
+        }
+    }
 }
 
 /// Why a server task ended.
