@@ -919,8 +919,8 @@ async fn run_scenario(s: &Scenario, opts: &Options, http: &reqwest::Client) -> R
             let text = String::from_utf8_lossy(&out.stdout);
             let last = text
                 .lines()
-                .filter(|l| !l.is_empty())
-                .last()
+                .rev()
+                .find(|l| l.starts_with(|c: char| c.is_ascii_digit()))
                 .unwrap_or("0 0");
             let mut f = last.split_whitespace();
             let messages: f64 = f.next().and_then(|v| v.parse().ok()).unwrap_or(0.0);
