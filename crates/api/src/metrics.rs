@@ -168,6 +168,10 @@ fn describe() {
         "Store tasks that failed and were restarted, by store."
     );
     describe_counter!(
+        "raven_task_restarts_total",
+        "Other supervised tasks (ticker, views) that failed or ended and were restarted, by task."
+    );
+    describe_counter!(
         "raven_tap_dropped_total",
         "Records a store's hub tap dropped because the store fell behind, by tap."
     );

@@ -38,6 +38,10 @@ use crate::subscriber::{Admit, Subscriber};
 use crate::topic::{Entry, Pending, Topic};
 use crate::views::View;
 
+/// Holes in the exchange's streams announced to subscribers, by venue and kind.
+const METRIC_FEED_GAPS: &str = "raven_feed_gaps_total";
+const FEED_GAP_KINDS: [&str; 3] = ["interrupted", "resumed", "trade_ids"];
+
 /// What bounds an instrument's trust in exchange time.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct ClockRules {
@@ -142,6 +146,11 @@ impl InstrumentState {
                 })
             })
             .collect();
+        // The series exist from the start, so an alert on their increase sees the first.
+        for kind in FEED_GAP_KINDS {
+            metrics::counter!(METRIC_FEED_GAPS, "venue" => id.venue.as_str(), "kind" => kind)
+                .absolute(0);
+        }
         let candles = channels
             .iter()
             .filter_map(|c| match c {
@@ -303,12 +312,13 @@ impl InstrumentState {
                 self.candles.iter_mut().for_each(CandleAggregator::gap);
             }
         }
-        metrics::counter!("raven_feed_gaps_total", "venue" => self.id.venue.as_str(), "kind" => match gap {
+        let kind = match gap {
             FeedGap::Interrupted { .. } => "interrupted",
             FeedGap::Resumed { .. } => "resumed",
             FeedGap::TradeIds { .. } => "trade_ids",
-        })
-        .increment(1);
+        };
+        metrics::counter!(METRIC_FEED_GAPS, "venue" => self.id.venue.as_str(), "kind" => kind)
+            .increment(1);
     }
 
     /// Publishes a `FeedGap` on every event topic whose channel `concerns`.

@@ -34,6 +34,10 @@ const RESTART_BACKOFF: BackoffConfig = BackoffConfig {
     jitter: 0.5,
 };
 
+/// Store tasks restarted, by store; other supervised tasks restarted, by task.
+const METRIC_STORE_RESTARTS: &str = "raven_store_task_restarts_total";
+const METRIC_TASK_RESTARTS: &str = "raven_task_restarts_total";
+
 /// A task that ran this long before failing was healthy: the backoff starts over.
 const HEALTHY_AFTER: Duration = Duration::from_secs(60);
 
@@ -60,6 +64,8 @@ pub fn store(
     stop: watch::Receiver<bool>,
     mut run: StoreRun,
 ) -> JoinHandle<()> {
+    // From zero, so an alert on its increase sees the first restart.
+    metrics::counter!(METRIC_STORE_RESTARTS, "store" => name).absolute(0);
     tokio::spawn(async move {
         let mut backoff = Backoff::new(RESTART_BACKOFF);
         loop {
@@ -69,7 +75,7 @@ pub fn store(
                 return;
             };
             let why = panic_message(panic);
-            metrics::counter!("raven_store_task_restarts_total", "store" => name).increment(1);
+            metrics::counter!(METRIC_STORE_RESTARTS, "store" => name).increment(1);
             health.task_failed(&why);
             if *stop.borrow() {
                 // Stopping anyway: what still waits in the tap is lost, and counted.
@@ -95,6 +101,7 @@ where
     F: FnMut() -> Fut + Send + 'static,
     Fut: Future<Output = ()> + Send + 'static,
 {
+    metrics::counter!(METRIC_TASK_RESTARTS, "task" => name).absolute(0);
     tokio::spawn(async move {
         let mut backoff = Backoff::new(RESTART_BACKOFF);
         loop {
@@ -103,7 +110,7 @@ where
                 Ok(()) => "it ended".to_owned(),
                 Err(panic) => panic_message(panic),
             };
-            metrics::counter!("raven_task_restarts_total", "task" => name).increment(1);
+            metrics::counter!(METRIC_TASK_RESTARTS, "task" => name).increment(1);
             if started.elapsed() >= HEALTHY_AFTER {
                 backoff.reset();
             }

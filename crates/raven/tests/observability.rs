@@ -562,9 +562,16 @@ async fn dashboards_show_data_and_alerts_fire() {
     let firing = prom.firing().await;
     assert!(firing.is_empty(), "alerts on a healthy system: {firing:?}");
 
-    // Faults. A: InfluxDB dies, so its store degrades and the backlog grows. B: the
-    // feed goes silent (its stall timeout is far away), then its exchange goes away.
+    // Faults. A: InfluxDB dies, so its store degrades and the backlog grows, and its
+    // exchange skips a trade id. B: the feed goes silent (its stall timeout is far
+    // away), then its exchange goes away.
     influx.kill();
+    let (code, body) = http_post_json(
+        &format!("http://{sim_a}/sim/fault"),
+        &format!(r#"{{"fault":"trade_gap","symbol":"{}"}}"#, SYMBOLS[0]),
+    )
+    .await;
+    assert_eq!(code, 200, "trade_gap refused: {body}");
     let (code, body) = http_post_json(
         &format!("http://{sim_b}/sim/fault"),
         r#"{"fault":"stall","seconds":600}"#,
@@ -574,6 +581,7 @@ async fn dashboards_show_data_and_alerts_fire() {
     let mut expected: BTreeSet<(String, String)> = [
         ("RavenStoreDown", &a_instance),
         ("RavenStoreBacklogGrowing", &a_instance),
+        ("RavenTradeIdsSkipped", &a_instance),
         ("RavenFeedSilent", &b_instance),
     ]
     .into_iter()

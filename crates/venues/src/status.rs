@@ -44,6 +44,8 @@ pub const METRIC_DUPLICATES: &str = "raven_feed_duplicates_total";
 /// Counter: connection hand-overs before the age limit, by `outcome` (`completed`,
 /// `timed_out`, `failed`: the new connection could not be opened) (label `venue`).
 pub const METRIC_HANDOVERS: &str = "raven_feed_handovers_total";
+/// The `outcome` label values of [`METRIC_HANDOVERS`].
+pub const HANDOVER_OUTCOMES: [&str; 3] = ["completed", "timed_out", "failed"];
 /// Counter: connection tasks that failed (panicked) and were restarted (label `venue`).
 pub const METRIC_TASK_RESTARTS: &str = "raven_feed_task_restarts_total";
 

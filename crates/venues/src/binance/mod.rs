@@ -226,6 +226,12 @@ async fn supervise(
             snapshot_limit: config.snapshot_limit,
         })
         .collect();
+    // From zero, so dashboards and alerts on their increase see the first one.
+    metrics::counter!(crate::status::METRIC_TASK_RESTARTS, "venue" => venue.as_str()).absolute(0);
+    for outcome in crate::status::HANDOVER_OUTCOMES {
+        metrics::counter!(crate::status::METRIC_HANDOVERS, "venue" => venue.as_str(), "outcome" => outcome)
+            .absolute(0);
+    }
     let mut tasks = JoinSet::new();
     // Which connection each task runs, and its restart backoff.
     let mut running: HashMap<tokio::task::Id, usize> = HashMap::new();
