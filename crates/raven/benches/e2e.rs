@@ -660,12 +660,6 @@ async fn run_subscriber(
     r
 }
 
-/// The hostile stream of scenario (e): what a client probing Raven did — one stream
-/// subscribing one symbol's book at every depth 1..=1000 — and then reading as fast as
-/// it can. It runs in a process of its own (this bench binary, `--hostile-client URL`),
-/// as a hostile client would, so it does not share the measured subscriber's runtime;
-/// and its messages are counted, not decoded (a raw codec), so its own CPU takes as
-/// little as possible of the shared cores: what is left is the cost Raven pays for it.
 /// The hostile client's process: subscribes as [`run_hostile`] says and prints, every
 /// 200 ms, the messages and bytes received so far; until killed.
 fn hostile_client(url: String) -> ExitCode {
@@ -683,6 +677,13 @@ fn hostile_client(url: String) -> ExitCode {
     }
 }
 
+/// The hostile stream of scenario (e): what a client probing Raven did — one stream
+/// subscribing one symbol's book at every depth 1..=1000 (Raven now accepts the eight
+/// view depths among them and rejects the rest) — and then reading as fast as it can.
+/// It runs in a process of its own (this bench binary, `--hostile-client URL`), as a
+/// hostile client would, so it does not share the measured subscriber's runtime; and
+/// its messages are counted, not decoded (a raw codec), so its own CPU takes as little
+/// as possible of the shared cores: what is left is the cost Raven pays for it.
 async fn run_hostile(
     url: String,
     mut stop: tokio::sync::watch::Receiver<bool>,
