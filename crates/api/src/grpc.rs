@@ -338,7 +338,8 @@ fn forward(
                     Ok(()) => {}
                     Err(SendTimeoutError::Timeout(_)) => {
                         break Status::resource_exhausted(format!(
-                            "GetHistory: the answer was not read for {idle:?}; it was ended to                              free its slot"
+                            "GetHistory: the answer was not read for {idle:?}; it was ended to \
+                             free its slot"
                         ))
                     }
                     // The client went away.

@@ -423,7 +423,10 @@ async fn client_from(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn history_answers_are_shared_per_client_and_end_when_nobody_reads_them() {
-    // 60 000 stored trades: far more than an unread answer's transport buffers hold.
+    // 200 000 stored trades: far more than an unread answer's buffers hold (the
+    // store's pages in flight, about 25 000 rows, and HTTP/2's 2 MiB stream window,
+    // about as many again), so it cannot be sent whole without being read.
+    const ROWS: i64 = 200_000;
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("data/history.sqlite");
     raven_sinks::sqlite::open(&db).expect("schema");
@@ -431,13 +434,14 @@ async fn history_answers_are_shared_per_client_and_end_when_nobody_reads_them() 
     {
         let mut conn = rusqlite::Connection::open(&db).unwrap();
         let tx = conn.transaction().unwrap();
-        for i in 0..60_000i64 {
-            let t = start as i64 + i * 1_000_000;
-            tx.execute(
-                "INSERT INTO trades VALUES ('binance_spot', 'SYN0USDT', ?1, ?1, ?1, '100.5', '0.001', 'buy', ?2)",
-                rusqlite::params![t, i],
-            )
-            .unwrap();
+        {
+            let mut insert = tx
+                .prepare("INSERT INTO trades VALUES ('binance_spot', 'SYN0USDT', ?1, ?1, ?1, '100.5', '0.001', 'buy', ?2)")
+                .unwrap();
+            for i in 0..ROWS {
+                let t = start as i64 + i * 1_000_000;
+                insert.execute(rusqlite::params![t, i]).unwrap();
+            }
         }
         tx.commit().unwrap();
     }
@@ -454,8 +458,8 @@ async fn history_answers_are_shared_per_client_and_end_when_nobody_reads_them() 
         channel: pb::Channel::Trades as i32,
         // Only the rows written above (the feed adds live ones after them).
         start_time_ns: start,
-        end_time_ns: start + 60_000 * 1_000_000,
-        limit: 100_000,
+        end_time_ns: start + ROWS as u64 * 1_000_000,
+        limit: ROWS as u32,
     };
     let mut a = server.client().await;
     // Two answers this client does not read: its whole share.
@@ -491,13 +495,16 @@ async fn history_answers_are_shared_per_client_and_end_when_nobody_reads_them() 
         r.expect("a record");
         rows += 1;
     }
-    assert_eq!(rows, 60_000);
+    assert_eq!(rows, ROWS);
 
-    // Unread for longer than history_idle_ms: ended, the slots are free again.
+    // Unread for longer than history_idle_ms: ended, both slots free again. Two new
+    // answers are held at once, so both old ones must have let go (one freed slot
+    // alone would let a single new answer through while the other is still waiting).
     let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
+    let mut fresh = Vec::new();
+    while fresh.len() < 2 {
         match a.get_history(request.clone()).await {
-            Ok(_) => break,
+            Ok(answer) => fresh.push(answer),
             Err(e) if e.code() == tonic::Code::ResourceExhausted => {
                 assert!(
                     Instant::now() < deadline,
@@ -508,15 +515,20 @@ async fn history_answers_are_shared_per_client_and_end_when_nobody_reads_them() 
             Err(e) => panic!("{e:?}"),
         }
     }
-    let ended = loop {
-        match tokio_stream::StreamExt::next(&mut unread[0]).await {
-            Some(Ok(_)) => {}
-            Some(Err(status)) => break status,
-            None => panic!("an unread answer ended without saying why"),
-        }
-    };
-    assert_eq!(ended.code(), tonic::Code::ResourceExhausted);
-    assert!(ended.message().contains("not read"), "{}", ended.message());
+    // Each says why it ended, after what it had sent before.
+    for (i, answer) in unread.iter_mut().enumerate() {
+        let mut got = 0;
+        let ended = loop {
+            match tokio_stream::StreamExt::next(answer).await {
+                Some(Ok(_)) => got += 1,
+                Some(Err(status)) => break status,
+                None => panic!("unread answer {i} ended without saying why, after {got} rows"),
+            }
+        };
+        assert!(got < ROWS, "unread answer {i} was sent whole");
+        assert_eq!(ended.code(), tonic::Code::ResourceExhausted, "{ended:?}");
+        assert!(ended.message().contains("not read"), "{}", ended.message());
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
