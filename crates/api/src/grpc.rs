@@ -22,7 +22,7 @@
 //! pages on; if the client takes none for `history_idle`, or the server stops, the
 //! answer ends with a status saying so and its store reader and slot are freed.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -31,14 +31,14 @@ use futures_util::{Stream, StreamExt};
 use parking_lot::Mutex;
 use raven_hub::encode::encode_untopiced;
 use raven_hub::{Channel, EndReason, Hub, Next};
-use raven_model::{InstrumentId, UnixNanos, Venue};
+use raven_model::{InstrumentId, Symbol, UnixNanos, Venue};
 use raven_proto::pb::server_message::Payload;
 use raven_proto::server::market_data_server::{MarketData, MarketDataServer};
 use raven_proto::{pb, OutboundMessage, FILE_DESCRIPTOR_SET};
 use raven_sinks::history::{HistoryError, HistoryItem, HistoryQuery, HistoryRow, SharedHistory};
 use tonic::{Request, Response, Status, Streaming};
 
-use crate::limits::{HistorySlots, RequestRate};
+use crate::limits::{ClientRates, RequestRate, Slots};
 use crate::status::StatusSource;
 
 /// The largest `GetOrderBook` depth.
@@ -47,7 +47,6 @@ pub const MAX_BOOK_DEPTH: u32 = 5000;
 /// `GetHistory`'s default and largest `limit`.
 pub const DEFAULT_HISTORY_LIMIT: u32 = 10_000;
 pub const MAX_HISTORY_LIMIT: u32 = 1_000_000;
-const MAX_SYMBOL_LEN: usize = 64;
 
 /// What a stopping server tells the clients whose streams it ends.
 pub const STOPPING: &str = "the server is shutting down; reconnect (to another instance)";
@@ -66,6 +65,12 @@ pub struct ServiceConfig {
     pub history_streams_per_client: usize,
     /// An answer its client takes nothing of for this long is ended.
     pub history_idle: Duration,
+    /// `Subscribe` streams open at once, for the server and per client.
+    pub subscribe_streams: usize,
+    pub subscribe_streams_per_client: usize,
+    /// One-shot calls (`GetOrderBook`, `GetStatus`, `ListInstruments`, `GetHistory`)
+    /// per second per client.
+    pub calls_per_sec_per_client: u32,
 }
 
 impl Default for ServiceConfig {
@@ -77,15 +82,28 @@ impl Default for ServiceConfig {
             history_streams: 32,
             history_streams_per_client: 4,
             history_idle: Duration::from_secs(30),
+            subscribe_streams: 1024,
+            subscribe_streams_per_client: 256,
+            calls_per_sec_per_client: 100,
         }
     }
 }
+
+/// The largest client message read: a `Subscribe` of the most topics a stream may
+/// hold takes about a tenth of it. Bigger ones end the stream (`OUT_OF_RANGE`) before
+/// they are decoded into memory.
+pub const MAX_CLIENT_MESSAGE_BYTES: usize = 256 * 1024;
+
+/// The address a call without one (not over TCP) is counted under.
+const NO_ADDRESS: IpAddr = IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED);
 
 pub struct MarketDataService {
     status: StatusSource,
     config: ServiceConfig,
     history: SharedHistory,
-    history_slots: Arc<HistorySlots>,
+    history_slots: Arc<Slots>,
+    stream_slots: Arc<Slots>,
+    calls: ClientRates,
     /// Turns true when the server stops.
     stop: tokio::sync::watch::Receiver<bool>,
 }
@@ -97,15 +115,34 @@ impl MarketDataService {
         history: SharedHistory,
         stop: tokio::sync::watch::Receiver<bool>,
     ) -> Self {
-        let history_slots =
-            HistorySlots::new(config.history_streams, config.history_streams_per_client);
+        let history_slots = Slots::new(
+            "GetHistory answers",
+            config.history_streams,
+            config.history_streams_per_client,
+        );
+        let stream_slots = Slots::new(
+            "Subscribe streams",
+            config.subscribe_streams,
+            config.subscribe_streams_per_client,
+        );
+        let calls = ClientRates::new(config.calls_per_sec_per_client);
         Self {
             status,
             config,
             history,
             history_slots,
+            stream_slots,
+            calls,
             stop,
         }
+    }
+
+    /// Admits one one-shot call of the client at `peer` (see [`ClientRates`]).
+    fn admit_call(&self, peer: Option<SocketAddr>) -> Result<(), Status> {
+        let client = peer.map_or(NO_ADDRESS, |a| a.ip());
+        self.calls
+            .admit(client, std::time::Instant::now())
+            .map_err(Status::resource_exhausted)
     }
 
     fn hub(&self) -> &Arc<Hub> {
@@ -226,20 +263,7 @@ type HistoryStream = Pin<Box<dyn Stream<Item = Result<pb::HistoryRecord, Status>
 fn history_query(req: &pb::GetHistoryRequest, now: UnixNanos) -> Result<HistoryQuery, Status> {
     let venue = parse_venue(&req.venue)?;
     let symbol = req.symbol.trim();
-    if symbol.is_empty() {
-        return Err(Status::invalid_argument("symbol: must not be empty"));
-    }
-    // Exchange symbols are short and plain (BTCUSDT, BTCUSD_PERP, BTC-USD, XBT/USD);
-    // anything else is a client mistake, not something to send to a store.
-    if symbol.len() > MAX_SYMBOL_LEN
-        || !symbol
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"._-/:".contains(&b))
-    {
-        return Err(Status::invalid_argument(format!(
-            "symbol: {symbol:?} is not an exchange symbol (letters, digits and ._-/: only, at most {MAX_SYMBOL_LEN})"
-        )));
-    }
+    Symbol::check(symbol).map_err(|e| Status::invalid_argument(format!("symbol: {e}")))?;
     let channel = match Channel::from_proto(req.channel) {
         None => {
             return Err(Status::invalid_argument(
@@ -310,7 +334,7 @@ fn history_record(row: HistoryRow) -> pb::HistoryRecord {
 /// reader and the slot — when the client takes no page for `idle`, or the server stops.
 fn forward(
     mut pages: raven_sinks::history::HistoryPages,
-    slot: crate::limits::HistorySlot,
+    slot: crate::limits::Slot,
     idle: Duration,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) -> tokio::sync::mpsc::Receiver<Result<Vec<HistoryRow>, Status>> {
@@ -358,6 +382,32 @@ fn forward(
     rx
 }
 
+/// Waits until `rate` has `cost` tokens for a stream's request.
+async fn throttle(rate: &mut RequestRate, cost: u32) {
+    let wait = rate.delay(cost, std::time::Instant::now());
+    if !wait.is_zero() {
+        metrics::counter!("raven_grpc_throttled_requests_total").increment(1);
+        tokio::time::sleep(wait).await;
+    }
+}
+
+/// What a `Subscribe` stream's response holds: its session, its slot and its reader
+/// task, all let go when the response ends or its client goes away.
+struct Held {
+    _session: Arc<Mutex<raven_hub::Session>>,
+    _slot: crate::limits::Slot,
+    _reader: AbortOnDrop,
+}
+
+/// Aborts a task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// What a client message costs of its stream's request rate: one per topic, at least
 /// one (a ping, an empty request).
 fn request_cost(msg: &pb::ClientMessage) -> u32 {
@@ -384,7 +434,17 @@ impl MarketData for MarketDataService {
         &self,
         request: Request<Streaming<pb::ClientMessage>>,
     ) -> Result<Response<OutboundStream>, Status> {
-        let trace = StreamTrace::new(call_span("Subscribe", request.remote_addr()));
+        let mut trace = StreamTrace::new(call_span("Subscribe", request.remote_addr()));
+        let client = request.remote_addr().map_or(NO_ADDRESS, |a| a.ip());
+        // Held by the response stream: freed when the stream ends or its client goes.
+        let slot = match self.stream_slots.acquire(client) {
+            Ok(slot) => slot,
+            Err(reason) => {
+                let status = Status::resource_exhausted(reason);
+                trace.code = status.code();
+                return observe("Subscribe", Instant::now(), Err(status));
+            }
+        };
         let peer = request
             .remote_addr()
             .map_or_else(|| "unknown".to_owned(), |a: SocketAddr| a.to_string());
@@ -395,31 +455,52 @@ impl MarketData for MarketDataService {
             .increment(1);
 
         // The reader holds the session weakly: when the client goes away the response
-        // stream (the only strong owner) is dropped and the session with it.
+        // stream (the only strong owner) is dropped and the session with it, and the
+        // reader is aborted with it (a client that keeps its request side open after
+        // its stream ended must not keep a task).
         let reader_session = Arc::downgrade(&session);
+        let reader_subscriber = Arc::clone(&subscriber);
         let mut rate =
             RequestRate::new(self.config.max_requests_per_sec, self.config.request_burst);
-        tokio::spawn(async move {
+        let reader = tokio::spawn(async move {
             loop {
                 match inbound.next().await {
                     Some(Ok(msg)) => {
                         // Read no faster than the stream's rate: a client that asks
-                        // faster is slowed down by HTTP/2 flow control.
-                        let wait = rate.delay(request_cost(&msg), std::time::Instant::now());
-                        if !wait.is_zero() {
-                            metrics::counter!("raven_grpc_throttled_requests_total").increment(1);
-                            tokio::time::sleep(wait).await;
-                        }
+                        // faster is slowed down by HTTP/2 flow control. What the
+                        // message names is paid before it is handled, what its
+                        // wildcards matched beyond that after.
+                        let named = request_cost(&msg);
+                        throttle(&mut rate, named).await;
                         let Some(session) = reader_session.upgrade() else {
                             break;
                         };
                         let started = Instant::now();
-                        session.lock().handle(msg);
+                        let cost = session.lock().handle(msg);
                         metrics::histogram!("response_latency_seconds", "method" => "Subscribe")
                             .record(started.elapsed().as_secs_f64());
+                        drop(session);
+                        let matched = u32::try_from(cost).unwrap_or(u32::MAX);
+                        if matched > named {
+                            throttle(&mut rate, matched - named).await;
+                        }
                     }
                     Some(Err(status)) => {
                         tracing::debug!(%peer, %status, "subscribe stream: client side ended with an error");
+                        // A message that could not be read (too large, not protobuf)
+                        // ends the stream with the reason; a broken connection has no
+                        // one left to tell.
+                        if matches!(
+                            status.code(),
+                            tonic::Code::OutOfRange
+                                | tonic::Code::Internal
+                                | tonic::Code::InvalidArgument
+                        ) {
+                            reader_subscriber.end_bad_request(&format!(
+                                "a request could not be read: {} (at most {MAX_CLIENT_MESSAGE_BYTES} bytes a message)",
+                                status.message()
+                            ));
+                        }
                         break;
                     }
                     // The client half-closed: it may still want to receive.
@@ -430,7 +511,12 @@ impl MarketData for MarketDataService {
 
         let heartbeat = self.config.heartbeat;
         let heartbeat_body = encode_untopiced(Payload::Heartbeat(pb::Heartbeat {}));
-        let state = (session, false, trace);
+        let held = Held {
+            _session: session,
+            _slot: slot,
+            _reader: AbortOnDrop(reader),
+        };
+        let state = (held, false, trace);
         let stream = futures_util::stream::unfold(state, move |(session, finished, mut trace)| {
             let subscriber = subscriber.clone();
             let heartbeat_body = heartbeat_body.clone();
@@ -459,6 +545,7 @@ impl MarketData for MarketDataService {
                                 Status::resource_exhausted(reason)
                             }
                             EndReason::Stopping(reason) => Status::unavailable(reason),
+                            EndReason::BadRequest(reason) => Status::invalid_argument(reason),
                         };
                         trace.code = status.code();
                         return Some((Err(status), (session, true, trace)));
@@ -476,12 +563,13 @@ impl MarketData for MarketDataService {
     ) -> Result<Response<pb::BookSnapshot>, Status> {
         let started = Instant::now();
         let span = call_span("GetOrderBook", request.remote_addr());
+        let peer = request.remote_addr();
         let req = request.into_inner();
         let result = (|| {
+            self.admit_call(peer)?;
             let venue = parse_venue(&req.venue)?;
-            if req.symbol.trim().is_empty() {
-                return Err(Status::invalid_argument("symbol: must not be empty"));
-            }
+            Symbol::check(req.symbol.trim())
+                .map_err(|e| Status::invalid_argument(format!("symbol: {e}")))?;
             if req.depth > MAX_BOOK_DEPTH {
                 return Err(Status::invalid_argument(format!(
                     "depth: {} exceeds the maximum {MAX_BOOK_DEPTH}",
@@ -510,8 +598,10 @@ impl MarketData for MarketDataService {
     ) -> Result<Response<pb::ListInstrumentsResponse>, Status> {
         let started = Instant::now();
         let span = call_span("ListInstruments", request.remote_addr());
+        let peer = request.remote_addr();
         let req = request.into_inner();
         let result = (|| {
+            self.admit_call(peer)?;
             let venue = if req.venue.is_empty() {
                 None
             } else {
@@ -542,6 +632,7 @@ impl MarketData for MarketDataService {
         let started = Instant::now();
         let span = call_span("GetHistory", request.remote_addr());
         let result: Result<Response<HistoryStream>, Status> = (|| {
+            self.admit_call(request.remote_addr())?;
             let query = history_query(request.get_ref(), UnixNanos::now())?;
             let store = self.history.as_ref().ok_or_else(|| {
                 Status::unavailable(
@@ -551,9 +642,7 @@ impl MarketData for MarketDataService {
             })?;
             // Held by the answer's forwarder until it ends, is not read, or the server
             // stops.
-            let client = request
-                .remote_addr()
-                .map_or(std::net::IpAddr::from([0, 0, 0, 0]), |a| a.ip());
+            let client = request.remote_addr().map_or(NO_ADDRESS, |a| a.ip());
             let slot = self
                 .history_slots
                 .acquire(client)
@@ -596,14 +685,10 @@ impl MarketData for MarketDataService {
     ) -> Result<Response<pb::StatusResponse>, Status> {
         let started = Instant::now();
         let span = call_span("GetStatus", request.remote_addr());
-        traced(
-            &span,
-            observe(
-                "GetStatus",
-                started,
-                Ok(Response::new(self.status.status())),
-            ),
-        )
+        let result = self
+            .admit_call(request.remote_addr())
+            .map(|()| Response::new(self.status.status()));
+        traced(&span, observe("GetStatus", started, result))
     }
 }
 
@@ -628,7 +713,8 @@ pub async fn serve(
         .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
         .build_v1();
     let reflection = reflection?;
-    let service = MarketDataServer::new(MarketDataService::new(status, config, history, stop));
+    let service = MarketDataServer::new(MarketDataService::new(status, config, history, stop))
+        .max_decoding_message_size(MAX_CLIENT_MESSAGE_BYTES);
     // Market data is many small messages: Nagle's algorithm would hold them back for
     // up to a delayed-ACK period (~40 ms). The builder's `tcp_nodelay` does not apply to
     // a listener we bound ourselves, so it is set on the incoming stream.

@@ -1,15 +1,22 @@
 //! What one client may take of the server's shared resources.
 //!
 //! * [`RequestRate`]: how fast one `Subscribe` stream's requests are read. Every topic of
-//!   a subscribe or unsubscribe, and every ping, costs one token; tokens come back at
-//!   `max_requests_per_sec`, and a full bucket holds a whole request's worth of topics.
-//!   A stream that asks faster is not refused: its requests are read later, so HTTP/2
-//!   flow control slows the client down and nothing queues in Raven.
-//! * [`HistorySlots`]: how many `GetHistory` answers stream at once. Each holds a store
-//!   reader (for SQLite, a blocking-pool thread) until its client has read it, so they are
-//!   bounded for the server, and each client (an IP address, until clients have
-//!   identities) may hold only its share. An answer its client stops reading is ended
-//!   after `idle` with `RESOURCE_EXHAUSTED` and its slot freed (see `grpc`).
+//!   a subscribe or unsubscribe — a wildcard counted as the instruments it matched —
+//!   and every ping costs one token; tokens come back at `max_requests_per_sec`, and a
+//!   full bucket holds a whole request's worth of topics. A stream that asks faster is
+//!   not refused: its requests are read later, so HTTP/2 flow control slows the client
+//!   down and nothing queues in Raven.
+//! * [`Slots`]: how many `Subscribe` streams, and how many `GetHistory` answers, are
+//!   open at once, for the server and per client (an IP address, until clients have
+//!   identities). Each stream holds a queue and a reader task; each answer holds a
+//!   store reader (for SQLite, a blocking-pool thread) until its client has read it.
+//!   An answer its client stops reading is ended after `idle` with `RESOURCE_EXHAUSTED`
+//!   and its slot freed (see `grpc`).
+//! * [`ClientRates`]: how many one-shot calls (`GetOrderBook`, `GetStatus`,
+//!   `ListInstruments`, starting a `GetHistory`) one client may make per second. Each
+//!   copies state under a lock the feeds need; beyond its rate a call is refused with
+//!   `RESOURCE_EXHAUSTED` rather than queued, so a client polling in a loop costs a
+//!   bounded share of a core however many connections it opens.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -40,39 +47,111 @@ impl RequestRate {
         }
     }
 
-    /// Spends `cost` tokens at `now`; returns how long to wait before the request may be
-    /// handled (zero while the bucket has them).
+    /// Spends `cost` tokens at `now` (at most a full bucket's worth); returns how long
+    /// to wait before the request may be handled (zero while the bucket has them).
     pub fn delay(&mut self, cost: u32, now: Instant) -> Duration {
-        let earned = now.saturating_duration_since(self.last).as_secs_f64() * self.per_sec;
-        self.last = now;
-        self.tokens = (self.tokens + earned).min(self.burst) - f64::from(cost.max(1));
+        self.refill(now);
+        self.tokens -= f64::from(cost.max(1)).min(self.burst);
         if self.tokens >= 0.0 {
             Duration::ZERO
         } else {
             Duration::from_secs_f64(-self.tokens / self.per_sec)
         }
     }
+
+    /// Spends one token at `now` if there is one.
+    pub fn try_take(&mut self, now: Instant) -> bool {
+        self.refill(now);
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// True when the bucket is full at `now`: it is no different from a new one.
+    fn is_full(&self, now: Instant) -> bool {
+        let earned = now.saturating_duration_since(self.last).as_secs_f64() * self.per_sec;
+        self.tokens + earned >= self.burst
+    }
+
+    fn refill(&mut self, now: Instant) {
+        let earned = now.saturating_duration_since(self.last).as_secs_f64() * self.per_sec;
+        self.last = now;
+        self.tokens = (self.tokens + earned).min(self.burst);
+    }
 }
 
-/// The `GetHistory` answers streaming now, for the server and per client.
+/// The one-shot calls per second of each client.
 #[derive(Debug)]
-pub struct HistorySlots {
+pub struct ClientRates {
+    per_sec: u32,
+    clients: Mutex<HashMap<IpAddr, RequestRate>>,
+}
+
+/// Clients remembered before those whose bucket has refilled are forgotten.
+const RATES_KEPT: usize = 4096;
+
+impl ClientRates {
+    pub fn new(per_sec: u32) -> Self {
+        Self {
+            per_sec,
+            clients: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Admits one call of `client` at `now`, or says why not (the reason it sees).
+    pub fn admit(&self, client: IpAddr, now: Instant) -> Result<(), String> {
+        let mut clients = self.clients.lock();
+        if clients.len() >= RATES_KEPT && !clients.contains_key(&client) {
+            clients.retain(|_, rate| !rate.is_full(now));
+            // Still full (many addresses at once): one is forgotten, so memory stays
+            // bounded; it starts again from a full bucket.
+            if clients.len() >= RATES_KEPT {
+                if let Some(any) = clients.keys().next().copied() {
+                    clients.remove(&any);
+                }
+            }
+        }
+        let rate = clients
+            .entry(client)
+            .or_insert_with(|| RequestRate::new(self.per_sec, self.per_sec));
+        if rate.try_take(now) {
+            Ok(())
+        } else {
+            Err(format!(
+                "this client makes more than {} calls per second (server.calls_per_sec_per_client); \
+                 slow down",
+                self.per_sec
+            ))
+        }
+    }
+}
+
+/// What is open now (`Subscribe` streams, `GetHistory` answers), for the server and per
+/// client.
+#[derive(Debug)]
+pub struct Slots {
+    /// What one slot holds, plural, for the reasons a client sees.
+    what: &'static str,
     max: usize,
     per_client: usize,
-    /// Answers streaming per client; the sum is the server's.
+    /// Slots held per client; the sum is the server's.
     in_use: Mutex<HashMap<IpAddr, usize>>,
 }
 
-/// One answer's slot; freed when dropped.
+/// One slot; freed when dropped.
 #[derive(Debug)]
-pub struct HistorySlot {
-    slots: Arc<HistorySlots>,
+pub struct Slot {
+    slots: Arc<Slots>,
     client: IpAddr,
 }
 
-impl HistorySlots {
-    pub fn new(max: usize, per_client: usize) -> Arc<Self> {
+impl Slots {
+    pub fn new(what: &'static str, max: usize, per_client: usize) -> Arc<Self> {
         Arc::new(Self {
+            what,
             max,
             per_client: per_client.max(1),
             in_use: Mutex::new(HashMap::new()),
@@ -80,37 +159,36 @@ impl HistorySlots {
     }
 
     /// A slot for `client`, or why there is none (the reason a client sees).
-    pub fn acquire(self: &Arc<Self>, client: IpAddr) -> Result<HistorySlot, String> {
+    pub fn acquire(self: &Arc<Self>, client: IpAddr) -> Result<Slot, String> {
         let mut in_use = self.in_use.lock();
         let total: usize = in_use.values().sum();
         let mine = in_use.get(&client).copied().unwrap_or(0);
         if mine >= self.per_client {
             return Err(format!(
-                "this client already has {mine} GetHistory answers streaming (at most {} per \
-                 client); read or cancel one first",
-                self.per_client
+                "this client already has {mine} {} open (at most {} per client); end one first",
+                self.what, self.per_client
             ));
         }
         if total >= self.max {
             return Err(format!(
-                "{total} GetHistory answers are already streaming (at most {}); retry shortly",
-                self.max
+                "{total} {} are already open (at most {}); retry shortly",
+                self.what, self.max
             ));
         }
         *in_use.entry(client).or_default() += 1;
-        Ok(HistorySlot {
+        Ok(Slot {
             slots: Arc::clone(self),
             client,
         })
     }
 
-    /// Answers streaming now.
+    /// Slots held now.
     pub fn in_use(&self) -> usize {
         self.in_use.lock().values().sum()
     }
 }
 
-impl Drop for HistorySlot {
+impl Drop for Slot {
     fn drop(&mut self) {
         let mut in_use = self.slots.in_use.lock();
         if let Some(n) = in_use.get_mut(&self.client) {
@@ -142,8 +220,42 @@ mod tests {
     }
 
     #[test]
+    fn one_request_never_costs_more_than_a_full_bucket() {
+        let t0 = Instant::now();
+        let mut rate = RequestRate::new(100, 200);
+        // Two million topics (refused whole by the hub) wait two seconds, not hours.
+        let wait = rate.delay(2_000_000, t0);
+        assert_eq!(wait, Duration::ZERO, "a full bucket pays it");
+        let wait = rate.delay(2_000_000, t0);
+        assert!((wait.as_secs_f64() - 2.0).abs() < 1e-6, "{wait:?}");
+    }
+
+    #[test]
+    fn each_client_gets_its_rate_of_calls() {
+        let rates = ClientRates::new(10);
+        let t0 = Instant::now();
+        let (a, b): (IpAddr, IpAddr) = ([127, 0, 0, 1].into(), [127, 0, 0, 2].into());
+        for _ in 0..10 {
+            rates.admit(a, t0).unwrap();
+        }
+        let e = rates.admit(a, t0).unwrap_err();
+        assert!(e.contains("10 calls per second"), "{e}");
+        rates.admit(b, t0).expect("another client has its own");
+        rates
+            .admit(a, t0 + Duration::from_millis(100))
+            .expect("one back after 100 ms");
+        // Clients are forgotten once their bucket refilled, so the map stays bounded.
+        let later = t0 + Duration::from_secs(10);
+        for i in 0..(RATES_KEPT as u32 + 10) {
+            let ip = IpAddr::from(std::net::Ipv4Addr::from(0x0a00_0000 + i));
+            rates.admit(ip, later).unwrap();
+        }
+        assert!(rates.clients.lock().len() <= RATES_KEPT);
+    }
+
+    #[test]
     fn each_client_gets_its_share_of_the_server_s_slots() {
-        let slots = HistorySlots::new(3, 2);
+        let slots = Slots::new("GetHistory answers", 3, 2);
         let (a, b, c): (IpAddr, IpAddr, IpAddr) = (
             [127, 0, 0, 1].into(),
             [127, 0, 0, 2].into(),

@@ -58,7 +58,7 @@ pub fn install() -> Result<PrometheusHandle, metrics_exporter_prometheus::BuildE
     }
     metrics::counter!("raven_subscriber_conflations_total").absolute(0);
     metrics::counter!("raven_subscriber_dropped_messages_total").absolute(0);
-    for reason in ["slow_consumer", "shutdown"] {
+    for reason in ["slow_consumer", "shutdown", "bad_request"] {
         metrics::counter!("raven_subscriber_disconnects_total", "reason" => reason).absolute(0);
     }
     metrics::counter!("raven_grpc_throttled_requests_total").absolute(0);
@@ -131,6 +131,11 @@ fn describe() {
         "raven_feed_duplicates_total",
         "Events and depth diffs dropped as repeats of ones already delivered (mostly while \
          two connections overlap in a hand-over), by venue."
+    );
+    describe_counter!(
+        "raven_feed_out_of_order_events_total",
+        "Events whose key (trade id, update id, event time) went below the last one on the \
+         same connection, by venue; delivered, and the stream goes on from them."
     );
     describe_counter!(
         "raven_feed_handovers_total",

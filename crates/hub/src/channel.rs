@@ -6,7 +6,7 @@
 //! the one place where a client's `Topic` is checked.
 
 use raven_model::candle::CandleInterval;
-use raven_model::{InstrumentId, Venue};
+use raven_model::{InstrumentId, Symbol, Venue};
 use raven_proto::pb;
 
 use crate::views::{is_book_depth, BOOK_VIEW_DEPTHS};
@@ -47,12 +47,6 @@ impl Channel {
             pb::Channel::Candles5m => Channel::Candles(CandleInterval::M5),
             pb::Channel::Candles1h => Channel::Candles(CandleInterval::H1),
         })
-    }
-
-    /// Book-like topics conflate a slow subscriber to a fresh snapshot; the others drop
-    /// messages and say how many.
-    pub fn conflates(self) -> bool {
-        matches!(self, Channel::Book)
     }
 }
 
@@ -95,7 +89,10 @@ impl TopicRequest {
         let symbol = match topic.symbol.trim() {
             "" => return Err("symbol is empty (use \"*\" for every symbol)".into()),
             "*" => None,
-            s => Some(s.to_ascii_uppercase()),
+            s => {
+                Symbol::check(s)?;
+                Some(s.to_ascii_uppercase())
+            }
         };
         if channel != Channel::Book && topic.depth != 0 {
             return Err(format!(

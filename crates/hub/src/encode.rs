@@ -4,10 +4,11 @@
 //! were parsed with), so a client sees exactly what the exchange sent. Each function
 //! builds a `ServerMessage` body; the hub encodes it once and shares the bytes.
 //!
-//! A message may also be encoded in two parts, [`payload`] then [`with_payload`]: a
-//! protobuf message is the concatenation of its fields, so the expensive payload (a
-//! deep book view) can be encoded without any lock held, and the envelope with its
-//! sequence number added under the lock that assigns it.
+//! A message may also be encoded in two parts, its payload (e.g.
+//! [`book_snapshot_payload`]) then [`with_payload`]: a protobuf message is the
+//! concatenation of its fields, so the expensive payload (a deep book view) can be
+//! encoded without any lock held, and the envelope with its sequence number added
+//! under the lock that assigns it.
 //!
 //! Book snapshots and deltas, the bulk of what Raven sends, are written straight into
 //! their protobuf bytes ([`book_snapshot_payload`], [`book_delta_payload`]): each
@@ -46,14 +47,7 @@ fn envelope_message(env: &Envelope<'_>, payload: Option<Payload>) -> pb::ServerM
     }
 }
 
-/// The encoded `payload` field of a `ServerMessage`, for [`with_payload`].
-pub fn payload(payload: &Payload) -> Bytes {
-    let mut buf = Vec::with_capacity(payload.encoded_len());
-    payload.encode(&mut buf);
-    Bytes::from(buf)
-}
-
-/// The message `envelope` carrying an already encoded [`payload`]: the same bytes as
+/// The message `envelope` carrying an already encoded payload field: the same bytes as
 /// [`encode`] would produce, but the payload's cost was paid elsewhere.
 pub fn with_payload(env: &Envelope<'_>, payload: &Bytes) -> Bytes {
     let head = envelope_message(env, None);
@@ -316,6 +310,13 @@ pub fn feed_gap(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The payload field as prost encodes it: what the direct encoders must match.
+    fn payload(payload: &Payload) -> Bytes {
+        let mut buf = Vec::with_capacity(payload.encoded_len());
+        payload.encode(&mut buf);
+        Bytes::from(buf)
+    }
 
     #[test]
     fn a_message_encoded_in_two_parts_is_the_message_encoded_whole() {

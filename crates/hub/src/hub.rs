@@ -17,7 +17,7 @@ use parking_lot::Mutex;
 use raven_model::book::KnownDepth;
 use raven_model::candle::Candle;
 use raven_model::feed::{BookRejected, BookUpdate, FeedGap, FeedSink};
-use raven_model::{BookLevels, InstrumentId, MarketEvent, UnixNanos};
+use raven_model::{BookLevels, InstrumentId, MarketEvent, Symbol, UnixNanos};
 use raven_proto::pb;
 use raven_proto::pb::server_message::Payload;
 use tokio::sync::Notify;
@@ -189,6 +189,11 @@ impl Hub {
     /// The server is stopping: every subscriber stream ends, with `reason`, once what
     /// is queued for it has been sent.
     pub fn stop_subscribers(&self, reason: &str) {
+        // What a stream lost is said before it ends.
+        let now = UnixNanos::now();
+        for instrument in self.instruments.values() {
+            instrument.state.lock().flush_dropped(now, true);
+        }
         for sub in self.live_subscribers() {
             sub.stop(reason);
         }
@@ -247,9 +252,10 @@ impl Hub {
         &self.taps
     }
 
-    /// Closes candles whose interval has ended and ends subscribers that stayed behind
-    /// or stopped reading (call it a few times a second), and, every `tap_interval`,
-    /// gives the taps each book's top levels and open candles.
+    /// Closes candles whose interval has ended, sends the `Dropped` notices quiet topics
+    /// owe, ends subscribers that stayed behind or stopped reading (call it a few times
+    /// a second), and, every `tap_interval`, gives the taps each book's top levels and
+    /// open candles.
     pub fn tick(&self) {
         self.tick_at(Instant::now(), UnixNanos::now());
     }
@@ -258,7 +264,11 @@ impl Hub {
     /// `wall` only stamps what it closes.
     pub fn tick_at(&self, now: Instant, wall: UnixNanos) {
         for (id, instrument) in &self.instruments {
-            let closed = instrument.state.lock().clock(now, wall);
+            let closed = {
+                let mut state = instrument.state.lock();
+                state.flush_dropped(wall, false);
+                state.clock(now, wall)
+            };
             self.tap_candles(id, closed, true);
         }
         for sub in self.live_subscribers() {
@@ -389,19 +399,24 @@ impl Session {
     }
 
     /// Handles one client message; every topic of it gets an ack on the stream.
-    pub fn handle(&mut self, msg: pb::ClientMessage) {
+    ///
+    /// Returns what the message cost: the topics it named, each wildcard counted as the
+    /// instruments it matched (a snapshot each), and at least one. The caller's request
+    /// rate charges it.
+    pub fn handle(&mut self, msg: pb::ClientMessage) -> usize {
+        let mut cost = 0;
         match msg.kind {
             Some(pb::client_message::Kind::Subscribe(req)) => {
                 if self.within_request_limit(req.topics.len()) {
                     for topic in &req.topics {
-                        self.subscribe(topic);
+                        cost += self.subscribe(topic);
                     }
                 }
             }
             Some(pb::client_message::Kind::Unsubscribe(req)) => {
                 if self.within_request_limit(req.topics.len()) {
                     for topic in &req.topics {
-                        self.unsubscribe(topic);
+                        cost += self.unsubscribe(topic);
                     }
                 }
             }
@@ -417,6 +432,7 @@ impl Session {
             ),
         }
         self.sub.set_topic_count(self.topics.len());
+        cost.max(1)
     }
 
     /// A request may carry at most as many topics as a stream may hold; a larger one is
@@ -448,9 +464,17 @@ impl Session {
             .push_control(&[encode::encode(&env, Payload::Ack(ack))]);
     }
 
+    /// Rejects `topic`, echoing it back with its names cut short (a client's
+    /// megabyte-long symbol is not queued back to it).
     fn reject(&self, topic: &pb::Topic, reason: &str) {
         metrics::counter!("errors_total", "kind" => "rejected_topic").increment(1);
-        self.ack(topic, pb::ack::Result::Rejected, reason);
+        let echoed = pb::Topic {
+            venue: Symbol::clip(&topic.venue).to_owned(),
+            symbol: Symbol::clip(&topic.symbol).to_owned(),
+            channel: topic.channel,
+            depth: topic.depth,
+        };
+        self.ack(&echoed, pb::ack::Result::Rejected, reason);
     }
 
     /// Resolves a requested topic to concrete topics, or the reason it cannot be served.
@@ -500,11 +524,16 @@ impl Session {
         Ok(keys)
     }
 
-    fn subscribe(&mut self, topic: &pb::Topic) {
+    /// Subscribes what `topic` names; returns how many topics it resolved to.
+    fn subscribe(&mut self, topic: &pb::Topic) -> usize {
         let keys = match self.resolve(topic) {
             Ok(keys) => keys,
-            Err(reason) => return self.reject(topic, &reason),
+            Err(reason) => {
+                self.reject(topic, &reason);
+                return 1;
+            }
         };
+        let resolved = keys.len();
         for key in keys {
             let wire = key.to_proto();
             if self.topics.contains(&key) {
@@ -540,13 +569,19 @@ impl Session {
             state.state.lock().subscribe(&key, &self.sub, ack);
             self.topics.insert(key);
         }
+        resolved
     }
 
-    fn unsubscribe(&mut self, topic: &pb::Topic) {
+    /// Unsubscribes what `topic` names; returns how many topics it resolved to.
+    fn unsubscribe(&mut self, topic: &pb::Topic) -> usize {
         let keys = match self.resolve(topic) {
             Ok(keys) => keys,
-            Err(reason) => return self.reject(topic, &reason),
+            Err(reason) => {
+                self.reject(topic, &reason);
+                return 1;
+            }
         };
+        let resolved = keys.len();
         let wildcard = keys.len() > 1 || topic.symbol.trim() == "*";
         let mut removed = 0;
         for key in keys {
@@ -566,6 +601,7 @@ impl Session {
         if wildcard && removed == 0 {
             self.reject(topic, "not subscribed to any topic this wildcard matches");
         }
+        resolved
     }
 }
 

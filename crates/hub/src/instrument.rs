@@ -357,6 +357,13 @@ impl InstrumentState {
         }
     }
 
+    /// Sends the `Dropped` notices its event topics owe (see [`Topic::flush_dropped`]).
+    pub fn flush_dropped(&mut self, receive_time: UnixNanos, stopping: bool) {
+        for topic in &mut self.stream_topics {
+            topic.flush_dropped(receive_time, stopping);
+        }
+    }
+
     /// Advances the candle clock to Raven's estimate of the exchange's time now: the
     /// last trusted exchange time plus the monotonic time since it arrived. Returns the
     /// candles it closed; `wall_now` stamps them.

@@ -47,6 +47,9 @@ pub enum EndReason {
     SlowConsumer(String),
     /// The server is shutting down.
     Stopping(String),
+    /// The client sent what cannot be read (a message over the size limit, not
+    /// protobuf): its requests are lost, so the stream ends rather than going on deaf.
+    BadRequest(String),
 }
 
 /// What the consumer gets from its queue.
@@ -302,6 +305,11 @@ impl Subscriber {
                 metrics::counter!("raven_subscriber_disconnects_total", "reason" => "shutdown")
                     .increment(1);
             }
+            EndReason::BadRequest(why) => {
+                tracing::info!(subscriber = self.id, peer = %self.peer, reason = %why, "ending a stream whose requests cannot be read");
+                metrics::counter!("raven_subscriber_disconnects_total", "reason" => "bad_request")
+                    .increment(1);
+            }
         }
         q.ended = Some(reason);
         self.ready.notify_one();
@@ -312,6 +320,13 @@ impl Subscriber {
     pub(crate) fn stop(&self, reason: &str) {
         let mut q = self.queue.lock();
         self.end_locked(&mut q, EndReason::Stopping(reason.to_owned()));
+    }
+
+    /// Ends the stream because its client's requests cannot be read; what is queued is
+    /// sent first.
+    pub fn end_bad_request(&self, reason: &str) {
+        let mut q = self.queue.lock();
+        self.end_locked(&mut q, EndReason::BadRequest(reason.to_owned()));
     }
 
     pub fn is_ended(&self) -> bool {

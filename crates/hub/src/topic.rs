@@ -8,7 +8,8 @@
 //! * top-N book views: same, each message is a whole top-N snapshot anyway;
 //! * every other channel: messages are dropped and counted; before the next delivered
 //!   message the subscriber gets a `Dropped { count }` notice whose sequence is the last
-//!   skipped one, so numbering stays contiguous.
+//!   skipped one, so numbering stays contiguous. A topic that stays quiet sends it on
+//!   the hub's next tick once there is room, and before a stopping stream ends.
 //!
 //! A recovering subscriber's first messages (the `Dropped` notice and the message after
 //! it, or the conflated snapshot) are admitted in one step by
@@ -102,7 +103,9 @@ impl Topic {
             e.pending = match e.pending {
                 Pending::Dropped(n) => {
                     let recovered = e.sub.room_to_recover() && {
-                        let notice = dropped_notice(wire, sequence, n, exchange_time, receive_time);
+                        let last_skipped = sequence.saturating_sub(1);
+                        let notice =
+                            dropped_notice(wire, last_skipped, n, exchange_time, receive_time);
                         e.sub.offer_recovery(&[&notice, body])
                     };
                     if recovered {
@@ -123,6 +126,27 @@ impl Topic {
         }
     }
 
+    /// Sends the `Dropped` notices owed on a drop-policy topic that has had no message
+    /// since (a quiet topic would otherwise announce its loss only with its next
+    /// message, maybe hours later): to subscribers with room again, or, when the
+    /// stream is about to end (`stopping`), to every one through the control lane.
+    /// Numbered as the last skipped message, like any `Dropped`.
+    pub fn flush_dropped(&mut self, receive_time: UnixNanos, stopping: bool) {
+        let (wire, sequence) = (&self.wire, self.sequence);
+        for e in &mut self.entries {
+            let Pending::Dropped(n) = e.pending else {
+                continue;
+            };
+            let notice = || dropped_notice(wire, sequence, n, UnixNanos(0), receive_time);
+            if stopping {
+                e.sub.push_control(&[notice()]);
+                e.pending = Pending::None;
+            } else if e.sub.room_to_recover() && e.sub.offer_recovery(&[&notice()]) {
+                e.pending = Pending::None;
+            }
+        }
+    }
+
     /// Delivers a notice every subscriber of a drop-policy topic must get (a `FeedGap`),
     /// through the control lane, after the `Dropped` notice a subscriber may still owe.
     pub fn deliver_notice(
@@ -135,7 +159,13 @@ impl Topic {
         for e in &mut self.entries {
             match e.pending {
                 Pending::Dropped(n) => e.sub.push_control(&[
-                    dropped_notice(wire, sequence, n, exchange_time, receive_time),
+                    dropped_notice(
+                        wire,
+                        sequence.saturating_sub(1),
+                        n,
+                        exchange_time,
+                        receive_time,
+                    ),
                     body.clone(),
                 ]),
                 _ => e.sub.push_control(std::slice::from_ref(body)),
@@ -196,18 +226,17 @@ impl Topic {
     }
 }
 
-/// The `Dropped` notice for `count` skipped messages of `topic`, numbered as the last
-/// skipped one: the one before `sequence`, the current message's.
+/// The `Dropped` notice for `count` skipped messages of `topic`, numbered `last_skipped`.
 fn dropped_notice(
     topic: &pb::Topic,
-    sequence: u64,
+    last_skipped: u64,
     count: u64,
     exchange_time: UnixNanos,
     receive_time: UnixNanos,
 ) -> Bytes {
     let env = Envelope {
         topic,
-        sequence: sequence.saturating_sub(1),
+        sequence: last_skipped,
         exchange_time,
         receive_time,
     };

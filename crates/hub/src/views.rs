@@ -14,13 +14,16 @@
 //!   `book_view_interval` (changes in between coalesce: a view is a snapshot, the latest
 //!   one is all a client needs);
 //! * building takes the instrument's lock twice, briefly: once to copy the levels of the
-//!   views that changed, once to number and deliver them. The encoding, the expensive
-//!   part, happens in between with no lock held ([`crate::encode::with_payload`]). If the
-//!   book was reset or re-snapshotted meanwhile (its epoch moved), the built views are
-//!   stale and are dropped; the change that moved the epoch marked them dirty again.
+//!   views that changed, once to number and deliver them. Encoding the levels, the
+//!   expensive part, happens in between with no lock held (`Plan::encode`); under the
+//!   lock only the envelope is put in front of the encoded payload. If the book was
+//!   reset or re-snapshotted meanwhile (its epoch moved), the built views are stale and
+//!   are dropped; the change that moved the epoch marked them dirty again.
 //!
 //! A new subscriber starts from the last view published, with the view's current
-//! sequence number, so its stream continues exactly like everyone else's.
+//! sequence number, so its stream continues exactly like everyone else's. A view with
+//! nothing published (new, or reset with the book) is built and published on the
+//! subscriber's request, to every subscriber waiting for it.
 
 use bytes::Bytes;
 use raven_model::{BookLevels, UnixNanos};
@@ -59,6 +62,32 @@ impl View {
     /// The book was reset: nothing published stands.
     pub fn reset(&mut self) {
         self.last = None;
+    }
+
+    /// Numbers and delivers a built view to its subscribers, and keeps it as the start
+    /// of the next ones.
+    fn publish(&mut self, built: Built, (exchange_time, receive_time): (UnixNanos, UnixNanos)) {
+        let Built { planned, payload } = built;
+        let topic = &mut self.topic;
+        topic.sequence += 1;
+        let body = encode::with_payload(&topic.envelope(exchange_time, receive_time), &payload);
+        // Encoded once, however many subscribers conflate on this message.
+        let conflated_payload = std::cell::OnceCell::new();
+        let conflated = |env: &encode::Envelope<'_>| {
+            let payload = conflated_payload.get_or_init(|| {
+                encode::book_snapshot_payload(&planned.levels, true, planned.known)
+            });
+            encode::with_payload(env, payload)
+        };
+        // Every view message is a whole snapshot: it also starts subscribers that wait
+        // for one after a reset.
+        topic.deliver_book(&body, Some(&body), exchange_time, receive_time, &conflated);
+        self.last = Some(Published {
+            levels: planned.levels,
+            payload,
+            exchange_time,
+            receive_time,
+        });
     }
 
     /// The first message for a new subscriber: the last view published, under the
@@ -153,28 +182,10 @@ impl InstrumentState {
         if epoch != self.book_epoch {
             return;
         }
-        for Built { planned, payload } in built {
-            let Some(view) = self.views.iter_mut().find(|v| v.id == planned.view) else {
-                continue;
-            };
-            let topic = &mut view.topic;
-            topic.sequence += 1;
-            let body = encode::with_payload(&topic.envelope(exchange_time, receive_time), &payload);
-            let conflated = |env: &encode::Envelope<'_>| {
-                encode::with_payload(
-                    env,
-                    &encode::book_snapshot_payload(&planned.levels, true, planned.known),
-                )
-            };
-            // Every view message is a whole snapshot: it also starts subscribers that
-            // wait for one after a reset.
-            topic.deliver_book(&body, Some(&body), exchange_time, receive_time, &conflated);
-            view.last = Some(Published {
-                levels: planned.levels,
-                payload,
-                exchange_time,
-                receive_time,
-            });
+        for built in built {
+            if let Some(view) = self.views.iter_mut().find(|v| v.id == built.planned.view) {
+                view.publish(built, (exchange_time, receive_time));
+            }
         }
     }
 
@@ -196,19 +207,24 @@ impl InstrumentState {
             }
         };
         if self.synced && self.views[index].last.is_none() {
-            // A new view (or one not built since the book synced): build it now, on the
-            // subscriber's request, so it starts in step.
+            // A new view, or one not built since the book synced: build and publish it
+            // now, on the subscriber's request, so it starts in step — and so do the
+            // subscribers waiting for it since a reset (the view task would find it
+            // unchanged and never send it to them).
             let depth = self.views[index].depth();
             let levels = self.book.snapshot(depth);
             let known = self.book.known_depth();
             let known = (known.0.min(depth), known.1.min(depth));
-            let (exchange_time, receive_time) = self.book_times;
-            self.views[index].last = Some(Published {
+            let view = &mut self.views[index];
+            let built = Built {
                 payload: encode::book_snapshot_payload(&levels, false, known),
-                levels,
-                exchange_time,
-                receive_time,
-            });
+                planned: Planned {
+                    view: view.id,
+                    levels,
+                    known,
+                },
+            };
+            view.publish(built, self.book_times);
         }
         let view = &mut self.views[index];
         let pending = match view.start() {

@@ -240,6 +240,64 @@ async fn a_dropped_notice_owed_is_sent_before_a_feed_gap() {
     gap(&tail[1]);
 }
 
+#[tokio::test]
+async fn a_quiet_topic_announces_what_it_dropped_without_waiting_for_its_next_message() {
+    let hub = new_hub(small_queue(16));
+    let mut session = hub.session("slow".into());
+    let sub = session.subscriber();
+    subscribe(&mut session, vec![topic(&btc(), pb::Channel::Trades, 0)]);
+    for n in 0..100 {
+        hub.market_event(trade_event(&btc(), n));
+    }
+    // The topic goes quiet; the client reads what it had, then the hub ticks.
+    let mut got = drain(&sub).await;
+    assert!(
+        !got.iter()
+            .any(|m| matches!(m.payload, Some(Payload::Dropped(_)))),
+        "nothing to announce it with yet"
+    );
+    hub.tick();
+    got.extend(drain(&sub).await);
+    let last = got.last().expect("messages");
+    let Some(Payload::Dropped(d)) = &last.payload else {
+        panic!("expected the Dropped notice on the tick: {last:?}")
+    };
+    let before = &got[got.len() - 2];
+    assert_eq!(
+        last.sequence,
+        before.sequence + d.count,
+        "numbered as the last skipped"
+    );
+    // Owed once: the next trade follows it in step.
+    hub.tick();
+    hub.market_event(trade_event(&btc(), 100));
+    let next = drain(&sub).await;
+    assert_eq!(next.len(), 1);
+    assert_eq!(next[0].sequence, last.sequence + 1);
+
+    // A stream that stops owing a notice gets it before it ends.
+    for n in 101..200 {
+        hub.market_event(trade_event(&btc(), n));
+    }
+    hub.stop_subscribers("stopping");
+    let mut tail = Vec::new();
+    loop {
+        match sub
+            .next(tokio::time::Instant::now() + Duration::from_secs(5))
+            .await
+        {
+            Next::Message(m) => tail.push(decode(&m)),
+            Next::Ended(_) => break,
+            Next::Idle => panic!("the stream did not end"),
+        }
+    }
+    let last = tail.last().expect("messages before the end");
+    assert!(
+        matches!(last.payload, Some(Payload::Dropped(_))),
+        "the stream ends on its Dropped notice: {last:?}"
+    );
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_far_future_timestamp_does_not_poison_the_candles() {
     let hub = new_hub(HubConfig {
@@ -387,6 +445,37 @@ async fn a_view_built_from_a_book_that_was_reset_meanwhile_is_not_sent() {
     let got = drain(&sub).await;
     assert_eq!(got.len(), 1);
     assert!(matches!(got[0].payload, Some(Payload::BookReset(_))));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_view_waiting_since_a_reset_starts_when_another_subscriber_asks_for_it() {
+    let (hub, _) = synced_hub(views_now());
+    let mut first = hub.session("first".into());
+    let a = first.subscriber();
+    subscribe(&mut first, vec![topic(&btc(), pb::Channel::Book, 5)]);
+    drain(&a).await;
+    hub.book_reset(&btc(), "gap");
+    // Resynced to the same levels; before the view task runs, a second subscriber.
+    hub.book_update(&btc(), whole(initial_book()), t(20), t(21))
+        .unwrap();
+    let mut second = hub.session("second".into());
+    let b = second.subscriber();
+    subscribe(&mut second, vec![topic(&btc(), pb::Channel::Book, 5)]);
+    build_views(&hub);
+    let got_a = drain(&a).await;
+    let got_b = drain(&b).await;
+    let snapshot = |got: &[pb::ServerMessage]| {
+        got.iter()
+            .rev()
+            .find(|m| matches!(m.payload, Some(Payload::BookSnapshot(_))))
+            .cloned()
+    };
+    let (Some(sa), Some(sb)) = (snapshot(&got_a), snapshot(&got_b)) else {
+        panic!("both start from a snapshot: {got_a:?} / {got_b:?}")
+    };
+    assert!(matches!(got_a[0].payload, Some(Payload::BookReset(_))));
+    assert_eq!(sa.sequence, sb.sequence, "the same view, the same number");
+    assert_eq!(sa.payload, sb.payload);
 }
 
 #[tokio::test(start_paused = true)]

@@ -273,6 +273,37 @@ async fn a_crossing_delta_is_rejected_and_never_published() {
 // ------------------------------------------------------------------ trades and requests
 
 #[tokio::test(start_paused = true)]
+async fn a_request_costs_what_it_resolves_to() {
+    let hub = new_hub(HubConfig::default());
+    let mut session = hub.session("test".into());
+    let request = |kind| pb::ClientMessage { kind: Some(kind) };
+    let wildcard = wire_topic("binance_spot", "*", pb::Channel::Book as i32, 0);
+    // One wildcard topic, a snapshot for each of the venue's two books.
+    let cost = session.handle(request(pb::client_message::Kind::Subscribe(
+        pb::SubscribeRequest {
+            topics: vec![wildcard.clone()],
+        },
+    )));
+    assert_eq!(cost, 2);
+    let cost = session.handle(request(pb::client_message::Kind::Unsubscribe(
+        pb::UnsubscribeRequest {
+            topics: vec![wildcard],
+        },
+    )));
+    assert_eq!(cost, 2);
+    // A ping, a rejected topic: one each.
+    let ping = pb::client_message::Kind::Ping(pb::Ping { nonce: 1 });
+    assert_eq!(session.handle(request(ping)), 1);
+    let unknown = wire_topic("binance_spot", "NOPE", pb::Channel::Trades as i32, 0);
+    let cost = session.handle(request(pb::client_message::Kind::Subscribe(
+        pb::SubscribeRequest {
+            topics: vec![unknown],
+        },
+    )));
+    assert_eq!(cost, 1);
+}
+
+#[tokio::test(start_paused = true)]
 async fn wildcard_trades_ack_each_symbol_and_arrive_contiguously() {
     let hub = new_hub(HubConfig::default());
     let mut session = hub.session("test".into());

@@ -50,7 +50,17 @@ impl FromStr for Venue {
         Venue::ALL
             .into_iter()
             .find(|v| v.as_str().eq_ignore_ascii_case(s))
-            .ok_or_else(|| VenueParseError(s.to_owned()))
+            .ok_or_else(|| VenueParseError(shown(s)))
+    }
+}
+
+/// `s` as an error message may quote it: cut to [`Symbol::clip`], marked when cut.
+fn shown(s: &str) -> String {
+    let clipped = Symbol::clip(s);
+    if clipped.len() < s.len() {
+        format!("{clipped}…")
+    } else {
+        s.to_owned()
     }
 }
 
@@ -60,6 +70,39 @@ impl FromStr for Venue {
 pub struct Symbol(Arc<str>);
 
 impl Symbol {
+    /// The longest symbol a client may name.
+    pub const MAX_LEN: usize = 64;
+
+    /// At most the first [`Symbol::MAX_LEN`] characters of a client's name: what Raven
+    /// quotes or echoes back of it, so a megabyte-long name is not sent back.
+    pub fn clip(s: &str) -> &str {
+        match s.char_indices().nth(Self::MAX_LEN) {
+            Some((cut, _)) => &s[..cut],
+            None => s,
+        }
+    }
+
+    /// Whether a client's `s` can be an exchange symbol at all: short and plain
+    /// (BTCUSDT, BTCUSD_PERP, BTC-USD, XBT/USD). The error says why, quoting at most
+    /// [`Symbol::MAX_LEN`] characters of it.
+    pub fn check(s: &str) -> Result<(), String> {
+        if s.is_empty() {
+            return Err("symbol is empty".into());
+        }
+        if s.len() > Self::MAX_LEN
+            || !s
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"._-/:".contains(&b))
+        {
+            return Err(format!(
+                "{:?} is not an exchange symbol (letters, digits and ._-/: only, at most {})",
+                shown(s),
+                Self::MAX_LEN
+            ));
+        }
+        Ok(())
+    }
+
     pub fn new(s: &str) -> Self {
         if s.bytes().any(|b| b.is_ascii_lowercase()) {
             Self(Arc::from(s.to_ascii_uppercase()))
@@ -103,5 +146,27 @@ impl InstrumentId {
 impl fmt::Display for InstrumentId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}:{}", self.venue, self.symbol)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_client_s_names_are_checked_and_quoted_short() {
+        for ok in ["BTCUSDT", "BTCUSD_PERP", "BTC-USD", "XBT/USD", "btcusdt"] {
+            assert_eq!(Symbol::check(ok), Ok(()), "{ok}");
+        }
+        assert!(Symbol::check("").is_err());
+        assert!(Symbol::check("BTC USDT").is_err());
+        let long = "A".repeat(1 << 20);
+        let e = Symbol::check(&long).unwrap_err();
+        assert!(e.len() < 200, "{} bytes", e.len());
+        let e = long.parse::<Venue>().unwrap_err().to_string();
+        assert!(e.len() < 200, "{} bytes", e.len());
+        // Cut on a character boundary.
+        let e = "é".repeat(100).parse::<Venue>().unwrap_err().to_string();
+        assert!(e.contains('…'), "{e}");
     }
 }

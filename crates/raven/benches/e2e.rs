@@ -323,10 +323,11 @@ fn spawn_serve(s: &Scenario, sim_addr: &str) -> Result<Server> {
         .map(|l| format!("snapshot_limit = {l}\n"))
         .unwrap_or_default();
     let config = format!(
-        "[server]\nhost = \"127.0.0.1\"\ngrpc_port = {grpc}\nhealth_port = {health}\nmetrics_port = {metrics}\nheartbeat_ms = 1000\n\n\
+        "[server]\nhost = \"127.0.0.1\"\ngrpc_port = {grpc}\nhealth_port = {health}\nmetrics_port = {metrics}\nheartbeat_ms = 1000\ndata_dir = \"{}\"\n\n\
          [[venues]]\nvenue = \"{VENUE}\"\nsymbols = [{}]\nchannels = [\"trades\", \"book\"]\n\
          ws_url = \"ws://{sim_addr}\"\nrest_url = \"http://{sim_addr}\"\n\
          rest_weight_per_minute = 1000000\n{limit}",
+        dir.path().join("data").display(),
         symbols.join(", ")
     );
     let path = dir.path().join("raven.toml");

@@ -48,6 +48,12 @@ pub struct ServerConfig {
     pub history_streams_per_client: usize,
     /// A `GetHistory` answer its client takes nothing of for this long is ended.
     pub history_idle_ms: u64,
+    /// `Subscribe` streams open at once, for the server and per client address.
+    pub subscribe_streams: usize,
+    pub subscribe_streams_per_client: usize,
+    /// `GetOrderBook`, `GetStatus`, `ListInstruments` and `GetHistory` calls one client
+    /// address may make per second (beyond, `RESOURCE_EXHAUSTED`).
+    pub calls_per_sec_per_client: u32,
 }
 
 impl Default for ServerConfig {
@@ -63,6 +69,9 @@ impl Default for ServerConfig {
             history_streams: 32,
             history_streams_per_client: 4,
             history_idle_ms: 30_000,
+            subscribe_streams: 1024,
+            subscribe_streams_per_client: 256,
+            calls_per_sec_per_client: 100,
         }
     }
 }
@@ -410,20 +419,11 @@ impl Config {
                 }
             }
         }
-        if self.server.heartbeat_ms == 0 {
-            return Err(invalid("server.heartbeat_ms", "must be at least 1"));
-        }
-        if self.hub.tap_interval_ms == 0 || self.hub.tap_book_depth == 0 {
-            return Err(invalid(
-                "hub.tap_interval_ms / hub.tap_book_depth",
-                "must be at least 1",
-            ));
-        }
         if let Some(store) = self.redis.store() {
             raven_sinks::redis::validate(&store)
                 .map_err(|e| invalid("redis.url (REDIS_URL)", e.0))?;
-            if self.redis.interval_ms == 0 {
-                return Err(invalid("redis.interval_ms", "must be at least 1"));
+            if !(1..=3_600_000).contains(&self.redis.interval_ms) {
+                return Err(invalid("redis.interval_ms", "must be 1 to 3600000"));
             }
         }
         if let Some(url) = self
@@ -459,36 +459,105 @@ impl Config {
                 "\"influxdb\" needs influxdb.url (INFLUXDB_URL)",
             ));
         }
-        if self.hub.queue_capacity < 16 {
-            return Err(invalid("hub.queue_capacity", "must be at least 16"));
-        }
-        if self.hub.queue_max_bytes < 64 * 1024 {
-            return Err(invalid("hub.queue_max_bytes", "must be at least 65536"));
-        }
-        for (key, v) in [
+        // Every number within what can work: at least one, and at most what keeps the
+        // arithmetic on it (deadlines, buffer sizes) far from overflowing.
+        const HOUR_MS: u64 = 3_600_000;
+        const DAY_MS: u64 = 24 * HOUR_MS;
+        let bounded: [(&str, u64, u64, u64); 17] = [
+            ("server.heartbeat_ms", self.server.heartbeat_ms, 1, HOUR_MS),
             (
                 "hub.slow_consumer_limit_ms",
                 self.hub.slow_consumer_limit_ms,
+                1,
+                HOUR_MS,
             ),
-            ("hub.book_view_interval_ms", self.hub.book_view_interval_ms),
-            ("hub.max_clock_skew_ms", self.hub.max_clock_skew_ms),
+            (
+                "hub.book_view_interval_ms",
+                self.hub.book_view_interval_ms,
+                1,
+                60_000,
+            ),
+            (
+                "hub.max_clock_skew_ms",
+                self.hub.max_clock_skew_ms,
+                1,
+                DAY_MS,
+            ),
+            ("hub.candle_grace_ms", self.hub.candle_grace_ms, 0, HOUR_MS),
+            ("hub.tap_interval_ms", self.hub.tap_interval_ms, 1, HOUR_MS),
+            (
+                "hub.tap_book_depth",
+                self.hub.tap_book_depth as u64,
+                1,
+                5000,
+            ),
             (
                 "hub.max_topics_per_stream",
                 self.hub.max_topics_per_stream as u64,
+                1,
+                100_000,
+            ),
+            (
+                "hub.queue_capacity",
+                self.hub.queue_capacity as u64,
+                16,
+                10_000_000,
+            ),
+            (
+                "hub.queue_max_bytes",
+                self.hub.queue_max_bytes as u64,
+                1 << 16,
+                1 << 36,
             ),
             (
                 "server.max_requests_per_sec",
                 u64::from(self.server.max_requests_per_sec),
+                1,
+                1_000_000,
             ),
-            ("server.history_streams", self.server.history_streams as u64),
+            (
+                "server.history_streams",
+                self.server.history_streams as u64,
+                1,
+                100_000,
+            ),
             (
                 "server.history_streams_per_client",
                 self.server.history_streams_per_client as u64,
+                1,
+                100_000,
             ),
-            ("server.history_idle_ms", self.server.history_idle_ms),
-        ] {
-            if v == 0 {
-                return Err(invalid(key, "must be at least 1"));
+            (
+                "server.history_idle_ms",
+                self.server.history_idle_ms,
+                1,
+                DAY_MS,
+            ),
+            (
+                "server.subscribe_streams",
+                self.server.subscribe_streams as u64,
+                1,
+                1_000_000,
+            ),
+            (
+                "server.subscribe_streams_per_client",
+                self.server.subscribe_streams_per_client as u64,
+                1,
+                1_000_000,
+            ),
+            (
+                "server.calls_per_sec_per_client",
+                u64::from(self.server.calls_per_sec_per_client),
+                1,
+                1_000_000,
+            ),
+        ];
+        for (key, v, min, max) in bounded {
+            if v < min {
+                return Err(invalid(key, format!("must be at least {min}")));
+            }
+            if v > max {
+                return Err(invalid(key, format!("{v} is more than the most, {max}")));
             }
         }
         if self.influxdb.url.is_some() && self.influxdb.spill_max_bytes < 1 << 20 {
@@ -580,6 +649,12 @@ impl Config {
                     "must be at least 1: 0 would drop every connection at once",
                 ));
             }
+            if let Some(t) = v.stall_timeout_secs.filter(|t| *t > 3600) {
+                return Err(invalid(
+                    key("stall_timeout_secs"),
+                    format!("{t} is more than the most, 3600 (an hour of silence)"),
+                ));
+            }
             if let Some(age) = v.max_connection_age_secs {
                 if !(2..24 * 3600).contains(&age) {
                     return Err(invalid(
@@ -619,6 +694,9 @@ impl Config {
             history_streams: self.server.history_streams,
             history_streams_per_client: self.server.history_streams_per_client,
             history_idle: Duration::from_millis(self.server.history_idle_ms),
+            subscribe_streams: self.server.subscribe_streams,
+            subscribe_streams_per_client: self.server.subscribe_streams_per_client,
+            calls_per_sec_per_client: self.server.calls_per_sec_per_client,
         }
     }
 }
@@ -696,6 +774,27 @@ mod tests {
         assert!(e.contains("1..=5000"), "{e}");
         let e = venue("binance_spot", "stall_timeout_secs = 0").unwrap_err();
         assert!(e.contains("venues[0].stall_timeout_secs"), "{e}");
+        // Values so large the deadlines built from them would overflow are refused.
+        let e = venue("binance_spot", "stall_timeout_secs = 18446744073709551615").unwrap_err();
+        assert!(
+            e.contains("venues[0].stall_timeout_secs") && e.contains("3600"),
+            "{e}"
+        );
+        for (section, key) in [
+            ("hub", "book_view_interval_ms"),
+            ("hub", "slow_consumer_limit_ms"),
+            ("hub", "max_topics_per_stream"),
+            ("server", "heartbeat_ms"),
+            ("server", "history_idle_ms"),
+        ] {
+            let e = parse(&format!("[{section}]\n{key} = 18446744073709551615\n"))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.contains(&format!("{section}.{key}")) && e.contains("the most"),
+                "{e}"
+            );
+        }
         let e = venue("binance_spot", "max_connection_age_secs = 90000").unwrap_err();
         assert!(
             e.contains("max_connection_age_secs") && e.contains("24 h"),

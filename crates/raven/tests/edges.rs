@@ -421,6 +421,146 @@ async fn client_from(
     pb::market_data_client::MarketDataClient::new(channel).max_decoding_message_size(64 << 20)
 }
 
+/// Opens a `Subscribe` stream whose requests are sent through the returned sender.
+async fn open_stream(
+    client: &mut pb::market_data_client::MarketDataClient<tonic::transport::Channel>,
+) -> Result<
+    (
+        tokio::sync::mpsc::Sender<pb::ClientMessage>,
+        tonic::Streaming<pb::ServerMessage>,
+    ),
+    tonic::Status,
+> {
+    let (tx, rx) = tokio::sync::mpsc::channel(8);
+    let stream = client
+        .subscribe(tokio_stream::wrappers::ReceiverStream::new(rx))
+        .await?
+        .into_inner();
+    Ok((tx, stream))
+}
+
+fn subscribe_to(topics: Vec<pb::Topic>) -> pb::ClientMessage {
+    pb::ClientMessage {
+        kind: Some(pb::client_message::Kind::Subscribe(pb::SubscribeRequest {
+            topics,
+        })),
+    }
+}
+
+/// The next message that is not a heartbeat, or the status the stream ended with.
+async fn next_message(
+    stream: &mut tonic::Streaming<pb::ServerMessage>,
+) -> Result<pb::ServerMessage, tonic::Status> {
+    loop {
+        match tokio::time::timeout(Duration::from_secs(30), stream.message()).await {
+            Ok(Ok(Some(m))) if matches!(m.payload, Some(Payload::Heartbeat(_))) => {}
+            Ok(Ok(Some(m))) => return Ok(m),
+            Ok(Ok(None)) => panic!("the stream ended without a status"),
+            Ok(Err(status)) => return Err(status),
+            Err(_) => panic!("nothing for 30 s"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_s_streams_calls_and_names_are_bounded() {
+    let (_sim, sim) = spawn_sim(0, &["--symbols", "1", "--rate", "200"]);
+    let server = spawn_serve_with_server(
+        tempfile::tempdir().unwrap(),
+        &spot_venue(&sim, &["SYN0USDT"], r#"["trades"]"#, ""),
+        "",
+        "subscribe_streams_per_client = 2\ncalls_per_sec_per_client = 5\n",
+    );
+    let mut a = server.client().await;
+    let (tx1, mut s1) = open_stream(&mut a).await.expect("first stream");
+    let (tx2, mut s2) = open_stream(&mut a).await.expect("second stream");
+    let refused = open_stream(&mut a).await.expect_err("a third stream");
+    assert_eq!(refused.code(), tonic::Code::ResourceExhausted);
+    assert!(
+        refused.message().contains("per client"),
+        "{}",
+        refused.message()
+    );
+    let mut b = client_from([127, 0, 0, 2].into(), &server).await;
+    let _other = open_stream(&mut b).await.expect("another client's stream");
+
+    // A name far too long is rejected, and only a short piece of it comes back.
+    let long = "A".repeat(100_000);
+    tx1.send(subscribe_to(vec![pb::Topic {
+        venue: "binance_spot".into(),
+        symbol: long.clone(),
+        channel: pb::Channel::Trades as i32,
+        depth: 0,
+    }]))
+    .await
+    .unwrap();
+    let ack = next_message(&mut s1).await.expect("an ack");
+    let Some(Payload::Ack(a_ack)) = &ack.payload else {
+        panic!("{ack:?}")
+    };
+    assert_eq!(a_ack.result(), pb::ack::Result::Rejected);
+    assert!(
+        a_ack.reason.contains("not an exchange symbol"),
+        "{}",
+        a_ack.reason
+    );
+    assert!(a_ack.reason.len() < 300 && ack.topic.as_ref().unwrap().symbol.len() <= 64);
+
+    // A message over the size limit cannot be read: its stream ends saying so, and its
+    // slot is free again although the client keeps its side open.
+    tx2.send(subscribe_to(vec![pb::Topic {
+        venue: "binance_spot".into(),
+        symbol: "A".repeat(400_000),
+        channel: pb::Channel::Trades as i32,
+        depth: 0,
+    }]))
+    .await
+    .unwrap();
+    let ended = next_message(&mut s2).await.expect_err("the stream ends");
+    assert_eq!(ended.code(), tonic::Code::InvalidArgument, "{ended:?}");
+    assert!(
+        ended.message().contains("could not be read"),
+        "{}",
+        ended.message()
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let _third = loop {
+        match open_stream(&mut a).await {
+            Ok(s) => break s,
+            Err(e) if e.code() == tonic::Code::ResourceExhausted && Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => panic!("the ended stream kept its slot: {e:?}"),
+        }
+    };
+    drop(tx2);
+
+    // One-shot calls: five a second per client; beyond, refused, naming the setting.
+    let book = pb::GetOrderBookRequest {
+        venue: "binance_spot".into(),
+        symbol: "SYN0USDT".into(),
+        depth: 0,
+    };
+    let mut refused = None;
+    for _ in 0..20 {
+        if let Err(e) = a.get_order_book(book.clone()).await {
+            if e.code() == tonic::Code::ResourceExhausted {
+                refused = Some(e);
+                break;
+            }
+        }
+    }
+    let refused = refused.expect("20 calls at once are not all admitted");
+    assert!(
+        refused.message().contains("calls_per_sec_per_client"),
+        "{}",
+        refused.message()
+    );
+    b.get_status(pb::GetStatusRequest {})
+        .await
+        .expect("another client keeps its own rate");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn history_answers_are_shared_per_client_and_end_when_nobody_reads_them() {
     // 200 000 stored trades: far more than an unread answer's buffers hold (the

@@ -5,7 +5,11 @@
 //! id, an event time (module docs of each venue say which). A [`StreamSequencer`] per
 //! instrument and stream remembers the last key delivered and decides for each event:
 //!
-//! * a key not above the last one is a **duplicate** and is dropped;
+//! * while two connections overlap (below), a key not above the last one is a
+//!   **duplicate** and is dropped; on one connection, which delivers in order, only a
+//!   repeat of the last key is — a key *below* it is delivered and counted as a
+//!   **regression** and the stream goes on from it, so one wrong key (a far-future
+//!   event time, a corrupt id) can never make every later event look old;
 //! * on a stream whose keys are **contiguous** (trade ids on venues that number trades
 //!   one by one) a key more than one above the last is a **gap**: the ids in between
 //!   were never received, and the caller announces them before delivering the event;
@@ -25,7 +29,11 @@
 //! * each time the primary advances, held events it has now covered are dropped (which
 //!   proves the overlap) and the rest are released if the switch became possible;
 //! * when the hand-over ends (the old connection closes), events still held are released
-//!   in order, judged like any other — on a contiguous stream a hole shows as a gap.
+//!   in order, judged like any other — on a contiguous stream a hole shows as a gap;
+//! * the primary's events after the switch are kept (bounded) until the hand-over ends:
+//!   if the standby fails instead, they are replayed, so what only the primary delivered
+//!   is not lost; if more arrived than were kept, [`StreamSequencer::abort_handover`]
+//!   says so and the caller announces the hole.
 
 use std::collections::VecDeque;
 
@@ -56,6 +64,10 @@ struct Handover<T> {
     /// The stream is read from the standby now.
     switched: bool,
     held: VecDeque<(u64, T)>,
+    /// The primary's events since the switch, for a standby that fails (newest kept).
+    after_switch: VecDeque<(u64, T)>,
+    /// `after_switch` dropped its oldest: a failed standby leaves an unknown hole.
+    after_switch_overflowed: bool,
 }
 
 #[derive(Debug)]
@@ -66,9 +78,10 @@ pub struct StreamSequencer<T> {
     after_break: bool,
     handover: Option<Handover<T>>,
     /// Standby events held at most (beyond, the oldest is released as if the hand-over
-    /// had ended for it).
+    /// had ended for it), and primary events kept after the switch.
     max_held: usize,
     duplicates: u64,
+    regressions: u64,
 }
 
 impl<T> StreamSequencer<T> {
@@ -81,12 +94,18 @@ impl<T> StreamSequencer<T> {
             handover: None,
             max_held: max_held.max(1),
             duplicates: 0,
+            regressions: 0,
         }
     }
 
     /// Events dropped as duplicates so far.
     pub fn duplicates(&self) -> u64 {
         self.duplicates
+    }
+
+    /// Events delivered although their key was below the last one (one connection).
+    pub fn regressions(&self) -> u64 {
+        self.regressions
     }
 
     /// The stream broke (a reconnect without hand-over): the next event is taken
@@ -102,6 +121,8 @@ impl<T> StreamSequencer<T> {
             overlapped: false,
             switched: false,
             held: VecDeque::new(),
+            after_switch: VecDeque::new(),
+            after_switch_overflowed: false,
         });
     }
 
@@ -113,16 +134,26 @@ impl<T> StreamSequencer<T> {
             .is_none_or(|h| h.switched || h.held.is_empty())
     }
 
-    /// The standby failed: forget it and go on with the primary.
-    pub fn abort_handover(&mut self) {
-        self.handover = None;
+    /// The standby failed: go on with the primary. What the primary delivered since
+    /// the switch and the standby had not is appended to `out`. Returns false when
+    /// more arrived than were kept, so events may be missing (the caller announces it).
+    pub fn abort_handover(&mut self, out: &mut Vec<Delivery<T>>) -> bool {
+        let Some(h) = self.handover.take() else {
+            return true;
+        };
+        for (key, event) in h.after_switch {
+            self.deliver(key, event, Dedupe::Overlap, out);
+        }
+        !h.after_switch_overflowed
     }
 
     /// The primary is gone and the standby is the stream now: releases what was held.
     pub fn finish_handover(&mut self, out: &mut Vec<Delivery<T>>) {
         if let Some(h) = self.handover.take() {
+            // The standby delivered these too.
+            self.duplicates += h.after_switch.len() as u64;
             for (key, event) in h.held {
-                self.deliver(key, event, out);
+                self.deliver(key, event, Dedupe::Overlap, out);
             }
         }
     }
@@ -130,32 +161,39 @@ impl<T> StreamSequencer<T> {
     /// One event with `key` from `source`; what to deliver is appended to `out`.
     pub fn accept(&mut self, key: u64, source: Source, event: T, out: &mut Vec<Delivery<T>>) {
         let Some(h) = &mut self.handover else {
-            return self.deliver(key, event, out);
+            return self.deliver(key, event, Dedupe::OneConnection, out);
         };
         match (source, h.switched) {
             // After the switch the primary only repeats or runs ahead of the standby,
-            // which will deliver the same events in order.
-            (Source::Primary, true) => self.duplicates += 1,
-            (Source::Standby, true) => self.deliver(key, event, out),
+            // which will deliver the same events in order; kept in case it fails.
+            (Source::Primary, true) => {
+                h.after_switch.push_back((key, event));
+                if h.after_switch.len() > self.max_held {
+                    h.after_switch.pop_front();
+                    h.after_switch_overflowed = true;
+                    self.duplicates += 1;
+                }
+            }
+            (Source::Standby, true) => self.deliver(key, event, Dedupe::Overlap, out),
             (Source::Primary, false) => {
-                self.deliver(key, event, out);
+                self.deliver(key, event, Dedupe::Overlap, out);
                 self.release_covered(out);
             }
             (Source::Standby, false) => {
                 // With nothing delivered yet the primary may still bring older events the
                 // standby never had: hold.
-                let next = self.last.is_some_and(|l| self.contiguous && key == l + 1);
+                let next = self.contiguous && self.last.and_then(|l| l.checked_add(1)) == Some(key);
                 if self.last.is_some_and(|l| key <= l) {
                     h.overlapped = true;
                     self.duplicates += 1;
                 } else if h.overlapped || next {
                     h.switched = true;
-                    self.deliver(key, event, out);
+                    self.deliver(key, event, Dedupe::Overlap, out);
                 } else {
                     h.held.push_back((key, event));
                     if h.held.len() > self.max_held {
                         if let Some((k, e)) = h.held.pop_front() {
-                            self.deliver(k, e, out);
+                            self.deliver(k, e, Dedupe::Overlap, out);
                         }
                     }
                 }
@@ -178,33 +216,44 @@ impl<T> StreamSequencer<T> {
             self.duplicates += 1;
         }
         let next = match (h.held.front(), last) {
-            (Some((k, _)), Some(l)) => self.contiguous && *k == l + 1,
+            (Some((k, _)), Some(l)) => self.contiguous && l.checked_add(1) == Some(*k),
             _ => false,
         };
         if (h.overlapped || next) && !h.held.is_empty() {
             h.switched = true;
             let held = std::mem::take(&mut h.held);
             for (key, event) in held {
-                self.deliver(key, event, out);
+                self.deliver(key, event, Dedupe::Overlap, out);
             }
         }
     }
 
-    fn deliver(&mut self, key: u64, event: T, out: &mut Vec<Delivery<T>>) {
+    fn deliver(&mut self, key: u64, event: T, dedupe: Dedupe, out: &mut Vec<Delivery<T>>) {
         let after_break = std::mem::take(&mut self.after_break);
-        match self.last {
-            Some(last) if key <= last && !after_break => {
+        if let Some(last) = self.last {
+            let copy = key == last || (key < last && dedupe == Dedupe::Overlap);
+            if copy && !after_break {
                 self.duplicates += 1;
                 return;
             }
-            Some(last) if self.contiguous && key > last + 1 => {
+            if key < last && !after_break {
+                self.regressions += 1;
+            } else if self.contiguous && key > last.saturating_add(1) {
                 out.push(Delivery::Gap { last, next: key });
             }
-            _ => {}
         }
         self.last = Some(key);
         out.push(Delivery::Event(event));
     }
+}
+
+/// What an old key means where it arrives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Dedupe {
+    /// Two connections overlap: an old key is the other one's copy.
+    Overlap,
+    /// One connection delivers in order: only the last key repeated is a copy.
+    OneConnection,
 }
 
 #[cfg(test)]
@@ -233,7 +282,7 @@ mod tests {
     #[test]
     fn duplicates_are_dropped_and_jumps_are_gaps() {
         let mut s = StreamSequencer::new(true, 100);
-        let out = run(&mut s, &[(1, P), (2, P), (2, P), (1, P), (5, P), (6, P)]);
+        let out = run(&mut s, &[(1, P), (2, P), (2, P), (5, P), (6, P)]);
         assert_eq!(
             out,
             [
@@ -244,10 +293,74 @@ mod tests {
                 Delivery::Event(6),
             ]
         );
-        assert_eq!(s.duplicates(), 2);
+        assert_eq!(s.duplicates(), 1);
         // Not contiguous: a jump is normal.
         let mut bbo = StreamSequencer::new(false, 100);
         assert_eq!(keys(&run(&mut bbo, &[(10, P), (17, P), (17, P)])), [10, 17]);
+    }
+
+    #[test]
+    fn one_wrong_key_cannot_make_every_later_event_look_old() {
+        // A far-future event time on a time-keyed stream, then the real ones.
+        let mut s = StreamSequencer::new(false, 100);
+        let out = run(&mut s, &[(10, P), (u64::MAX, P), (11, P), (12, P), (12, P)]);
+        assert_eq!(keys(&out), [10, u64::MAX, 11, 12]);
+        assert_eq!((s.regressions(), s.duplicates()), (1, 1));
+        // A corrupt trade id: announced as a gap, and the stream goes on after it.
+        let mut t = StreamSequencer::new(true, 100);
+        let out = run(&mut t, &[(7, P), (u64::MAX, P), (8, P), (9, P)]);
+        assert_eq!(
+            out,
+            [
+                Delivery::Event(7),
+                Delivery::Gap {
+                    last: 7,
+                    next: u64::MAX
+                },
+                Delivery::Event(u64::MAX),
+                Delivery::Event(8),
+                Delivery::Event(9),
+            ]
+        );
+        // The largest key does not overflow the next-key checks.
+        t.begin_handover();
+        run(&mut t, &[(u64::MAX, P)]);
+        assert!(run(&mut t, &[(u64::MAX, S)]).is_empty(), "a copy");
+    }
+
+    #[test]
+    fn a_standby_that_fails_after_the_switch_loses_nothing_the_primary_brought() {
+        let mut s = StreamSequencer::new(false, 100);
+        run(&mut s, &[(10, P)]);
+        s.begin_handover();
+        // The standby overlaps at 10 and takes over at 20; the primary runs ahead of it.
+        assert_eq!(
+            keys(&run(&mut s, &[(10, S), (20, S), (20, P), (30, P), (40, P)])),
+            [20]
+        );
+        let mut out = Vec::new();
+        assert!(s.abort_handover(&mut out), "nothing was lost");
+        assert_eq!(keys(&out), [30, 40], "the primary's own, in order");
+        assert_eq!(keys(&run(&mut s, &[(50, P)])), [50]);
+
+        // Beyond what is kept, the caller is told events may be missing.
+        let mut s = StreamSequencer::new(false, 2);
+        run(&mut s, &[(10, P)]);
+        s.begin_handover();
+        run(&mut s, &[(10, S), (20, S), (30, P), (40, P), (50, P)]);
+        let mut out = Vec::new();
+        assert!(!s.abort_handover(&mut out));
+        assert_eq!(keys(&out), [40, 50]);
+
+        // A hand-over that completes discards the primary's copies.
+        let mut s = StreamSequencer::new(false, 100);
+        run(&mut s, &[(10, P)]);
+        s.begin_handover();
+        run(&mut s, &[(10, S), (20, S), (20, P), (30, P)]);
+        let mut out = Vec::new();
+        s.finish_handover(&mut out);
+        assert!(out.is_empty());
+        assert_eq!(keys(&run(&mut s, &[(30, P), (40, P)])), [30, 40]);
     }
 
     #[test]

@@ -41,6 +41,9 @@ pub const METRIC_SNAPSHOT_FAILURES: &str = "raven_snapshot_failures_total";
 /// Counter: events and depth diffs dropped as repeats of ones already delivered (labels
 /// `venue`), mostly while two connections overlap during a hand-over.
 pub const METRIC_DUPLICATES: &str = "raven_feed_duplicates_total";
+/// Counter: events whose key (trade id, update id, event time) was below the last one
+/// on the same connection (label `venue`): delivered, and the stream goes on from them.
+pub const METRIC_OUT_OF_ORDER: &str = "raven_feed_out_of_order_events_total";
 /// Counter: connection hand-overs before the age limit, by `outcome` (`completed`,
 /// `timed_out`, `failed`: the new connection could not be opened) (label `venue`).
 pub const METRIC_HANDOVERS: &str = "raven_feed_handovers_total";

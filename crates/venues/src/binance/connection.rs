@@ -116,6 +116,7 @@ struct Counters {
     resyncs: Counter,
     crossed: Counter,
     duplicates: Counter,
+    out_of_order: Counter,
 }
 
 impl Counters {
@@ -130,6 +131,7 @@ impl Counters {
             resyncs: metrics::counter!(status::METRIC_RESYNCS, "venue" => v),
             crossed: metrics::counter!(status::METRIC_CROSSED, "venue" => v),
             duplicates: metrics::counter!(status::METRIC_DUPLICATES, "venue" => v),
+            out_of_order: metrics::counter!(status::METRIC_OUT_OF_ORDER, "venue" => v),
         }
     }
 }
@@ -399,12 +401,16 @@ impl Feed {
             return self.sink.market_event(event);
         };
         let (sequencer, key) = streams.of(&event);
-        let before = sequencer.duplicates();
+        let before = (sequencer.duplicates(), sequencer.regressions());
         let mut out = std::mem::take(&mut self.deliveries);
         sequencer.accept(key, source, event, &mut out);
-        let duplicates = sequencer.duplicates() - before;
+        let duplicates = sequencer.duplicates() - before.0;
         if duplicates > 0 {
             self.counters.duplicates.increment(duplicates);
+        }
+        if sequencer.regressions() > before.1 {
+            tracing::warn!(connection = %self.name, %instrument, key, "an event's key went backwards; delivered, the stream goes on from it");
+            self.counters.out_of_order.increment(1);
         }
         self.deliver(&instrument, &mut out, receive_time);
         self.deliveries = out;
@@ -613,18 +619,36 @@ impl Feed {
                 .all(|s| s.all().iter().all(|q| q.handover_settled()))
     }
 
-    /// The standby failed: go on with the primary alone.
+    /// The standby failed: go on with the primary alone. Its events since the switch,
+    /// kept for this, are delivered; where more came than were kept, the hole is
+    /// announced (a book that switched finds its own gap on the primary's next diff).
     pub fn abort_handover(&mut self) {
         self.handing_over = false;
         for book in self.books.values_mut() {
             book.sync.abort_handover();
         }
-        for streams in self.streams.values_mut() {
-            streams
-                .all()
-                .into_iter()
-                .for_each(StreamSequencer::abort_handover);
+        let now = UnixNanos::now();
+        let mut out = std::mem::take(&mut self.deliveries);
+        let ids: Vec<InstrumentId> = self.streams.keys().cloned().collect();
+        for instrument in ids {
+            let Some(streams) = self.streams.get_mut(&instrument) else {
+                continue;
+            };
+            let mut complete = true;
+            for sequencer in streams.all() {
+                complete &= sequencer.abort_handover(&mut out);
+            }
+            self.deliver(&instrument, &mut out, now);
+            if !complete {
+                let since = self.last_frame;
+                let reason = "hand-over failed after more events than were kept".to_owned();
+                self.sink
+                    .feed_gap(&instrument, FeedGap::Interrupted { reason, since }, now);
+                self.sink
+                    .feed_gap(&instrument, FeedGap::Resumed { at: now }, now);
+            }
         }
+        self.deliveries = out;
     }
 
     /// The old connection is gone: the standby carries everything now. What it held is
