@@ -76,6 +76,9 @@ pub struct StreamSequencer<T> {
     last: Option<u64>,
     /// The next event is the first after a broken stream: taken whatever its key.
     after_break: bool,
+    /// A hand-over ended before the new connection passed the last key: until it
+    /// does, its old keys are the old connection's copies.
+    catching_up: bool,
     handover: Option<Handover<T>>,
     /// Standby events held at most (beyond, the oldest is released as if the hand-over
     /// had ended for it), and primary events kept after the switch.
@@ -91,6 +94,7 @@ impl<T> StreamSequencer<T> {
             contiguous,
             last: None,
             after_break: false,
+            catching_up: false,
             handover: None,
             max_held: max_held.max(1),
             duplicates: 0,
@@ -112,6 +116,7 @@ impl<T> StreamSequencer<T> {
     /// whatever its key.
     pub fn broken(&mut self) {
         self.after_break = true;
+        self.catching_up = false;
         self.handover = None;
     }
 
@@ -150,6 +155,7 @@ impl<T> StreamSequencer<T> {
     /// The primary is gone and the standby is the stream now: releases what was held.
     pub fn finish_handover(&mut self, out: &mut Vec<Delivery<T>>) {
         if let Some(h) = self.handover.take() {
+            self.catching_up = !h.switched;
             // The standby delivered these too.
             self.duplicates += h.after_switch.len() as u64;
             for (key, event) in h.held {
@@ -161,7 +167,13 @@ impl<T> StreamSequencer<T> {
     /// One event with `key` from `source`; what to deliver is appended to `out`.
     pub fn accept(&mut self, key: u64, source: Source, event: T, out: &mut Vec<Delivery<T>>) {
         let Some(h) = &mut self.handover else {
-            return self.deliver(key, event, Dedupe::OneConnection, out);
+            let dedupe = if self.catching_up {
+                self.catching_up = self.last.is_some_and(|l| key <= l);
+                Dedupe::Overlap
+            } else {
+                Dedupe::OneConnection
+            };
+            return self.deliver(key, event, dedupe, out);
         };
         match (source, h.switched) {
             // After the switch the primary only repeats or runs ahead of the standby,
@@ -452,6 +464,25 @@ mod tests {
             [12],
             "no hand-over any more"
         );
+    }
+
+    #[test]
+    fn a_new_connection_still_behind_when_the_old_one_closes_repeats_nothing() {
+        let mut s = StreamSequencer::new(false, 100);
+        run(&mut s, &[(10, P), (20, P), (30, P)]);
+        s.begin_handover();
+        // The standby overlaps at 10 but is still behind when the hand-over ends.
+        assert!(run(&mut s, &[(10, S)]).is_empty());
+        let mut out = Vec::new();
+        s.finish_handover(&mut out);
+        assert!(out.is_empty());
+        // It catches up: its copies are dropped, then it goes on; later a key that
+        // goes back is delivered again (one connection).
+        assert_eq!(
+            keys(&run(&mut s, &[(20, P), (30, P), (40, P), (35, P)])),
+            [40, 35]
+        );
+        assert_eq!(s.regressions(), 1);
     }
 
     #[test]
