@@ -90,8 +90,8 @@ impl Default for ServiceConfig {
 }
 
 /// The largest client message read: a `Subscribe` of the most topics a stream may
-/// hold takes about a tenth of it. Bigger ones end the stream (`OUT_OF_RANGE`) before
-/// they are decoded into memory.
+/// hold takes about a tenth of it. A bigger one is refused by the decoder before it is
+/// read into memory, and its stream ends with `INVALID_ARGUMENT` saying so.
 pub const MAX_CLIENT_MESSAGE_BYTES: usize = 256 * 1024;
 
 /// The address a call without one (not over TCP) is counted under.
