@@ -118,6 +118,32 @@ impl OrderBook {
         out
     }
 
+    /// Keeps at most `depth` levels per side, dropping the worst; each dropped level is
+    /// appended to `removed` with zero quantity (a top-N venue sends no removal for a
+    /// level pushed beyond N, so whoever follows this book learns it from `removed`).
+    pub fn truncate(&mut self, depth: usize, removed: &mut BookLevels) {
+        while self.bids.len() > depth {
+            if let Some((price, _)) = self.bids.pop_first() {
+                removed.bids.push(Level {
+                    price,
+                    qty: Qty::ZERO,
+                });
+            }
+        }
+        while self.asks.len() > depth {
+            if let Some((price, _)) = self.asks.pop_last() {
+                removed.asks.push(Level {
+                    price,
+                    qty: Qty::ZERO,
+                });
+            }
+        }
+        if self.bids.is_empty() || self.asks.is_empty() {
+            self.refresh_best_bid();
+            self.refresh_best_ask();
+        }
+    }
+
     pub fn best_bid(&self) -> Option<Level> {
         self.best_bid
     }

@@ -6,6 +6,8 @@
 //! [`BookLevels`] and are applied to an [`crate::book::OrderBook`] by the hub; every other
 //! kind is self-contained.
 
+use std::sync::Arc;
+
 use rust_decimal::Decimal;
 
 use crate::{InstrumentId, Price, Qty, UnixNanos};
@@ -51,6 +53,36 @@ pub struct BookLevels {
     pub last_update_id: u64,
 }
 
+/// How the exchange identifies a trade.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum TradeId {
+    /// A number (Binance `a`/`t`, OKX `tradeId`, Coinbase `trade_id`).
+    Number(u64),
+    /// Text that is not a number (Bybit's UUIDs).
+    Text(Arc<str>),
+    /// No id at all (Kraken WebSocket v1).
+    None,
+}
+
+impl TradeId {
+    /// The number, when the exchange numbers its trades.
+    pub fn number(&self) -> Option<u64> {
+        match self {
+            TradeId::Number(n) => Some(*n),
+            _ => None,
+        }
+    }
+
+    /// The id as text (`""` when there is none): how the API and stores show it.
+    pub fn text(&self) -> std::borrow::Cow<'_, str> {
+        match self {
+            TradeId::Number(n) => n.to_string().into(),
+            TradeId::Text(t) => (**t).into(),
+            TradeId::None => "".into(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Trade {
     pub price: Price,
@@ -58,7 +90,12 @@ pub struct Trade {
     /// The taker's side: `Sell` when the buyer was the maker.
     pub aggressor: Side,
     /// The exchange's trade id (Binance: the aggregate trade id for `@aggTrade`).
-    pub trade_id: u64,
+    pub trade_id: TradeId,
+    /// The trade's place among this instrument's trades with the same exchange time,
+    /// in the order the venue sent them (0 for the first). With the exchange time it
+    /// keys a trade that has no number, deterministically: stores use it so a replay
+    /// overwrites rather than duplicates (see the sinks' series time).
+    pub ordinal: u32,
 }
 
 /// Best bid and offer as the exchange publishes it (Binance `@bookTicker`).
@@ -68,6 +105,7 @@ pub struct Bbo {
     pub bid_qty: Qty,
     pub ask_price: Price,
     pub ask_qty: Qty,
+    /// The exchange's book update id of this BBO; 0 when the venue numbers none.
     pub update_id: u64,
 }
 

@@ -19,12 +19,14 @@ mod decimal;
 mod event;
 pub mod feed;
 mod instrument;
+mod listing;
 mod time;
 
 pub use candle::{Candle, CandleAggregator, CandleInterval};
 pub use decimal::{DecimalError, DecimalText, Price, Qty};
 pub use event::{
-    Bbo, BookLevels, EventKind, Level, Liquidation, MarkPrice, MarketEvent, Side, Trade,
+    Bbo, BookLevels, EventKind, Level, Liquidation, MarkPrice, MarketEvent, Side, Trade, TradeId,
 };
 pub use instrument::{InstrumentId, Symbol, Venue, VenueParseError};
+pub use listing::{normalized_name, InstrumentInfo, InstrumentKind, QtyUnit};
 pub use time::UnixNanos;

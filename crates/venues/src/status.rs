@@ -368,8 +368,14 @@ mod tests {
     fn readiness_follows_every_book() {
         let status = FeedStatus::new();
         assert!(status.all_books_synced(), "no books: vacuously ready");
-        let a = status.register_book(&InstrumentId::new(Venue::BinanceSpot, "BTCUSDT"));
-        let b = status.register_book(&InstrumentId::new(Venue::BinanceUsdm, "BTCUSDT"));
+        let a = status.register_book(&InstrumentId::new(
+            Venue::new("binance_spot").unwrap(),
+            "BTCUSDT",
+        ));
+        let b = status.register_book(&InstrumentId::new(
+            Venue::new("binance_usdm").unwrap(),
+            "BTCUSDT",
+        ));
         assert!(!status.all_books_synced());
         a.set_state(BookSyncState::Synced);
         assert!(!status.all_books_synced());
@@ -381,7 +387,7 @@ mod tests {
         let usdm = info
             .books
             .iter()
-            .find(|i| i.instrument.venue == Venue::BinanceUsdm)
+            .find(|i| i.instrument.venue == Venue::new("binance_usdm").unwrap())
             .map(|i| (i.state, i.resyncs));
         assert_eq!(usdm, Some((BookSyncState::Resyncing, 1)));
     }
@@ -390,7 +396,7 @@ mod tests {
     fn connection_counters_and_ages() {
         let status = FeedStatus::new();
         let c = status.register_connection(
-            Venue::BinanceSpot,
+            Venue::new("binance_spot").unwrap(),
             "binance_spot#0",
             12,
             Duration::from_secs(30),
@@ -405,7 +411,7 @@ mod tests {
         c.restarted();
         // Registered again after a restart: the same entry, counters kept.
         let again = status.register_connection(
-            Venue::BinanceSpot,
+            Venue::new("binance_spot").unwrap(),
             "binance_spot#0",
             12,
             Duration::from_secs(30),

@@ -54,6 +54,7 @@ use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message;
 
 use super::depth::{DepthDiff, DepthRules, DepthSync, DiffOutcome, HandoverEnd, SnapshotOutcome};
+use super::market::Market;
 use super::parse::{parse_frame, Frame, SymbolMap};
 use super::snapshot::{Generation, SnapshotFetcher, SnapshotReply};
 use crate::backoff::{Backoff, BackoffConfig};
@@ -87,6 +88,8 @@ const HANDOVER_CHECK: Duration = Duration::from_millis(50);
 #[derive(Debug, Clone)]
 pub struct ConnectionConfig {
     pub venue: Venue,
+    /// Which Binance market: its depth-sync rules.
+    pub market: Market,
     /// Used in logs and the status registry, e.g. `binance_spot#0`.
     pub name: String,
     /// The full combined-stream URL.
@@ -190,7 +193,7 @@ impl Streams {
     /// The event's sequencer and key.
     fn of(&mut self, event: &MarketEvent) -> (&mut StreamSequencer<MarketEvent>, u64) {
         match &event.kind {
-            EventKind::Trade(t) => (&mut self.trades, t.trade_id),
+            EventKind::Trade(t) => (&mut self.trades, t.trade_id.number().unwrap_or_default()),
             EventKind::Bbo(b) => (&mut self.bbo, b.update_id),
             EventKind::MarkPrice(_) => (&mut self.mark, event.exchange_time.as_nanos()),
             EventKind::Liquidation(_) => (&mut self.liquidations, event.exchange_time.as_nanos()),
@@ -291,7 +294,7 @@ impl Feed {
         fetcher: SnapshotFetcher,
     ) -> (Self, mpsc::UnboundedReceiver<SnapshotReply>) {
         let symbols = SymbolMap::new(config.venue, config.symbols.iter().map(String::as_str));
-        let rules = DepthRules::for_venue(config.venue);
+        let rules = DepthRules::for_market(config.market);
         let ids: Vec<InstrumentId> = config
             .symbols
             .iter()

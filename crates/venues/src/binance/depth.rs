@@ -58,7 +58,9 @@
 
 use std::collections::VecDeque;
 
-use raven_model::{BookLevels, Level, UnixNanos, Venue};
+use raven_model::{BookLevels, Level, UnixNanos};
+
+use super::market::Market;
 
 use crate::sequencer::Source;
 
@@ -72,8 +74,8 @@ pub enum DepthRules {
 }
 
 impl DepthRules {
-    pub fn for_venue(venue: Venue) -> Self {
-        if venue.is_derivatives() {
+    pub fn for_market(market: Market) -> Self {
+        if market.is_futures() {
             DepthRules::Futures
         } else {
             DepthRules::Spot

@@ -3,7 +3,7 @@
 //! The three venues share one protocol family (combined streams, REST depth snapshots,
 //! the same event shapes) and differ in endpoints, in the `pu` field of futures depth
 //! diffs and in which streams exist, so one implementation serves all three, chosen by
-//! [`BinanceConfig::venue`]. The pieces:
+//! [`BinanceConfig::market`]. The pieces:
 //! * [`streams`]: which streams to subscribe and how to spread them over connections;
 //! * [`parse`]: frames and REST bodies into exact, normalized types;
 //! * [`depth`]: the pure snapshot/diff join and gap detection;
@@ -20,6 +20,7 @@
 pub mod connection;
 pub mod depth;
 mod depth_scan;
+pub mod market;
 pub mod parse;
 pub mod snapshot;
 pub mod streams;
@@ -36,6 +37,7 @@ use tokio::task::{JoinHandle, JoinSet};
 use crate::backoff::{Backoff, BackoffConfig};
 use crate::status::FeedStatus;
 use connection::{ConnectionConfig, Feed};
+pub use market::Market;
 use snapshot::FetcherConfig;
 pub use streams::{Channels, TradeStream};
 
@@ -52,7 +54,7 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 /// Configuration of one Binance venue.
 #[derive(Debug, Clone)]
 pub struct BinanceConfig {
-    pub venue: Venue,
+    pub market: Market,
     /// WebSocket base URL, e.g. `wss://stream.binance.com:9443` (tests: `ws://127.0.0.1:PORT`).
     pub ws_url: String,
     /// REST base URL, e.g. `https://api.binance.com` (tests: `http://127.0.0.1:PORT`).
@@ -81,26 +83,26 @@ pub struct BinanceConfig {
 }
 
 impl BinanceConfig {
-    /// Defaults for `venue`, with Binance's official endpoints and no symbols.
-    pub fn new(venue: Venue) -> Self {
-        let (ws_url, rest_url) = match venue {
-            Venue::BinanceSpot => ("wss://stream.binance.com:9443", "https://api.binance.com"),
-            Venue::BinanceUsdm => ("wss://fstream.binance.com", "https://fapi.binance.com"),
-            Venue::BinanceCoinm => ("wss://dstream.binance.com", "https://dapi.binance.com"),
+    /// Defaults for `market`, with Binance's official endpoints and no symbols.
+    pub fn new(market: Market) -> Self {
+        let (ws_url, rest_url) = match market {
+            Market::Spot => ("wss://stream.binance.com:9443", "https://api.binance.com"),
+            Market::Usdm => ("wss://fstream.binance.com", "https://fapi.binance.com"),
+            Market::Coinm => ("wss://dstream.binance.com", "https://dapi.binance.com"),
         };
         Self {
-            venue,
+            market,
             ws_url: ws_url.to_owned(),
             rest_url: rest_url.to_owned(),
             symbols: Vec::new(),
-            channels: Channels::all(venue),
+            channels: Channels::all(market),
             snapshot_limit: 1000,
             streams_per_connection: streams::DEFAULT_STREAMS_PER_CONNECTION,
             stall_timeout: Duration::from_secs(30),
             max_connection_age: Duration::from_secs(23 * 3600 + 30 * 60),
             backoff: BackoffConfig::default(),
             snapshot_spacing: Duration::from_millis(250),
-            rest_weight_per_minute: snapshot::weight_limit_per_minute(venue) / 2,
+            rest_weight_per_minute: snapshot::weight_limit_per_minute(market) / 2,
             check_symbols: true,
         }
     }
@@ -153,12 +155,12 @@ pub fn spawn(
     if config.channels.book {
         for symbol in config.symbols.iter().map(|s| s.trim()) {
             if !symbol.is_empty() {
-                status.register_book(&InstrumentId::new(config.venue, symbol));
+                status.register_book(&InstrumentId::new(config.market.venue(), symbol));
             }
         }
     }
     let (shutdown, shutdown_rx) = watch::channel(false);
-    let venue = config.venue;
+    let venue = config.market.venue();
     let task = tokio::spawn(supervise(config, sink, status, shutdown_rx));
     VenueHandle {
         venue,
@@ -173,7 +175,8 @@ async fn supervise(
     status: Arc<FeedStatus>,
     shutdown: watch::Receiver<bool>,
 ) {
-    let venue = config.venue;
+    let venue = config.market.venue();
+    let market = config.market;
     let client = match snapshot::http_client() {
         Ok(client) => client,
         Err(error) => {
@@ -188,11 +191,11 @@ async fn supervise(
     let (fetcher, serve) = snapshot::fetcher(
         client,
         FetcherConfig {
-            venue,
+            market,
             rest_url: config.rest_url.clone(),
             limit: config.snapshot_limit,
             spacing: config.snapshot_spacing.max(snapshot::weight_spacing(
-                config.venue,
+                market,
                 config.snapshot_limit,
                 config.rest_weight_per_minute,
             )),
@@ -204,7 +207,7 @@ async fn supervise(
     let mut fetcher_task = JoinSet::new();
     fetcher_task.spawn(serve);
     let partitions = streams::partition(
-        venue,
+        market,
         &config.symbols,
         &config.channels,
         config.streams_per_connection,
@@ -214,6 +217,7 @@ async fn supervise(
         .enumerate()
         .map(|(index, part)| ConnectionConfig {
             venue,
+            market,
             name: format!("{venue}#{index}"),
             url: streams::combined_url(&config.ws_url, &part.streams),
             streams: part.streams.len(),
@@ -298,10 +302,10 @@ async fn drop_unlisted_symbols(
     config: &mut BinanceConfig,
     status: &FeedStatus,
 ) {
-    let venue = config.venue;
+    let venue = config.market.venue();
     let info = tokio::time::timeout(
         EXCHANGE_INFO_TIMEOUT,
-        snapshot::fetch_exchange_info(client, venue, &config.rest_url),
+        snapshot::fetch_exchange_info(client, config.market, &config.rest_url),
     )
     .await;
     let listed = match info {

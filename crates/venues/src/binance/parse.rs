@@ -27,7 +27,7 @@ use std::str::FromStr;
 
 use raven_model::{
     Bbo, EventKind, InstrumentId, Level, Liquidation, MarkPrice, MarketEvent, Price, Qty, Side,
-    Trade, UnixNanos, Venue,
+    Trade, TradeId, UnixNanos, Venue,
 };
 use rust_decimal::Decimal;
 use serde::de::{self, Deserializer, SeqAccess, Visitor};
@@ -137,7 +137,8 @@ pub fn parse_frame(
             price: Price::parse(price)?,
             qty: Qty::parse(qty)?,
             aggressor: aggressor(buyer_is_maker),
-            trade_id: id,
+            trade_id: TradeId::Number(id),
+            ordinal: 0,
         };
         Ok::<_, ParseError>(event(instrument, time, EventKind::Trade(trade)))
     };
@@ -540,6 +541,7 @@ impl<'de> Deserialize<'de> for Levels {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::binance::Market;
 
     /// Every recorded depth frame of both Binance captures.
     fn recorded_depth_frames() -> Vec<String> {
@@ -596,11 +598,11 @@ mod tests {
     }
 
     fn spot() -> SymbolMap {
-        SymbolMap::new(Venue::BinanceSpot, ["btcusdt", "NKNUSDT"])
+        SymbolMap::new(Market::Spot.venue(), ["btcusdt", "NKNUSDT"])
     }
 
     fn usdm() -> SymbolMap {
-        SymbolMap::new(Venue::BinanceUsdm, ["BTCUSDT"])
+        SymbolMap::new(Market::Usdm.venue(), ["BTCUSDT"])
     }
 
     const T0: UnixNanos = UnixNanos(42);
@@ -618,7 +620,10 @@ mod tests {
         let Frame::Depth { instrument, diff } = parse_frame(text, &spot(), T0).unwrap() else {
             panic!("not depth");
         };
-        assert_eq!(instrument, InstrumentId::new(Venue::BinanceSpot, "NKNUSDT"));
+        assert_eq!(
+            instrument,
+            InstrumentId::new(Market::Spot.venue(), "NKNUSDT")
+        );
         assert_eq!(
             (diff.first_update_id, diff.last_update_id),
             (499869750, 499869752)
@@ -651,7 +656,7 @@ mod tests {
             panic!()
         };
         assert_eq!(t.aggressor, Side::Sell);
-        assert_eq!(t.trade_id, 7);
+        assert_eq!(t.trade_id, TradeId::Number(7));
         assert_eq!(t.qty.to_string(), "0.010");
     }
 
@@ -661,7 +666,10 @@ mod tests {
         let EventKind::Trade(t) = market(parse_frame(text, &spot(), T0).unwrap()).kind else {
             panic!()
         };
-        assert_eq!((t.trade_id, t.aggressor), (12345, Side::Buy));
+        assert_eq!(
+            (t.trade_id, t.aggressor),
+            (TradeId::Number(12345), Side::Buy)
+        );
     }
 
     #[test]

@@ -31,7 +31,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use raven_model::{UnixNanos, Venue};
+use raven_model::UnixNanos;
+
+use super::market::Market;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
@@ -42,24 +44,24 @@ use crate::status;
 
 /// Binance's documented per-IP REST weight limit per minute (spot "General API
 /// Information"; USD-M and COIN-M "General Info: Limits").
-pub fn weight_limit_per_minute(venue: Venue) -> u32 {
-    match venue {
-        Venue::BinanceSpot => 6000,
-        Venue::BinanceUsdm | Venue::BinanceCoinm => 2400,
+pub fn weight_limit_per_minute(market: Market) -> u32 {
+    match market {
+        Market::Spot => 6000,
+        Market::Usdm | Market::Coinm => 2400,
     }
 }
 
 /// The weight of one depth request of `limit` levels (spot `GET /api/v3/depth`:
 /// 5/25/50/250 by limit; futures `GET /fapi/v1/depth` and `/dapi/v1/depth`: 2/5/10/20).
-pub fn depth_weight(venue: Venue, limit: u32) -> u32 {
-    match venue {
-        Venue::BinanceSpot => match limit {
+pub fn depth_weight(market: Market, limit: u32) -> u32 {
+    match market {
+        Market::Spot => match limit {
             0..=100 => 5,
             101..=500 => 25,
             501..=1000 => 50,
             _ => 250,
         },
-        Venue::BinanceUsdm | Venue::BinanceCoinm => match limit {
+        Market::Usdm | Market::Coinm => match limit {
             0..=50 => 2,
             51..=100 => 5,
             101..=500 => 10,
@@ -69,9 +71,9 @@ pub fn depth_weight(venue: Venue, limit: u32) -> u32 {
 }
 
 /// The pause between depth requests that keeps them within `weight_per_minute`.
-pub fn weight_spacing(venue: Venue, limit: u32, weight_per_minute: u32) -> Duration {
+pub fn weight_spacing(market: Market, limit: u32, weight_per_minute: u32) -> Duration {
     let per_minute = weight_per_minute.max(1);
-    Duration::from_secs(60) * depth_weight(venue, limit) / per_minute
+    Duration::from_secs(60) * depth_weight(market, limit) / per_minute
 }
 
 /// Every REST request gives up after this long.
@@ -193,7 +195,7 @@ impl SnapshotFetcher {
 /// How a venue's fetcher behaves.
 #[derive(Debug, Clone)]
 pub struct FetcherConfig {
-    pub venue: Venue,
+    pub market: Market,
     pub rest_url: String,
     pub limit: u32,
     pub spacing: Duration,
@@ -220,13 +222,13 @@ async fn serve(
     mut rx: mpsc::UnboundedReceiver<Request>,
     requeue: mpsc::WeakUnboundedSender<Request>,
 ) {
-    let venue = config.venue.as_str();
+    let venue = config.market.name();
     let fetches = metrics::counter!(status::METRIC_SNAPSHOT_FETCHES, "venue" => venue);
     let failures = metrics::counter!(status::METRIC_SNAPSHOT_FAILURES, "venue" => venue);
     let url = format!(
         "{}{}/depth",
         config.rest_url.trim_end_matches('/'),
-        rest_prefix(config.venue)
+        rest_prefix(config.market)
     );
     let limit = config.limit.to_string();
     let mut paused_until: Option<Instant> = None;
@@ -336,13 +338,13 @@ async fn fetch_snapshot(
 /// Fetches the venue's listed symbols (`exchangeInfo`).
 pub async fn fetch_exchange_info(
     client: &reqwest::Client,
-    venue: Venue,
+    market: Market,
     rest_url: &str,
 ) -> Result<Vec<ListedSymbol>, SnapshotError> {
     let url = format!(
         "{}{}/exchangeInfo",
         rest_url.trim_end_matches('/'),
-        rest_prefix(venue)
+        rest_prefix(market)
     );
     let body = get(client, &url).await?;
     let text = std::str::from_utf8(&body).map_err(|_| SnapshotError::Utf8)?;
@@ -371,11 +373,11 @@ async fn get(client: &reqwest::Client, url: &str) -> Result<bytes::Bytes, Snapsh
 }
 
 /// The REST path prefix of each venue.
-pub fn rest_prefix(venue: Venue) -> &'static str {
-    match venue {
-        Venue::BinanceSpot => "/api/v3",
-        Venue::BinanceUsdm => "/fapi/v1",
-        Venue::BinanceCoinm => "/dapi/v1",
+pub fn rest_prefix(market: Market) -> &'static str {
+    match market {
+        Market::Spot => "/api/v3",
+        Market::Usdm => "/fapi/v1",
+        Market::Coinm => "/dapi/v1",
     }
 }
 
@@ -401,25 +403,25 @@ mod tests {
 
     #[test]
     fn default_budgets_space_thousand_level_snapshots_one_second_apart() {
-        for venue in [Venue::BinanceSpot, Venue::BinanceUsdm, Venue::BinanceCoinm] {
-            let spacing = weight_spacing(venue, 1000, weight_limit_per_minute(venue) / 2);
-            assert_eq!(spacing, Duration::from_secs(1), "{venue}");
+        for market in Market::ALL {
+            let spacing = weight_spacing(market, 1000, weight_limit_per_minute(market) / 2);
+            assert_eq!(spacing, Duration::from_secs(1), "{market:?}");
         }
         assert_eq!(
-            weight_spacing(Venue::BinanceSpot, 5000, 3000),
+            weight_spacing(Market::Spot, 5000, 3000),
             Duration::from_secs(5)
         );
         assert_eq!(
-            weight_spacing(Venue::BinanceSpot, 100, 3000),
+            weight_spacing(Market::Spot, 100, 3000),
             Duration::from_millis(100)
         );
         assert_eq!(
-            weight_spacing(Venue::BinanceUsdm, 100, 1200),
+            weight_spacing(Market::Usdm, 100, 1200),
             Duration::from_millis(250)
         );
         // A zero budget is treated as one unit per minute, not a division by zero.
         assert_eq!(
-            weight_spacing(Venue::BinanceSpot, 1000, 0),
+            weight_spacing(Market::Spot, 1000, 0),
             Duration::from_secs(3000)
         );
     }

@@ -13,7 +13,7 @@
 //! from the incoming-message limit (5/s spot, 10/s futures): it sends no messages at
 //! all except pongs.
 
-use raven_model::Venue;
+use super::market::Market;
 
 /// Binance's documented maximum streams per connection (spot and futures).
 pub const MAX_STREAMS_PER_CONNECTION: usize = 1024;
@@ -46,18 +46,18 @@ pub struct Channels {
 
 impl Channels {
     /// Everything the venue offers.
-    pub fn all(venue: Venue) -> Self {
+    pub fn all(market: Market) -> Self {
         Self {
             trades: Some(TradeStream::AggTrade),
             book: true,
             bbo: true,
-            mark_price: venue.is_derivatives(),
-            liquidations: venue.is_derivatives(),
+            mark_price: market.is_futures(),
+            liquidations: market.is_futures(),
         }
     }
 
     /// The stream names for one symbol (any case), in a fixed order.
-    pub fn streams_for(&self, venue: Venue, symbol: &str) -> Vec<String> {
+    pub fn streams_for(&self, market: Market, symbol: &str) -> Vec<String> {
         let s = symbol.to_ascii_lowercase();
         let mut out = Vec::with_capacity(5);
         if self.book {
@@ -71,7 +71,7 @@ impl Channels {
         if self.bbo {
             out.push(format!("{s}@bookTicker"));
         }
-        if venue.is_derivatives() {
+        if market.is_futures() {
             if self.mark_price {
                 out.push(format!("{s}@markPrice@1s"));
             }
@@ -94,7 +94,7 @@ pub struct Partition {
 /// Splits `symbols` over as few connections as the per-connection limit allows, keeping
 /// each symbol's streams together. Duplicate symbols (in any case) are subscribed once.
 pub fn partition(
-    venue: Venue,
+    market: Market,
     symbols: &[String],
     channels: &Channels,
     per_connection: usize,
@@ -107,7 +107,7 @@ pub fn partition(
         if upper.is_empty() || !seen.insert(upper.clone()) {
             continue;
         }
-        let streams = channels.streams_for(venue, &upper);
+        let streams = channels.streams_for(market, &upper);
         if streams.is_empty() {
             continue;
         }
@@ -143,7 +143,7 @@ mod tests {
 
     #[test]
     fn names_follow_binance_conventions() {
-        let spot = Channels::all(Venue::BinanceSpot).streams_for(Venue::BinanceSpot, "BTCUSDT");
+        let spot = Channels::all(Market::Spot).streams_for(Market::Spot, "BTCUSDT");
         assert_eq!(
             spot,
             [
@@ -152,10 +152,10 @@ mod tests {
                 "btcusdt@bookTicker"
             ]
         );
-        let mut ch = Channels::all(Venue::BinanceCoinm);
+        let mut ch = Channels::all(Market::Coinm);
         ch.trades = Some(TradeStream::Trade);
         assert_eq!(
-            ch.streams_for(Venue::BinanceCoinm, "BTCUSD_PERP"),
+            ch.streams_for(Market::Coinm, "BTCUSD_PERP"),
             [
                 "btcusd_perp@depth@100ms",
                 "btcusd_perp@trade",
@@ -165,10 +165,10 @@ mod tests {
             ]
         );
         // Futures-only channels are never asked of spot.
-        let mut spot_all = Channels::all(Venue::BinanceSpot);
+        let mut spot_all = Channels::all(Market::Spot);
         spot_all.mark_price = true;
         spot_all.liquidations = true;
-        assert_eq!(spot_all.streams_for(Venue::BinanceSpot, "x").len(), 3);
+        assert_eq!(spot_all.streams_for(Market::Spot, "x").len(), 3);
     }
 
     #[test]
@@ -177,12 +177,7 @@ mod tests {
             .iter()
             .map(|s| s.to_string())
             .collect();
-        let parts = partition(
-            Venue::BinanceUsdm,
-            &symbols,
-            &Channels::all(Venue::BinanceUsdm),
-            11,
-        );
+        let parts = partition(Market::Usdm, &symbols, &Channels::all(Market::Usdm), 11);
         // 5 streams per symbol, 11 per connection: two symbols each.
         let syms: Vec<Vec<String>> = parts.iter().map(|p| p.symbols.clone()).collect();
         assert_eq!(syms, [vec!["A", "B"], vec!["C", "D"]]);
@@ -192,9 +187,9 @@ mod tests {
     #[test]
     fn a_symbol_larger_than_the_limit_still_gets_a_connection() {
         let parts = partition(
-            Venue::BinanceUsdm,
+            Market::Usdm,
             &["x".into(), "y".into()],
-            &Channels::all(Venue::BinanceUsdm),
+            &Channels::all(Market::Usdm),
             2,
         );
         assert_eq!(parts.len(), 2);
