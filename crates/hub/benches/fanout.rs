@@ -83,7 +83,8 @@ fn trade(id: &InstrumentId, n: u64) -> MarketEvent {
             } else {
                 Side::Sell
             },
-            trade_id: 1_000_000 + n,
+            trade_id: raven_model::TradeId::Number(1_000_000 + n),
+            ordinal: 0,
         }),
     }
 }
@@ -94,7 +95,7 @@ fn setup(
     n: usize,
     taps: Vec<Tap>,
 ) -> (Arc<Hub>, InstrumentId, Vec<Session>, Vec<Arc<Subscriber>>) {
-    let id = InstrumentId::new(Venue::BinanceSpot, "BTCUSDT");
+    let id = InstrumentId::new(Venue::new("binance_spot").unwrap(), "BTCUSDT");
     let hub = Hub::new(
         HubConfig::default(),
         vec![InstrumentSpec {

@@ -121,6 +121,9 @@ mod tests {
     use super::*;
 
     fn topic(venue: &str, symbol: &str, channel: pb::Channel, depth: u32) -> pb::Topic {
+        for name in ["binance_spot", "binance_usdm"] {
+            Venue::new(name).unwrap();
+        }
         pb::Topic {
             venue: venue.into(),
             symbol: symbol.into(),
@@ -141,7 +144,7 @@ mod tests {
 
     #[test]
     fn names_what_is_wrong() {
-        let e = TopicRequest::parse(&topic("kraken", "X", pb::Channel::Book, 0)).unwrap_err();
+        let e = TopicRequest::parse(&topic("nowhere", "X", pb::Channel::Book, 0)).unwrap_err();
         assert!(e.contains("unknown venue"), "{e}");
         let e = TopicRequest::parse(&topic("binance_spot", "X", pb::Channel::Unspecified, 0))
             .unwrap_err();

@@ -142,7 +142,13 @@ pub fn event_payload(kind: &EventKind) -> Bytes {
             put_text(&mut body, 1, &t.price.text());
             put_text(&mut body, 2, &t.qty.text());
             put_uint(&mut body, 3, side(t.aggressor) as u64);
-            put_uint(&mut body, 4, t.trade_id);
+            if let Some(n) = t.trade_id.number() {
+                put_uint(&mut body, 4, n);
+            }
+            let text = t.trade_id.text();
+            if !text.is_empty() {
+                put_bytes(&mut body, 5, text.as_bytes());
+            }
             14
         }
         EventKind::Bbo(b) => {
@@ -234,7 +240,8 @@ pub fn trade(t: &Trade) -> Payload {
         price: t.price.to_string(),
         quantity: t.qty.to_string(),
         aggressor: side(t.aggressor),
-        trade_id: t.trade_id,
+        trade_id: t.trade_id.number().unwrap_or_default(),
+        trade_id_text: t.trade_id.text().into_owned(),
     })
 }
 
@@ -365,7 +372,8 @@ mod tests {
                 price: p("43251.12000000"),
                 qty: q("0.00100000"),
                 aggressor: Side::Sell,
-                trade_id: 1 << 50,
+                trade_id: raven_model::TradeId::Number(1 << 50),
+                ordinal: 0,
             }),
             EventKind::Bbo(Bbo {
                 bid_price: p("1.5"),

@@ -215,7 +215,7 @@ impl InstrumentState {
     pub fn market_event(&mut self, event: &MarketEvent) -> Vec<Candle> {
         let trusted = self.touch(event.exchange_time, event.receive_time);
         let (channel, id) = match &event.kind {
-            EventKind::Trade(t) => (Channel::Trades, t.trade_id),
+            EventKind::Trade(t) => (Channel::Trades, t.trade_id.number().unwrap_or_default()),
             EventKind::Bbo(b) => (Channel::Bbo, b.update_id),
             EventKind::MarkPrice(_) => (Channel::Funding, 0),
             EventKind::Liquidation(_) => (Channel::Liquidations, 0),

@@ -122,14 +122,15 @@ mod tests {
 
     fn trade() -> Record {
         Record::Event(MarketEvent {
-            instrument: InstrumentId::new(Venue::BinanceSpot, "BTCUSDT"),
+            instrument: InstrumentId::new(Venue::new("binance_spot").unwrap(), "BTCUSDT"),
             exchange_time: UnixNanos(1),
             receive_time: UnixNanos(2),
             kind: EventKind::Trade(Trade {
                 price: Price::parse("1.5").unwrap(),
                 qty: Qty::parse("2").unwrap(),
                 aggressor: Side::Buy,
-                trade_id: 7,
+                trade_id: raven_model::TradeId::Number(7),
+                ordinal: 0,
             }),
         })
     }

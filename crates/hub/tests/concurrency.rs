@@ -22,7 +22,7 @@ const FEEDS: usize = 4;
 const PUBLISHES: u64 = 20_000;
 
 fn instrument(i: usize) -> InstrumentId {
-    InstrumentId::new(Venue::BinanceSpot, &format!("S{i}USDT"))
+    InstrumentId::new(Venue::new("binance_spot").unwrap(), &format!("S{i}USDT"))
 }
 
 /// Per topic: the last sequence seen, and whether the book is known (snapshot since the

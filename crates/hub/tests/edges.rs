@@ -54,7 +54,8 @@ fn trade_at(id: u64, price: &str, at: UnixNanos) -> MarketEvent {
             price: Price::parse(price).unwrap(),
             qty: Qty::parse("1").unwrap(),
             aggressor: Side::Buy,
-            trade_id: id,
+            trade_id: raven_model::TradeId::Number(id),
+            ordinal: 0,
         }),
     }
 }

@@ -368,7 +368,8 @@ async fn wildcard_trades_ack_each_symbol_and_arrive_contiguously() {
                     price: expect.price.to_string(),
                     quantity: expect.qty.to_string(),
                     aggressor: expect_side as i32,
-                    trade_id: expect.trade_id,
+                    trade_id: expect.trade_id.number().unwrap_or_default(),
+                    trade_id_text: expect.trade_id.text().into_owned(),
                 }))
             );
             assert_eq!(
@@ -731,7 +732,8 @@ async fn trades_in_the_past_close_candles_on_the_clock() {
                 price: Price::parse(price).unwrap(),
                 qty: Qty::parse(qty).unwrap(),
                 aggressor: Side::Buy,
-                trade_id: offset_s,
+                trade_id: raven_model::TradeId::Number(offset_s),
+                ordinal: 0,
             }),
         });
     }

@@ -1186,7 +1186,7 @@ fn main() -> ExitCode {
         .enable_all()
         .build()
         .expect("build the tokio runtime");
-    raven_venues::binance::snapshot::install_crypto_provider();
+    raven_venues::http::install_crypto_provider();
     // Generous: under a hostile load (scenario e, before the views were bounded) Raven's
     // own endpoints took tens of seconds to answer, and that is a result, not a failure.
     let http = reqwest::Client::builder()

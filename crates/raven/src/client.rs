@@ -243,7 +243,7 @@ pub fn message_json(m: &pb::ServerMessage) -> Value {
         Some(Payload::BookReset(r)) => ("book_reset", json!({"reason": r.reason})),
         Some(Payload::Trade(t)) => (
             "trade",
-            json!({"price": t.price, "quantity": t.quantity, "aggressor": side_name(t.aggressor), "trade_id": t.trade_id}),
+            json!({"price": t.price, "quantity": t.quantity, "aggressor": side_name(t.aggressor), "trade_id": t.trade_id_text}),
         ),
         Some(Payload::Bbo(b)) => (
             "bbo",
@@ -350,7 +350,7 @@ pub fn message_text(m: &pb::ServerMessage) -> String {
             side_name(t.aggressor),
             t.quantity,
             t.price,
-            t.trade_id
+            t.trade_id_text
         ),
         Some(Payload::Bbo(b)) => format!(
             "bbo {} @ {} | {} @ {}",

@@ -10,7 +10,7 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use raven_model::Venue;
+use raven_model::{Symbol, Venue};
 use serde::Deserialize;
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
@@ -281,21 +281,13 @@ pub enum ChannelName {
     Candles,
 }
 
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
-pub enum TradeStream {
-    /// Binance `@aggTrade`: trades aggregated per taker order and price.
-    #[default]
-    #[serde(rename = "aggTrade")]
-    AggTrade,
-    /// Binance `@trade`: every fill (spot only).
-    #[serde(rename = "trade")]
-    Trade,
-}
-
+/// One configured venue. The keys here mean the same for every venue; any other key
+/// belongs to the venue's family (Binance's `snapshot_limit`, OKX's `book_channel`, …),
+/// which checks it against the venue's documented limits (see the README's venue
+/// table).
 #[derive(Debug, Clone, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
 pub struct VenueConfig {
-    /// "binance_spot", "binance_usdm" or "binance_coinm".
+    /// The venue's name, e.g. "binance_spot", "okx", "kraken".
     pub venue: String,
     pub symbols: Vec<String>,
     #[serde(default = "default_channels")]
@@ -304,18 +296,40 @@ pub struct VenueConfig {
     pub ws_url: Option<String>,
     /// Override the REST base URL.
     pub rest_url: Option<String>,
-    #[serde(default)]
-    pub trade_stream: TradeStream,
-    /// REST depth snapshot size.
-    pub snapshot_limit: Option<u32>,
     /// Seconds without a frame before a connection is considered dead.
     pub stall_timeout_secs: Option<u64>,
-    /// REST weight per minute Raven may spend on depth snapshots (default: half the
-    /// venue's per-IP limit).
-    pub rest_weight_per_minute: Option<u32>,
-    /// Seconds after which a connection is handed over to a new one (before Binance's
-    /// 24 h limit; default 23.5 h).
+    /// Seconds after which a connection is handed over to a new one (Binance: before
+    /// its 24 h limit; default 23.5 h).
     pub max_connection_age_secs: Option<u64>,
+    /// The family's own keys.
+    #[serde(flatten)]
+    pub options: toml::Table,
+}
+
+impl VenueConfig {
+    /// The generic settings and the family's own keys, as the venue registry takes them.
+    pub fn settings(&self) -> Result<(raven_venues::VenueSettings, serde_json::Value), String> {
+        let venue: Venue = self.venue.parse().map_err(|e| format!("{e}"))?;
+        let has = |n: ChannelName| self.channels.contains(&n);
+        let settings = raven_venues::VenueSettings {
+            venue,
+            symbols: self.symbols.iter().map(|s| s.trim().to_owned()).collect(),
+            channels: raven_venues::engine::Channels {
+                trades: has(ChannelName::Trades) || has(ChannelName::Candles),
+                book: has(ChannelName::Book),
+                bbo: has(ChannelName::Bbo),
+                funding: has(ChannelName::Funding),
+                liquidations: has(ChannelName::Liquidations),
+            },
+            ws_url: self.ws_url.clone(),
+            rest_url: self.rest_url.clone(),
+            stall_timeout: self.stall_timeout_secs.map(Duration::from_secs),
+            max_connection_age: self.max_connection_age_secs.map(Duration::from_secs),
+            backoff: raven_venues::BackoffConfig::default(),
+        };
+        let options = serde_json::to_value(&self.options).map_err(|e| e.to_string())?;
+        Ok((settings, options))
+    }
 }
 
 fn default_channels() -> Vec<ChannelName> {
@@ -566,6 +580,7 @@ impl Config {
                 "must be at least 1048576 (one batch must fit)",
             ));
         }
+        raven_venues::registry::register_venues();
         let mut seen = Vec::new();
         for (i, v) in self.venues.iter().enumerate() {
             let key = |k: &str| format!("venues[{i}].{k}");
@@ -584,32 +599,12 @@ impl Config {
                 return Err(invalid(key("symbols"), "list at least one symbol"));
             }
             for (j, s) in v.symbols.iter().enumerate() {
-                if s.is_empty() || !s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-                    return Err(invalid(
-                        format!("venues[{i}].symbols[{j}]"),
-                        format!("{s:?} is not an exchange symbol"),
-                    ));
+                if let Err(reason) = Symbol::check(s.trim()) {
+                    return Err(invalid(format!("venues[{i}].symbols[{j}]"), reason));
                 }
             }
             if v.channels.is_empty() {
                 return Err(invalid(key("channels"), "list at least one channel"));
-            }
-            for c in &v.channels {
-                if matches!(c, ChannelName::Funding | ChannelName::Liquidations)
-                    && !venue.is_derivatives()
-                {
-                    return Err(invalid(
-                        key("channels"),
-                        format!("{c:?} is only published by futures venues, not {venue}")
-                            .to_lowercase(),
-                    ));
-                }
-            }
-            if v.trade_stream == TradeStream::Trade && venue.is_derivatives() {
-                return Err(invalid(
-                    key("trade_stream"),
-                    "\"trade\" is a spot stream; futures venues use \"aggTrade\"",
-                ));
             }
             for (k, url) in [("ws_url", &v.ws_url), ("rest_url", &v.rest_url)] {
                 if let Some(url) = url {
@@ -621,26 +616,6 @@ impl Config {
                     if !ok {
                         return Err(invalid(key(k), format!("{url:?} has the wrong scheme")));
                     }
-                }
-            }
-            if v.rest_weight_per_minute == Some(0) {
-                return Err(invalid(key("rest_weight_per_minute"), "must be at least 1"));
-            }
-            if let Some(limit) = v.snapshot_limit {
-                // Binance's documented `limit` values: spot any of 1..=5000 (GET
-                // /api/v3/depth), futures only these (GET /fapi/v1/depth, /dapi/v1/depth).
-                const FUTURES_LIMITS: [u32; 7] = [5, 10, 20, 50, 100, 500, 1000];
-                if venue.is_derivatives() && !FUTURES_LIMITS.contains(&limit) {
-                    return Err(invalid(
-                        key("snapshot_limit"),
-                        format!("{limit} is not one of {venue}'s depth limits {FUTURES_LIMITS:?}"),
-                    ));
-                }
-                if !venue.is_derivatives() && !(1..=5000).contains(&limit) {
-                    return Err(invalid(
-                        key("snapshot_limit"),
-                        format!("{limit} is outside {venue}'s depth limits 1..=5000"),
-                    ));
                 }
             }
             if v.stall_timeout_secs == Some(0) {
@@ -655,18 +630,12 @@ impl Config {
                     format!("{t} is more than the most, 3600 (an hour of silence)"),
                 ));
             }
-            if let Some(age) = v.max_connection_age_secs {
-                if !(2..24 * 3600).contains(&age) {
-                    return Err(invalid(
-                        key("max_connection_age_secs"),
-                        format!("{age} is outside 2..86400 (Binance ends a connection at 24 h)"),
-                    ));
-                }
-            }
+            let (settings, options) = v.settings().map_err(|e| invalid(key("venue"), e))?;
+            raven_venues::registry::configure(settings, options)
+                .map_err(|e| invalid(key(&e.key), e.reason))?;
         }
         Ok(())
     }
-
     pub fn heartbeat(&self) -> Duration {
         Duration::from_millis(self.server.heartbeat_ms)
     }
@@ -727,7 +696,7 @@ mod tests {
     fn errors_name_the_key() {
         let e = parse("[server]\ngrpc_prot = 1\n").unwrap_err().to_string();
         assert!(e.contains("grpc_prot") && e.contains("line 2"), "{e}");
-        let e = parse("[[venues]]\nvenue = \"kraken\"\nsymbols = [\"X\"]\n")
+        let e = parse("[[venues]]\nvenue = \"nowhere\"\nsymbols = [\"X\"]\n")
             .unwrap_err()
             .to_string();
         assert!(
@@ -742,7 +711,7 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(
-            e.contains("venues[0].channels") && e.contains("futures"),
+            e.contains("venues[0].channels") && e.contains("does not publish funding"),
             "{e}"
         );
         let e = parse("[server]\nhealth_port = 50051\n")

@@ -140,7 +140,7 @@ fn fields(r: &pb::HistoryRecord) -> Vec<(&'static str, Value)> {
                 ("price", json!(t.price)),
                 ("quantity", json!(t.quantity)),
                 ("aggressor", json!(side_name(t.aggressor))),
-                ("trade_id", json!(t.trade_id)),
+                ("trade_id", json!(t.trade_id_text)),
             ]);
         }
         Some(Payload::Bbo(b)) => {
@@ -355,6 +355,7 @@ mod tests {
                 quantity: "1".into(),
                 aggressor: pb::Side::Buy as i32,
                 trade_id: 1,
+                trade_id_text: "1".into(),
             })),
         };
         let mut buf = Vec::new();

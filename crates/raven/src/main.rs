@@ -49,7 +49,7 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     // TLS for https/wss to the exchanges and for `raven health` against an https URL.
-    raven_venues::binance::snapshot::install_crypto_provider();
+    raven_venues::http::install_crypto_provider();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

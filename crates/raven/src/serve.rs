@@ -32,7 +32,7 @@ use raven_sinks::health::StoreHealth;
 use raven_sinks::history::SharedHistory;
 use raven_venues::status::FeedStatus;
 
-use crate::config::{ChannelName, Config, HistoryPlan, TradeStream, VenueConfig};
+use crate::config::{ChannelName, Config, HistoryPlan, VenueConfig};
 use crate::supervise;
 
 #[derive(clap::Args, Debug)]
@@ -110,40 +110,6 @@ fn hub_channels(v: &VenueConfig) -> Vec<Channel> {
     out
 }
 
-fn binance_config(venue: Venue, v: &VenueConfig) -> raven_venues::binance::BinanceConfig {
-    let mut c = raven_venues::binance::BinanceConfig::new(venue);
-    c.symbols = v.symbols.clone();
-    let has = |n: ChannelName| v.channels.contains(&n);
-    let wants_trades = has(ChannelName::Trades) || has(ChannelName::Candles);
-    c.channels.trades = wants_trades.then_some(match v.trade_stream {
-        TradeStream::AggTrade => raven_venues::TradeStream::AggTrade,
-        TradeStream::Trade => raven_venues::TradeStream::Trade,
-    });
-    c.channels.book = has(ChannelName::Book);
-    c.channels.bbo = has(ChannelName::Bbo);
-    c.channels.mark_price = has(ChannelName::Funding);
-    c.channels.liquidations = has(ChannelName::Liquidations);
-    if let Some(url) = &v.ws_url {
-        c.ws_url = url.clone();
-    }
-    if let Some(url) = &v.rest_url {
-        c.rest_url = url.clone();
-    }
-    if let Some(limit) = v.snapshot_limit {
-        c.snapshot_limit = limit;
-    }
-    if let Some(secs) = v.stall_timeout_secs {
-        c.stall_timeout = Duration::from_secs(secs);
-    }
-    if let Some(weight) = v.rest_weight_per_minute {
-        c.rest_weight_per_minute = weight;
-    }
-    if let Some(secs) = v.max_connection_age_secs {
-        c.max_connection_age = Duration::from_secs(secs);
-    }
-    c
-}
-
 /// Starts the in-process demo exchanges and returns them with venues pointing at them.
 async fn start_demo(args: &ServeArgs) -> anyhow::Result<(Vec<raven_sim::Sim>, Vec<VenueConfig>)> {
     let mut sims = Vec::new();
@@ -151,7 +117,7 @@ async fn start_demo(args: &ServeArgs) -> anyhow::Result<(Vec<raven_sim::Sim>, Ve
     for (flavour, venue, channels) in [
         (
             raven_sim::SimVenue::Spot,
-            Venue::BinanceSpot,
+            Venue::new("binance_spot").unwrap(),
             vec![
                 ChannelName::Trades,
                 ChannelName::Book,
@@ -161,7 +127,7 @@ async fn start_demo(args: &ServeArgs) -> anyhow::Result<(Vec<raven_sim::Sim>, Ve
         ),
         (
             raven_sim::SimVenue::Usdm,
-            Venue::BinanceUsdm,
+            Venue::new("binance_usdm").unwrap(),
             vec![
                 ChannelName::Trades,
                 ChannelName::Book,
@@ -187,12 +153,13 @@ async fn start_demo(args: &ServeArgs) -> anyhow::Result<(Vec<raven_sim::Sim>, Ve
             channels,
             ws_url: Some(sim.ws_url()),
             rest_url: Some(sim.rest_url()),
-            trade_stream: TradeStream::AggTrade,
-            snapshot_limit: None,
             stall_timeout_secs: None,
-            // The local simulator has no weight limit: sync every demo book at once.
-            rest_weight_per_minute: Some(1_000_000),
             max_connection_age_secs: None,
+            // The local simulator has no weight limit: sync every demo book at once.
+            options: toml::Table::from_iter([(
+                "rest_weight_per_minute".to_owned(),
+                toml::Value::Integer(1_000_000),
+            )]),
         });
         sims.push(sim);
     }
@@ -386,11 +353,13 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let sink: Arc<dyn FeedSink> = hub.clone();
     let mut venues = Vec::new();
     for &(venue, v) in &venues_by_id {
-        venues.push(raven_venues::binance::spawn(
-            binance_config(venue, v),
-            sink.clone(),
-            feeds.clone(),
-        ));
+        // Validated with the rest of the config, so this cannot fail here.
+        let (settings, options) = v
+            .settings()
+            .map_err(|e| anyhow::anyhow!("venue {venue}: {e}"))?;
+        let configured = raven_venues::registry::configure(settings, options)
+            .map_err(|e| anyhow::anyhow!("venue {venue}: {e}"))?;
+        venues.push(configured.spawn(sink.clone(), feeds.clone()));
     }
 
     let ticker_hub = hub.clone();

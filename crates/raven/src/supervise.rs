@@ -129,14 +129,18 @@ mod tests {
 
     fn record() -> Record {
         Record::Event(raven_model::MarketEvent {
-            instrument: raven_model::InstrumentId::new(raven_model::Venue::BinanceSpot, "X"),
+            instrument: raven_model::InstrumentId::new(
+                raven_model::Venue::new("binance_spot").unwrap(),
+                "X",
+            ),
             exchange_time: raven_model::UnixNanos(1),
             receive_time: raven_model::UnixNanos(1),
             kind: raven_model::EventKind::Trade(raven_model::Trade {
                 price: raven_model::Price::parse("1").unwrap(),
                 qty: raven_model::Qty::parse("1").unwrap(),
                 aggressor: raven_model::Side::Buy,
-                trade_id: 1,
+                trade_id: raven_model::TradeId::Number(1),
+                ordinal: 0,
             }),
         })
     }

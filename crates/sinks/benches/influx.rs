@@ -97,7 +97,8 @@ fn records(n: usize) -> Vec<Record> {
                     } else {
                         Side::Sell
                     },
-                    trade_id: 3_000_000_000 + step,
+                    trade_id: raven_model::TradeId::Number(3_000_000_000 + step),
+                    ordinal: 0,
                 })
             } else {
                 EventKind::Bbo(Bbo {
@@ -110,7 +111,7 @@ fn records(n: usize) -> Vec<Record> {
             };
             let at = T0 + step * 1_000_000;
             Record::Event(MarketEvent {
-                instrument: InstrumentId::new(Venue::BinanceSpot, symbol),
+                instrument: InstrumentId::new(Venue::new("binance_spot").unwrap(), symbol),
                 exchange_time: UnixNanos(at),
                 receive_time: UnixNanos(at + 1_500_000),
                 kind,

@@ -36,7 +36,10 @@ const T0: u64 = 1_704_067_200_000_000_000;
 const INSTRUMENTS: u64 = 20;
 
 fn instrument(i: u64) -> InstrumentId {
-    InstrumentId::new(Venue::BinanceSpot, &format!("SYM{i:02}USDT"))
+    InstrumentId::new(
+        Venue::new("binance_spot").unwrap(),
+        &format!("SYM{i:02}USDT"),
+    )
 }
 
 /// The n-th record: trades and BBO, round-robin over the instruments, 50 µs apart
@@ -54,7 +57,8 @@ fn record(n: u64) -> Record {
             } else {
                 Side::Sell
             },
-            trade_id: n,
+            trade_id: raven_model::TradeId::Number(n),
+            ordinal: 0,
         })
     } else {
         EventKind::Bbo(Bbo {

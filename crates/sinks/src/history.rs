@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use raven_hub::Channel;
 use raven_model::candle::Candle;
-use raven_model::{EventKind, InstrumentId, Price, Qty, Side, UnixNanos};
+use raven_model::{EventKind, InstrumentId, Price, Qty, Side, TradeId, UnixNanos};
 use rust_decimal::Decimal;
 use tokio::sync::mpsc;
 
@@ -139,6 +139,29 @@ pub(crate) fn side(s: &str) -> Result<Side, HistoryError> {
     Side::from_name(s).ok_or_else(|| HistoryError::Corrupt(format!("unknown side {s:?}")))
 }
 
+/// A stored trade's id and ordinal, from its text (`None` for rows written before the
+/// text was kept: their id is the number) and its series time: a trade without a number
+/// sits at its exchange time plus its ordinal (module [`crate::series`]).
+pub(crate) fn trade_id(
+    number: u64,
+    text: Option<&str>,
+    time: UnixNanos,
+    exchange_time: UnixNanos,
+) -> (TradeId, u32) {
+    match text {
+        None => (TradeId::Number(number), 0),
+        Some("") => (TradeId::None, ordinal(time, exchange_time)),
+        Some(t) => match t.parse::<u64>() {
+            Ok(n) if n == number => (TradeId::Number(n), 0),
+            _ => (TradeId::Text(t.into()), ordinal(time, exchange_time)),
+        },
+    }
+}
+
+fn ordinal(time: UnixNanos, exchange_time: UnixNanos) -> u32 {
+    u32::try_from(time.0.saturating_sub(exchange_time.0)).unwrap_or(u32::MAX)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -159,7 +182,7 @@ mod tests {
 
     fn query(limit: usize) -> HistoryQuery {
         HistoryQuery {
-            instrument: InstrumentId::new(Venue::BinanceSpot, "X"),
+            instrument: InstrumentId::new(Venue::new("binance_spot").unwrap(), "X"),
             channel: Channel::Liquidations,
             start: UnixNanos(10),
             end: UnixNanos(u64::MAX),

@@ -27,7 +27,8 @@ pub fn event(e: &MarketEvent) -> (&'static str, Value) {
             "trade",
             times(json!({
                 "price": t.price.to_string(), "quantity": t.qty.to_string(),
-                "aggressor": t.aggressor.as_str(), "trade_id": t.trade_id,
+                "aggressor": t.aggressor.as_str(), "trade_id": t.trade_id.number(),
+                "trade_id_text": t.trade_id.text(),
             })),
         ),
         EventKind::Bbo(b) => (

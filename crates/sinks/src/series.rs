@@ -7,7 +7,12 @@
 //! number (trade id, update id) fills the free sub-millisecond nanoseconds instead:
 //! unique within the millisecond, and *deterministic*, so a batch that is retried or
 //! replayed after a crash lands on exactly the same keys and overwrites itself. That
-//! idempotence is what makes at-least-once delivery exactly-once in the store. Series
+//! idempotence is what makes at-least-once delivery exactly-once in the store. A trade
+//! the venue does not number (Kraken v1 has no id, Bybit's are UUIDs) sits at its exchange
+//! time plus its [`raven_model::Trade::ordinal`], its place among the instrument's trades
+//! with the same exchange time: as deterministic, since the venue sends those trades in
+//! one order, and unique while fewer than a thousand share a microsecond (Kraken stamps
+//! microseconds) or a million a millisecond (Bybit). Series
 //! with no sequence number (funding, liquidations) add a per-series counter for repeats
 //! within one timestamp; candles are keyed by their open time, unique per interval.
 //!
@@ -32,7 +37,14 @@ impl SeriesClock {
     /// The series time of a trade, BBO, funding or liquidation event.
     pub(crate) fn event(&mut self, e: &MarketEvent) -> u64 {
         match &e.kind {
-            EventKind::Trade(t) => sequenced(e.exchange_time, e.receive_time, t.trade_id),
+            EventKind::Trade(t) => match t.trade_id.number() {
+                Some(id) => sequenced(e.exchange_time, e.receive_time, id),
+                None => event_time(e).saturating_add(u64::from(t.ordinal)),
+            },
+            // A venue that numbers no BBO update gets the counter of unsequenced series.
+            EventKind::Bbo(b) if b.update_id == 0 => {
+                self.unique(&e.instrument, "bbo", event_time(e))
+            }
             EventKind::Bbo(b) => sequenced(e.exchange_time, e.receive_time, b.update_id),
             EventKind::MarkPrice(_) => self.unique(&e.instrument, "funding", event_time(e)),
             // One counter for both sides, so a time is unique within the instrument's

@@ -141,7 +141,7 @@ impl Relay {
 }
 
 fn id() -> InstrumentId {
-    InstrumentId::new(Venue::BinanceSpot, "BTCUSDT")
+    InstrumentId::new(Venue::new("binance_spot").unwrap(), "BTCUSDT")
 }
 
 fn event(at: u64, kind: EventKind) -> Record {
@@ -163,7 +163,8 @@ fn trade(at: u64, trade_id: u64, price: &str) -> Record {
                 0 => Side::Buy,
                 _ => Side::Sell,
             },
-            trade_id,
+            trade_id: raven_model::TradeId::Number(trade_id),
+            ordinal: 0,
         }),
     )
 }
@@ -591,7 +592,7 @@ async fn writes_are_gzipped_on_the_wire_unless_turned_off() {
 /// URL points at a port nothing listens on.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_spill_counts_its_losses_instead_of_filling_the_disk() {
-    raven_venues::binance::snapshot::install_crypto_provider();
+    raven_venues::http::install_crypto_provider();
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()

@@ -29,7 +29,7 @@ async fn run(
 }
 
 fn id() -> InstrumentId {
-    InstrumentId::new(Venue::BinanceUsdm, "BTCUSDT")
+    InstrumentId::new(Venue::new("binance_usdm").unwrap(), "BTCUSDT")
 }
 
 fn event(at: u64, kind: EventKind) -> Record {
@@ -52,7 +52,8 @@ fn trade(at: u64, trade_id: u64, price: &str) -> Record {
             } else {
                 Side::Sell
             },
-            trade_id,
+            trade_id: raven_model::TradeId::Number(trade_id),
+            ordinal: 0,
         }),
     )
 }

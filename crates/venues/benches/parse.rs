@@ -62,13 +62,13 @@ fn parse_benches(c: &mut Criterion) {
         (
             "spot",
             "BINANCE.jsonl.zst",
-            Venue::BinanceSpot,
+            Venue::new("binance_spot").unwrap(),
             ["NKNUSDT", "BLZETH", "LRCBTC", "RUNEEUR"],
         ),
         (
             "usdm",
             "BINANCE_FUTURES.jsonl.zst",
-            Venue::BinanceUsdm,
+            Venue::new("binance_usdm").unwrap(),
             ["SUSHIUSDT", "AKROUSDT", "KEEPUSDT", "CTKUSDT"],
         ),
     ];
@@ -100,7 +100,12 @@ fn parse_benches(c: &mut Criterion) {
             let Ok(instrument) = map.get(symbol).cloned() else {
                 continue;
             };
-            let mut sync = DepthSync::new(DepthRules::for_venue(venue), 10_000);
+            let mut sync = DepthSync::new(
+                DepthRules::for_market(
+                    raven_venues::binance::Market::of(venue).expect("a Binance venue"),
+                ),
+                10_000,
+            );
             let mut book = OrderBook::new();
             if let SnapshotOutcome::Synced { snapshot, .. } =
                 sync.on_snapshot(parse_snapshot(body, UnixNanos(0)).unwrap())

@@ -49,6 +49,13 @@ pub const METRIC_OUT_OF_ORDER: &str = "raven_feed_out_of_order_events_total";
 pub const METRIC_HANDOVERS: &str = "raven_feed_handovers_total";
 /// The `outcome` label values of [`METRIC_HANDOVERS`].
 pub const HANDOVER_OUTCOMES: [&str; 3] = ["completed", "timed_out", "failed"];
+/// Counter: book checksums compared with the venue's, by `outcome` (`verified`,
+/// `mismatch`: the book resyncs) (label `venue`).
+pub const METRIC_CHECKSUMS: &str = "raven_book_checksums_total";
+/// The `outcome` label values of [`METRIC_CHECKSUMS`].
+pub const CHECKSUM_OUTCOMES: [&str; 2] = ["verified", "mismatch"];
+/// Counter: requests the exchange refused (a subscription it rejects) (label `venue`).
+pub const METRIC_REFUSED: &str = "raven_feed_refused_requests_total";
 /// Counter: connection tasks that failed (panicked) and were restarted (label `venue`).
 pub const METRIC_TASK_RESTARTS: &str = "raven_feed_task_restarts_total";
 
@@ -102,6 +109,9 @@ pub struct BookInfo {
     /// Updates the sink refused (crossed or not synced).
     pub crossed: u64,
     pub snapshot_failures: u64,
+    /// Venue checksums the book matched, and those it did not (each one resynced it).
+    pub checksums_verified: u64,
+    pub checksum_mismatches: u64,
 }
 
 /// Everything [`FeedStatus::snapshot`] returns.
@@ -174,6 +184,8 @@ impl FeedStatus {
             resyncs: AtomicU64::new(0),
             crossed: AtomicU64::new(0),
             snapshot_failures: AtomicU64::new(0),
+            checksums_verified: AtomicU64::new(0),
+            checksum_mismatches: AtomicU64::new(0),
         });
         self.books
             .write()
@@ -232,6 +244,8 @@ impl FeedStatus {
                 resyncs: b.resyncs.load(Ordering::Relaxed),
                 crossed: b.crossed.load(Ordering::Relaxed),
                 snapshot_failures: b.snapshot_failures.load(Ordering::Relaxed),
+                checksums_verified: b.checksums_verified.load(Ordering::Relaxed),
+                checksum_mismatches: b.checksum_mismatches.load(Ordering::Relaxed),
             })
             .collect();
         StatusSnapshot { connections, books }
@@ -320,6 +334,8 @@ pub struct BookStatus {
     resyncs: AtomicU64,
     crossed: AtomicU64,
     snapshot_failures: AtomicU64,
+    checksums_verified: AtomicU64,
+    checksum_mismatches: AtomicU64,
 }
 
 impl BookStatus {
@@ -357,6 +373,15 @@ impl BookStatus {
 
     pub fn snapshot_failure(&self) {
         self.snapshot_failures.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// `n` more checksums matched.
+    pub fn checksums_verified(&self, n: u64) {
+        self.checksums_verified.fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub fn checksum_mismatch(&self) {
+        self.checksum_mismatches.fetch_add(1, Ordering::Relaxed);
     }
 }
 

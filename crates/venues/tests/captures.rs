@@ -47,7 +47,7 @@ fn parse_all(entries: &[Entry], symbols: &SymbolMap) -> (Kinds, Vec<Frame>) {
 #[test]
 fn every_spot_frame_parses() {
     let entries = capture("BINANCE.jsonl.zst");
-    let symbols = SymbolMap::new(Venue::BinanceSpot, SPOT_SYMBOLS);
+    let symbols = SymbolMap::new(Venue::new("binance_spot").unwrap(), SPOT_SYMBOLS);
     let (kinds, parsed) = parse_all(&entries, &symbols);
     assert_eq!(
         (kinds.depth, kinds.trades, kinds.bbo, kinds.ignored),
@@ -66,11 +66,14 @@ fn every_spot_frame_parses() {
             _ => None,
         })
         .unwrap();
-    assert_eq!(trade.0, InstrumentId::new(Venue::BinanceSpot, "NKNUSDT"));
+    assert_eq!(
+        trade.0,
+        InstrumentId::new(Venue::new("binance_spot").unwrap(), "NKNUSDT")
+    );
     assert_eq!(trade.1, UnixNanos::from_millis(1633998523963));
     assert_eq!(trade.2.price.to_string(), "0.35280000");
     assert_eq!(trade.2.qty.to_string(), "58.00000000");
-    assert_eq!(trade.2.trade_id, 15683430);
+    assert_eq!(trade.2.trade_id, raven_model::TradeId::Number(15683430));
     assert_eq!(trade.2.aggressor, Side::Buy);
     // The first bookTicker: spot has no event time.
     let bbo = parsed
@@ -92,7 +95,7 @@ fn every_spot_frame_parses() {
 #[test]
 fn every_futures_frame_parses() {
     let entries = capture("BINANCE_FUTURES.jsonl.zst");
-    let symbols = SymbolMap::new(Venue::BinanceUsdm, FUTURES_SYMBOLS);
+    let symbols = SymbolMap::new(Venue::new("binance_usdm").unwrap(), FUTURES_SYMBOLS);
     let (kinds, parsed) = parse_all(&entries, &symbols);
     assert_eq!(
         (kinds.depth, kinds.trades, kinds.bbo, kinds.ignored),
@@ -139,7 +142,10 @@ fn sync_symbol(
     symbol: &str,
     skip: Option<usize>,
 ) -> (usize, usize, Option<u64>) {
-    let mut sync = DepthSync::new(DepthRules::for_venue(venue), 10_000);
+    let mut sync = DepthSync::new(
+        DepthRules::for_market(raven_venues::binance::Market::of(venue).expect("a Binance venue")),
+        10_000,
+    );
     let mut book = OrderBook::new();
     let (mut applied, mut gaps, mut index) = (0, 0, 0);
     for e in entries {
@@ -193,9 +199,15 @@ fn sync_symbol(
 #[test]
 fn spot_books_sync_from_the_capture() {
     let entries = capture("BINANCE.jsonl.zst");
-    let symbols = SymbolMap::new(Venue::BinanceSpot, SPOT_SYMBOLS);
+    let symbols = SymbolMap::new(Venue::new("binance_spot").unwrap(), SPOT_SYMBOLS);
     for symbol in SPOT_SYMBOLS {
-        let (applied, gaps, id) = sync_symbol(&entries, Venue::BinanceSpot, &symbols, symbol, None);
+        let (applied, gaps, id) = sync_symbol(
+            &entries,
+            Venue::new("binance_spot").unwrap(),
+            &symbols,
+            symbol,
+            None,
+        );
         assert_eq!(gaps, 0, "{symbol}");
         assert!(applied > 0, "{symbol}");
         assert!(id.is_some(), "{symbol} live");
@@ -205,9 +217,15 @@ fn spot_books_sync_from_the_capture() {
 #[test]
 fn futures_books_sync_from_the_capture() {
     let entries = capture("BINANCE_FUTURES.jsonl.zst");
-    let symbols = SymbolMap::new(Venue::BinanceUsdm, FUTURES_SYMBOLS);
+    let symbols = SymbolMap::new(Venue::new("binance_usdm").unwrap(), FUTURES_SYMBOLS);
     for symbol in FUTURES_SYMBOLS {
-        let (applied, gaps, id) = sync_symbol(&entries, Venue::BinanceUsdm, &symbols, symbol, None);
+        let (applied, gaps, id) = sync_symbol(
+            &entries,
+            Venue::new("binance_usdm").unwrap(),
+            &symbols,
+            symbol,
+            None,
+        );
         assert_eq!(gaps, 0, "{symbol}");
         assert!(applied > 50, "{symbol}: {applied}");
         assert!(id.is_some(), "{symbol} live");
@@ -218,10 +236,10 @@ fn futures_books_sync_from_the_capture() {
 fn deleting_one_diff_is_a_gap() {
     // Spot: NKNUSDT has enough diffs after its snapshot; delete one late in the stream.
     let spot = capture("BINANCE.jsonl.zst");
-    let spot_symbols = SymbolMap::new(Venue::BinanceSpot, SPOT_SYMBOLS);
+    let spot_symbols = SymbolMap::new(Venue::new("binance_spot").unwrap(), SPOT_SYMBOLS);
     let (_, gaps, id) = sync_symbol(
         &spot,
-        Venue::BinanceSpot,
+        Venue::new("binance_spot").unwrap(),
         &spot_symbols,
         "NKNUSDT",
         Some(20),
@@ -230,10 +248,10 @@ fn deleting_one_diff_is_a_gap() {
     assert_eq!(id, None, "the book is waiting for a new snapshot");
 
     let fut = capture("BINANCE_FUTURES.jsonl.zst");
-    let fut_symbols = SymbolMap::new(Venue::BinanceUsdm, FUTURES_SYMBOLS);
+    let fut_symbols = SymbolMap::new(Venue::new("binance_usdm").unwrap(), FUTURES_SYMBOLS);
     let (_, gaps, id) = sync_symbol(
         &fut,
-        Venue::BinanceUsdm,
+        Venue::new("binance_usdm").unwrap(),
         &fut_symbols,
         "SUSHIUSDT",
         Some(100),
@@ -245,10 +263,15 @@ fn deleting_one_diff_is_a_gap() {
 #[test]
 fn feed_syncs_every_book_and_forwards_events() {
     for (name, venue, symbols, events) in [
-        ("BINANCE.jsonl.zst", Venue::BinanceSpot, &SPOT_SYMBOLS, 86),
+        (
+            "BINANCE.jsonl.zst",
+            Venue::new("binance_spot").unwrap(),
+            &SPOT_SYMBOLS,
+            86,
+        ),
         (
             "BINANCE_FUTURES.jsonl.zst",
-            Venue::BinanceUsdm,
+            Venue::new("binance_usdm").unwrap(),
             &FUTURES_SYMBOLS,
             704,
         ),
@@ -276,7 +299,7 @@ fn feed_counts_malformed_and_resets_on_disconnect() {
     let status = FeedStatus::new();
     let sink = Arc::new(BookSink::default());
     let mut feed = feed_for(
-        Venue::BinanceUsdm,
+        Venue::new("binance_usdm").unwrap(),
         &FUTURES_SYMBOLS,
         &status,
         Arc::clone(&sink),

@@ -27,7 +27,7 @@ fn futures_feed() -> (
     let status = FeedStatus::new();
     let sink = Arc::new(BookSink::default());
     let feed = feed_for(
-        Venue::BinanceUsdm,
+        Venue::new("binance_usdm").unwrap(),
         &FUTURES_SYMBOLS,
         &status,
         Arc::clone(&sink),
@@ -49,7 +49,7 @@ fn recorded_snapshot(symbol: &str) -> String {
 fn a_snapshot_of_an_earlier_sync_attempt_is_never_applied() {
     let (mut feed, sink, status) = futures_feed();
     let symbol = "SUSHIUSDT";
-    let id = InstrumentId::new(Venue::BinanceUsdm, symbol);
+    let id = InstrumentId::new(Venue::new("binance_usdm").unwrap(), symbol);
     // The first attempt asks for a snapshot (a quiet book: no diff yet)...
     feed.request_missing_snapshots();
     let first = feed.snapshot_generation(symbol).unwrap();
@@ -117,7 +117,7 @@ fn a_lost_connection_interrupts_every_instrument_until_the_next_one_is_up() {
 /// The key a stream orders events by, with the stream's name.
 fn key(e: &MarketEvent) -> (&'static str, u64) {
     match &e.kind {
-        EventKind::Trade(t) => ("trade", t.trade_id),
+        EventKind::Trade(t) => ("trade", t.trade_id.number().unwrap_or_default()),
         EventKind::Bbo(b) => ("bbo", b.update_id),
         EventKind::MarkPrice(_) => ("mark", e.exchange_time.as_nanos()),
         EventKind::Liquidation(_) => ("liquidation", e.exchange_time.as_nanos()),
@@ -170,7 +170,7 @@ fn a_missing_trade_is_reported_with_its_ids() {
     assert_eq!(
         gaps,
         [(
-            InstrumentId::new(Venue::BinanceUsdm, "SUSHIUSDT"),
+            InstrumentId::new(Venue::new("binance_usdm").unwrap(), "SUSHIUSDT"),
             FeedGap::TradeIds {
                 last: id - 1,
                 next: id + 1
@@ -235,7 +235,11 @@ fn hand_over(
 }
 
 fn assert_same_as_one_connection(sink: &BookSink, status: &FeedStatus, what: &str) {
-    let (reference, _) = replay_through_feed(FUTURES, Venue::BinanceUsdm, &FUTURES_SYMBOLS);
+    let (reference, _) = replay_through_feed(
+        FUTURES,
+        Venue::new("binance_usdm").unwrap(),
+        &FUTURES_SYMBOLS,
+    );
     assert!(
         sink.resets.lock().is_empty(),
         "{what}: {:?}",

@@ -13,9 +13,10 @@ use std::time::Duration;
 use futures_util::{SinkExt, StreamExt};
 use parking_lot::Mutex;
 use raven_model::feed::{BookRejected, BookUpdate, FeedGap, FeedSink};
-use raven_model::{EventKind, InstrumentId, MarketEvent, UnixNanos, Venue};
+use raven_model::{EventKind, InstrumentId, MarketEvent, UnixNanos};
+use raven_venues::binance::{spawn, BinanceConfig, Market};
 use raven_venues::status::{BookSyncState, FeedStatus};
-use raven_venues::{spawn, BackoffConfig, BinanceConfig};
+use raven_venues::BackoffConfig;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
@@ -43,7 +44,9 @@ impl FeedSink for Recorder {
         }
         self.events.fetch_add(1, Ordering::SeqCst);
         if let EventKind::Trade(t) = event.kind {
-            self.trade_ids.lock().push(t.trade_id);
+            self.trade_ids
+                .lock()
+                .push(t.trade_id.number().unwrap_or_default());
         }
     }
 
@@ -76,7 +79,7 @@ impl FeedSink for Recorder {
 }
 
 fn spot_config(ws_port: u16, rest_port: u16) -> BinanceConfig {
-    let mut config = BinanceConfig::new(Venue::BinanceSpot);
+    let mut config = BinanceConfig::new(Market::Spot);
     config.ws_url = format!("ws://127.0.0.1:{ws_port}");
     config.rest_url = format!("http://127.0.0.1:{rest_port}");
     config.symbols = vec!["btcusdt".into()];
@@ -268,7 +271,7 @@ async fn reconnects_after_close_and_after_a_stall() {
 #[tokio::test]
 async fn tls_schemes_are_supported() {
     use tokio_tungstenite::tungstenite::error::{Error, UrlError};
-    raven_venues::binance::snapshot::install_crypto_provider();
+    raven_venues::http::install_crypto_provider();
     // Nothing listens on a just-released port: the attempt fails at TCP, not at "no TLS".
     let port = TcpListener::bind("127.0.0.1:0")
         .await
@@ -281,7 +284,7 @@ async fn tls_schemes_are_supported() {
         !matches!(result, Err(Error::Url(UrlError::TlsFeatureNotEnabled))),
         "{result:?}"
     );
-    assert!(raven_venues::binance::snapshot::http_client().is_ok());
+    assert!(raven_venues::http::client().is_ok());
 }
 
 /// A live market every connection sees from the moment it connects, like an exchange:

@@ -20,15 +20,15 @@ use raven_proto::pb::server_message::Payload;
 // ------------------------------------------------------------------ fixtures
 
 pub fn btc() -> InstrumentId {
-    InstrumentId::new(Venue::BinanceSpot, "BTCUSDT")
+    InstrumentId::new(Venue::new("binance_spot").unwrap(), "BTCUSDT")
 }
 
 pub fn eth() -> InstrumentId {
-    InstrumentId::new(Venue::BinanceSpot, "ETHUSDT")
+    InstrumentId::new(Venue::new("binance_spot").unwrap(), "ETHUSDT")
 }
 
 pub fn btc_perp() -> InstrumentId {
-    InstrumentId::new(Venue::BinanceUsdm, "BTCUSDT")
+    InstrumentId::new(Venue::new("binance_usdm").unwrap(), "BTCUSDT")
 }
 
 pub fn spot_channels() -> Vec<Channel> {
@@ -154,7 +154,8 @@ pub fn trade_event(id: &InstrumentId, n: u64) -> MarketEvent {
             } else {
                 Side::Sell
             },
-            trade_id: 1000 + n,
+            trade_id: raven_model::TradeId::Number(1000 + n),
+            ordinal: 0,
         }),
     }
 }

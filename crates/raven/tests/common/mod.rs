@@ -214,7 +214,7 @@ impl Server {
 }
 
 fn http() -> reqwest::Client {
-    raven_venues::binance::snapshot::install_crypto_provider();
+    raven_venues::http::install_crypto_provider();
     reqwest::Client::new()
 }
 

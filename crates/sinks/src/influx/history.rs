@@ -62,7 +62,8 @@ fn columns(channel: &Channel) -> (&'static str, &'static str) {
     match channel {
         Channel::Trades => (
             "trades",
-            "price_exact, quantity_exact, side, trade_id, exchange_time_ns, receive_time_ns",
+            "price_exact, quantity_exact, side, trade_id, exchange_time_ns, receive_time_ns, \
+             trade_id_text",
         ),
         Channel::Bbo => (
             "bbo",
@@ -137,15 +138,25 @@ fn row(channel: &Channel, cells: &[Value]) -> Result<HistoryRow, HistoryError> {
         })
     };
     match channel {
-        Channel::Trades => event(
-            EventKind::Trade(Trade {
-                price: history::price(cell.text(1, "price_exact")?)?,
-                qty: history::qty(cell.text(2, "quantity_exact")?)?,
-                aggressor: history::side(cell.text(3, "side")?)?,
-                trade_id: cell.int(4, "trade_id")?,
-            }),
-            5,
-        ),
+        Channel::Trades => {
+            let exchange_time = cell.opt_int(5)?.unwrap_or(time - time % 1_000_000);
+            let (trade_id, ordinal) = history::trade_id(
+                cell.int(4, "trade_id")?,
+                cell.opt_text(7),
+                UnixNanos(time),
+                UnixNanos(exchange_time),
+            );
+            event(
+                EventKind::Trade(Trade {
+                    price: history::price(cell.text(1, "price_exact")?)?,
+                    qty: history::qty(cell.text(2, "quantity_exact")?)?,
+                    aggressor: history::side(cell.text(3, "side")?)?,
+                    trade_id,
+                    ordinal,
+                }),
+                5,
+            )
+        }
         Channel::Bbo => event(
             EventKind::Bbo(Bbo {
                 bid_price: history::price(cell.text(1, "bid_price_exact")?)?,
@@ -233,7 +244,7 @@ mod tests {
     #[test]
     fn select_quotes_the_symbol_and_bounds_the_range() {
         let q = HistoryQuery {
-            instrument: InstrumentId::new(Venue::BinanceSpot, "A'B\\C"),
+            instrument: InstrumentId::new(Venue::new("binance_spot").unwrap(), "A'B\\C"),
             channel: Channel::Candles(raven_model::candle::CandleInterval::M5),
             start: UnixNanos(10),
             end: UnixNanos(20),

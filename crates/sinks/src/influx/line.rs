@@ -92,7 +92,8 @@ fn event_line(e: &MarketEvent, ts: u64, out: &mut String) -> Encoded {
         EventKind::Trade(t) => {
             line.decimal("price", &t.price);
             line.decimal("quantity", &t.qty);
-            line.int("trade_id", t.trade_id)
+            line.int("trade_id", t.trade_id.number().unwrap_or_default())
+                && line.string("trade_id_text", &t.trade_id.text())
         }
         EventKind::Bbo(b) => {
             line.decimal("bid_price", &b.bid_price);
@@ -220,6 +221,17 @@ impl<'a> Line<'a> {
         self.key(key, "");
         self.out.push_str(&text);
         self.key(key, "_exact");
+        self.quoted(&text);
+    }
+
+    /// `key="<text>"`, escaped; always true (for the id checks' `&&`).
+    fn string(&mut self, key: &str, text: &str) -> bool {
+        self.key(key, "");
+        self.quoted(text);
+        true
+    }
+
+    fn quoted(&mut self, text: &str) {
         self.out.push('"');
         for c in text.chars() {
             if matches!(c, '"' | '\\') {
@@ -264,14 +276,15 @@ mod tests {
 
     fn trade(symbol: &str, id: u64) -> Record {
         Record::Event(MarketEvent {
-            instrument: InstrumentId::new(Venue::BinanceSpot, symbol),
+            instrument: InstrumentId::new(Venue::new("binance_spot").unwrap(), symbol),
             exchange_time: UnixNanos(1_700_000_000_123_000_000),
             receive_time: UnixNanos(1_700_000_000_125_000_042),
             kind: EventKind::Trade(Trade {
                 price: Price::parse("0.35210000").unwrap(),
                 qty: Qty::parse("12.5").unwrap(),
                 aggressor: Side::Sell,
-                trade_id: id,
+                trade_id: raven_model::TradeId::Number(id),
+                ordinal: 0,
             }),
         })
     }
@@ -282,7 +295,7 @@ mod tests {
             encode(&trade("BTCUSDT", 3_000_007)),
             "trades,venue=binance_spot,symbol=BTCUSDT,side=sell \
              price=0.35210000,price_exact=\"0.35210000\",quantity=12.5,quantity_exact=\"12.5\",\
-             trade_id=3000007i,exchange_time_ns=1700000000123000000i,\
+             trade_id=3000007i,trade_id_text=\"3000007\",exchange_time_ns=1700000000123000000i,\
              receive_time_ns=1700000000125000042i \
              1700000000123000007\n"
         );
@@ -309,7 +322,7 @@ mod tests {
     #[test]
     fn bbo_without_exchange_time_falls_back_to_receive_time() {
         let r = Record::Event(MarketEvent {
-            instrument: InstrumentId::new(Venue::BinanceUsdm, "ETHUSDT"),
+            instrument: InstrumentId::new(Venue::new("binance_usdm").unwrap(), "ETHUSDT"),
             exchange_time: UnixNanos(0),
             receive_time: UnixNanos(5_000_123_456),
             kind: EventKind::Bbo(Bbo {
@@ -327,7 +340,7 @@ mod tests {
     fn liquidations_in_one_millisecond_get_distinct_timestamps() {
         let liq = |q: &str| {
             Record::Event(MarketEvent {
-                instrument: InstrumentId::new(Venue::BinanceUsdm, "BTCUSDT"),
+                instrument: InstrumentId::new(Venue::new("binance_usdm").unwrap(), "BTCUSDT"),
                 exchange_time: UnixNanos(9_000_000),
                 receive_time: UnixNanos(9_500_000),
                 kind: EventKind::Liquidation(Liquidation {
@@ -348,7 +361,7 @@ mod tests {
 
     #[test]
     fn open_candles_and_empty_books_are_skipped() {
-        let id = InstrumentId::new(Venue::BinanceSpot, "BTCUSDT");
+        let id = InstrumentId::new(Venue::new("binance_spot").unwrap(), "BTCUSDT");
         let mut out = String::new();
         let book = Record::Book {
             instrument: id.clone(),

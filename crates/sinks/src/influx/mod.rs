@@ -13,7 +13,7 @@
 //!
 //! | measurement | tags | fields | timestamp (ns) |
 //! |---|---|---|---|
-//! | `trades` | venue, symbol, side (aggressor) | price, quantity (+`_exact`), trade_id, exchange_time_ns, receive_time_ns | exchange ms + `trade_id % 1e6` |
+//! | `trades` | venue, symbol, side (aggressor) | price, quantity (+`_exact`), trade_id (0 when not a number), trade_id_text, exchange_time_ns, receive_time_ns | exchange ms + `trade_id % 1e6`; trades without a number: exchange time + ordinal |
 //! | `bbo` | venue, symbol | bid_price, bid_quantity, ask_price, ask_quantity (+`_exact`), update_id, exchange_time_ns, receive_time_ns | exchange ms + `update_id % 1e6` |
 //! | `funding` | venue, symbol | mark_price, index_price (when given), funding_rate (+`_exact`), next_funding_time_ns, exchange_time_ns, receive_time_ns | exchange time (+n for the n-th repeat) |
 //! | `liquidations` | venue, symbol, side | price, quantity (+`_exact`), exchange_time_ns, receive_time_ns | exchange time (+n for the n-th repeat in the instrument) |

@@ -58,7 +58,8 @@ impl HistoryStore for SqliteHistory {
 fn sql(channel: &Channel) -> &'static str {
     match channel {
         Channel::Trades => {
-            "SELECT time_ns, exchange_time_ns, receive_time_ns, price, quantity, side, trade_id \
+            "SELECT time_ns, exchange_time_ns, receive_time_ns, price, quantity, side, trade_id, \
+             trade_id_text \
              FROM trades WHERE venue = ?1 AND symbol = ?2 AND time_ns >= ?3 AND time_ns < ?4 \
              ORDER BY time_ns LIMIT ?5"
         }
@@ -133,12 +134,22 @@ fn decode(channel: &Channel, r: &Row<'_>) -> Result<HistoryRow, HistoryError> {
         })
     };
     match channel {
-        Channel::Trades => event(EventKind::Trade(Trade {
-            price: history::price(&text(3)?)?,
-            qty: history::qty(&text(4)?)?,
-            aggressor: history::side(&text(5)?)?,
-            trade_id: int(6)?,
-        })),
+        Channel::Trades => {
+            let id_text = text(7)?;
+            let (trade_id, ordinal) = history::trade_id(
+                int(6)?,
+                Some(&id_text),
+                UnixNanos(int(0)?),
+                UnixNanos(int(1)?),
+            );
+            event(EventKind::Trade(Trade {
+                price: history::price(&text(3)?)?,
+                qty: history::qty(&text(4)?)?,
+                aggressor: history::side(&text(5)?)?,
+                trade_id,
+                ordinal,
+            }))
+        }
         Channel::Bbo => event(EventKind::Bbo(Bbo {
             bid_price: history::price(&text(3)?)?,
             bid_qty: history::qty(&text(4)?)?,

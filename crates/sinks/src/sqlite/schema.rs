@@ -17,8 +17,9 @@ use crate::json;
 use crate::series::{self, SeriesClock};
 
 /// Bumped when the schema changes; a newer file is refused, not mangled, and an older
-/// one is migrated (version 2 added `candles.incomplete`).
-const SCHEMA_VERSION: i64 = 2;
+/// one is migrated (version 2 added `candles.incomplete`, version 3
+/// `trades.trade_id_text`).
+const SCHEMA_VERSION: i64 = 3;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS series (
@@ -28,6 +29,7 @@ CREATE TABLE IF NOT EXISTS trades (
     venue TEXT NOT NULL, symbol TEXT NOT NULL, time_ns INTEGER NOT NULL,
     exchange_time_ns INTEGER NOT NULL, receive_time_ns INTEGER NOT NULL,
     price TEXT NOT NULL, quantity TEXT NOT NULL, side TEXT NOT NULL, trade_id INTEGER NOT NULL,
+    trade_id_text TEXT NOT NULL DEFAULT '',
     PRIMARY KEY (venue, symbol, time_ns)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS bbo (
     venue TEXT NOT NULL, symbol TEXT NOT NULL, time_ns INTEGER NOT NULL,
@@ -93,13 +95,19 @@ pub(crate) fn open_writer(path: &Path) -> Result<Connection, String> {
             format!("schema version {version} was written by a newer Raven (this one knows {SCHEMA_VERSION})"),
         ));
     }
-    // Version 1 files have their tables already; they lack the candle flag (their
-    // candles were taken for complete, which is all anyone knew).
-    let migrate = if version == 1 {
-        "ALTER TABLE candles ADD COLUMN incomplete INTEGER NOT NULL DEFAULT 0;"
-    } else {
-        ""
-    };
+    // Older files have their tables already. Version 1 lacks the candle flag (their
+    // candles were taken for complete, which is all anyone knew); versions 1 and 2 lack
+    // the trade id's text (all their trades were numbered).
+    let mut migrate = String::new();
+    if version == 1 {
+        migrate.push_str("ALTER TABLE candles ADD COLUMN incomplete INTEGER NOT NULL DEFAULT 0;");
+    }
+    if (1..=2).contains(&version) {
+        migrate.push_str(
+            "ALTER TABLE trades ADD COLUMN trade_id_text TEXT NOT NULL DEFAULT '';
+             UPDATE trades SET trade_id_text = CAST(trade_id AS TEXT);",
+        );
+    }
     // auto_vacuum only takes effect before the first table exists.
     conn.execute_batch(&format!(
         "PRAGMA auto_vacuum = INCREMENTAL;
@@ -190,7 +198,7 @@ fn fits(r: &Record) -> bool {
             ok(e.exchange_time.0)
                 && ok(e.receive_time.0)
                 && match &e.kind {
-                    EventKind::Trade(t) => ok(t.trade_id),
+                    EventKind::Trade(t) => t.trade_id.number().is_none_or(ok),
                     EventKind::Bbo(b) => ok(b.update_id),
                     EventKind::MarkPrice(m) => ok(m.next_funding_time.0),
                     EventKind::Liquidation(_) => true,
@@ -228,8 +236,8 @@ pub(crate) fn insert(
         }
         let mut trade = tx.prepare_cached(
             "INSERT OR REPLACE INTO trades (venue, symbol, time_ns, exchange_time_ns, \
-             receive_time_ns, price, quantity, side, trade_id) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+             receive_time_ns, price, quantity, side, trade_id, trade_id_text) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
         )?;
         let mut bbo = tx.prepare_cached(
             "INSERT OR REPLACE INTO bbo (venue, symbol, time_ns, exchange_time_ns, \
@@ -278,7 +286,8 @@ pub(crate) fn insert(
                             t.price.to_string(),
                             t.qty.to_string(),
                             t.aggressor.as_str(),
-                            int(t.trade_id)
+                            int(t.trade_id.number().unwrap_or_default()),
+                            t.trade_id.text()
                         ])?,
                         EventKind::Bbo(b) => bbo.execute(params![
                             v,

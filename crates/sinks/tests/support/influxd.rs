@@ -34,7 +34,7 @@ impl Influxd {
     pub fn new() -> Influxd {
         // In a workspace build reqwest has rustls without a provider (for the venues'
         // https); the raven binary installs one at start, and so must these tests.
-        raven_venues::binance::snapshot::install_crypto_provider();
+        raven_venues::http::install_crypto_provider();
         let dir = tempfile::tempdir().expect("tempdir");
         let port = free_port();
         let rpc = free_port();

@@ -58,10 +58,12 @@ use super::market::Market;
 use super::parse::{parse_frame, Frame, SymbolMap};
 use super::snapshot::{Generation, SnapshotFetcher, SnapshotReply};
 use crate::backoff::{Backoff, BackoffConfig};
+use crate::engine::malformed::MalformedLog;
 use crate::sequencer::{Delivery, Source, StreamSequencer};
 use crate::status::{
     self, BookStatus, BookSyncState, ConnectionState, ConnectionStatus, FeedStatus,
 };
+use crate::supervise::HEALTHY_AFTER;
 
 /// A TCP + TLS + WebSocket handshake that takes longer than this has failed.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -70,11 +72,6 @@ const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Books whose depth stream stays quiet this long after connecting get their snapshot
 /// anyway (a quiet symbol may not send a diff for minutes).
 const QUIET_BOOK_SNAPSHOT_DELAY: Duration = Duration::from_secs(1);
-/// At most one warning per this interval about malformed frames, per connection.
-const MALFORMED_LOG_INTERVAL: Duration = Duration::from_secs(10);
-/// A connection up and delivering this long is healthy: the reconnect backoff starts
-/// over.
-pub const HEALTHY_AFTER: Duration = Duration::from_secs(30);
 /// A hand-over keeps both connections for at least this long after the new one's first
 /// frame, so what was still in flight on the old one arrives before it closes.
 pub const HANDOVER_OVERLAP: Duration = Duration::from_secs(1);
@@ -113,7 +110,6 @@ pub struct ConnectionConfig {
 struct Counters {
     frames: Counter,
     processed: Counter,
-    malformed: Counter,
     reconnects: Counter,
     gaps: Counter,
     resyncs: Counter,
@@ -128,7 +124,6 @@ impl Counters {
         Self {
             frames: metrics::counter!(status::METRIC_FRAMES, "venue" => v),
             processed: metrics::counter!(status::METRIC_MESSAGES_PROCESSED, "venue" => v),
-            malformed: metrics::counter!(status::METRIC_MALFORMED, "venue" => v),
             reconnects: metrics::counter!(status::METRIC_RECONNECTS, "venue" => v),
             gaps: metrics::counter!(status::METRIC_GAPS, "venue" => v),
             resyncs: metrics::counter!(status::METRIC_RESYNCS, "venue" => v),
@@ -273,8 +268,7 @@ pub struct Feed {
     replies: mpsc::UnboundedSender<SnapshotReply>,
     counters: Counters,
     snapshot_limit: usize,
-    malformed_since_log: u64,
-    last_malformed_log: Option<Instant>,
+    malformed: MalformedLog,
     /// When the last frame was received: where an interruption begins.
     last_frame: UnixNanos,
     /// A hand-over to a standby connection is under way.
@@ -342,8 +336,7 @@ impl Feed {
             replies,
             counters: Counters::new(config.venue),
             snapshot_limit: config.snapshot_limit as usize,
-            malformed_since_log: 0,
-            last_malformed_log: None,
+            malformed: MalformedLog::default(),
             last_frame: UnixNanos::default(),
             handing_over: false,
             deliveries: Vec::new(),
@@ -375,24 +368,7 @@ impl Feed {
     /// Counts and (rate-limited) logs a frame that could not be used.
     pub fn malformed(&mut self, error: &dyn std::fmt::Display) {
         self.conn.malformed();
-        self.counters.malformed.increment(1);
-        self.malformed_since_log += 1;
-        let now = Instant::now();
-        if self
-            .last_malformed_log
-            .is_none_or(|t| now.duration_since(t) >= MALFORMED_LOG_INTERVAL)
-        {
-            tracing::warn!(
-                connection = %self.name,
-                count = self.malformed_since_log,
-                %error,
-                "skipping malformed frame(s)"
-            );
-            self.last_malformed_log = Some(now);
-            self.malformed_since_log = 0;
-        } else {
-            tracing::debug!(connection = %self.name, %error, "skipping malformed frame");
-        }
+        self.malformed.record(self.venue, &self.name, error);
     }
 
     /// An event goes through its stream's sequencer: duplicates are dropped, a jump in

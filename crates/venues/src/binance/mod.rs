@@ -17,6 +17,7 @@
 //! [`connection::Feed`] after a backoff (counted in `restarts` in GetStatus and in
 //! `raven_feed_task_restarts_total`).
 
+mod config;
 pub mod connection;
 pub mod depth;
 mod depth_scan;
@@ -25,17 +26,18 @@ pub mod parse;
 pub mod snapshot;
 pub mod streams;
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use raven_model::feed::FeedSink;
-use raven_model::{InstrumentId, Venue};
+use raven_model::InstrumentId;
 use tokio::sync::watch;
-use tokio::task::{JoinHandle, JoinSet};
+use tokio::task::JoinSet;
 
-use crate::backoff::{Backoff, BackoffConfig};
+use crate::backoff::BackoffConfig;
+use crate::handle::VenueHandle;
 use crate::status::FeedStatus;
+pub use config::{BinanceOptions, FAMILY};
 use connection::{ConnectionConfig, Feed};
 pub use market::Market;
 use snapshot::FetcherConfig;
@@ -47,9 +49,6 @@ pub const MAX_BUFFERED_DIFFS: usize = 10_000;
 
 /// How long `exchangeInfo` may take at start before Raven subscribes without it.
 const EXCHANGE_INFO_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// How long [`VenueHandle::shutdown`] waits for connections to close cleanly.
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 /// Configuration of one Binance venue.
 #[derive(Debug, Clone)]
@@ -108,43 +107,6 @@ impl BinanceConfig {
     }
 }
 
-/// Owns a running venue. Dropping it aborts every task; [`VenueHandle::shutdown`] closes
-/// the sockets first.
-pub struct VenueHandle {
-    venue: Venue,
-    shutdown: watch::Sender<bool>,
-    task: Option<JoinHandle<()>>,
-}
-
-impl VenueHandle {
-    pub fn venue(&self) -> Venue {
-        self.venue
-    }
-
-    /// Closes every connection (books get `book_reset`) and waits for the tasks, at most
-    /// a few seconds before aborting them.
-    pub async fn shutdown(mut self) {
-        let _ = self.shutdown.send(true);
-        if let Some(mut task) = self.task.take() {
-            if tokio::time::timeout(SHUTDOWN_GRACE, &mut task)
-                .await
-                .is_err()
-            {
-                task.abort();
-            }
-        }
-    }
-}
-
-impl Drop for VenueHandle {
-    fn drop(&mut self) {
-        if let Some(task) = self.task.take() {
-            // Aborting the supervisor drops its JoinSet, which aborts every connection.
-            task.abort();
-        }
-    }
-}
-
 /// Starts the venue on the current tokio runtime. Its books are registered in `status`
 /// (as syncing) before this returns, so readiness is false until they sync.
 pub fn spawn(
@@ -162,11 +124,7 @@ pub fn spawn(
     let (shutdown, shutdown_rx) = watch::channel(false);
     let venue = config.market.venue();
     let task = tokio::spawn(supervise(config, sink, status, shutdown_rx));
-    VenueHandle {
-        venue,
-        shutdown,
-        task: Some(task),
-    }
+    VenueHandle::new(venue, shutdown, task)
 }
 
 async fn supervise(
@@ -177,7 +135,7 @@ async fn supervise(
 ) {
     let venue = config.market.venue();
     let market = config.market;
-    let client = match snapshot::http_client() {
+    let client = match crate::http::client() {
         Ok(client) => client,
         Err(error) => {
             tracing::error!(%venue, %error, "cannot build the HTTP client; venue not started");
@@ -230,68 +188,29 @@ async fn supervise(
             snapshot_limit: config.snapshot_limit,
         })
         .collect();
-    // From zero, so dashboards and alerts on their increase see the first one.
-    metrics::counter!(crate::status::METRIC_TASK_RESTARTS, "venue" => venue.as_str()).absolute(0);
     for outcome in crate::status::HANDOVER_OUTCOMES {
         metrics::counter!(crate::status::METRIC_HANDOVERS, "venue" => venue.as_str(), "outcome" => outcome)
             .absolute(0);
     }
-    let mut tasks = JoinSet::new();
-    // Which connection each task runs, and its restart backoff.
-    let mut running: HashMap<tokio::task::Id, usize> = HashMap::new();
-    let mut restarts: Vec<(Backoff, tokio::time::Instant)> = configs
-        .iter()
-        .map(|_| (Backoff::new(config.backoff), tokio::time::Instant::now()))
-        .collect();
-    let start = |tasks: &mut JoinSet<()>, index: usize, delay: Duration| {
+    let names = configs.iter().map(|c| c.name.clone()).collect();
+    let run = |index: usize| {
         let conn_config = configs[index].clone();
         let (feed, replies) = Feed::new(&conn_config, Arc::clone(&sink), &status, fetcher.clone());
-        let mut shutdown = shutdown.clone();
-        tasks
-            .spawn(async move {
-                tokio::select! {
-                    _ = tokio::time::sleep(delay) => {}
-                    _ = shutdown.changed() => return,
-                }
-                connection::run(conn_config, feed, replies, shutdown).await
-            })
-            .id()
+        connection::run(conn_config, feed, replies, shutdown.clone())
     };
-    for index in 0..configs.len() {
-        running.insert(start(&mut tasks, index, Duration::ZERO), index);
-    }
-    while let Some(result) = tasks.join_next_with_id().await {
-        let (id, error) = match result {
-            Ok((id, ())) => {
-                running.remove(&id);
-                continue;
-            }
-            Err(error) => (error.id(), error),
-        };
-        let Some(index) = running.remove(&id) else {
-            continue;
-        };
-        if !error.is_panic() || *shutdown.borrow() {
-            continue;
-        }
-        let conn_config = &configs[index];
-        let reason = crate::task::panic_message(error.into_panic());
-        let (backoff, started) = &mut restarts[index];
-        if started.elapsed() >= connection::HEALTHY_AFTER {
-            backoff.reset();
-        }
-        let delay = backoff.next_delay();
-        *started = tokio::time::Instant::now() + delay;
-        tracing::error!(%venue, connection = %conn_config.name, %reason, restart_in = ?delay, "connection task failed; restarting it");
-        metrics::counter!(crate::status::METRIC_TASK_RESTARTS, "venue" => venue.as_str())
-            .increment(1);
-        connection::task_failed(conn_config, sink.as_ref(), &status, &reason);
-        if let Some(conn) = status.connection(&conn_config.name) {
-            conn.restarted();
-            conn.set_state(crate::status::ConnectionState::Backoff);
-        }
-        running.insert(start(&mut tasks, index, delay), index);
-    }
+    let failed = |index: usize, reason: &str| {
+        connection::task_failed(&configs[index], sink.as_ref(), &status, reason)
+    };
+    crate::supervise::connections(
+        venue,
+        names,
+        config.backoff,
+        &status,
+        shutdown.clone(),
+        run,
+        failed,
+    )
+    .await;
     drop(fetcher);
 }
 

@@ -76,9 +76,6 @@ pub fn weight_spacing(market: Market, limit: u32, weight_per_minute: u32) -> Dur
     Duration::from_secs(60) * depth_weight(market, limit) / per_minute
 }
 
-/// Every REST request gives up after this long.
-pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
-
 /// A 429/418 without a usable `Retry-After` pauses the venue this long.
 const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(30);
 
@@ -379,22 +376,6 @@ pub fn rest_prefix(market: Market) -> &'static str {
         Market::Usdm => "/fapi/v1",
         Market::Coinm => "/dapi/v1",
     }
-}
-
-/// The HTTP client every REST call of a venue shares (connection reuse, one TLS setup).
-pub fn http_client() -> Result<reqwest::Client, reqwest::Error> {
-    install_crypto_provider();
-    reqwest::Client::builder()
-        .timeout(REQUEST_TIMEOUT)
-        .connect_timeout(REQUEST_TIMEOUT)
-        .user_agent(concat!("raven/", env!("CARGO_PKG_VERSION")))
-        .build()
-}
-
-/// rustls needs a process-wide crypto provider; Raven uses ring (see Cargo.toml). If
-/// another part of the process installed one first, that one is used.
-pub fn install_crypto_provider() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
 #[cfg(test)]

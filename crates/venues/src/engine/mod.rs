@@ -3,14 +3,22 @@
 //! A family (one folder beside this one) fills in [`protocol::VenueProtocol`] and its
 //! [`protocol::FrameParser`]; the engine does the rest the same way for every venue.
 //! * [`protocol`]: the form a venue fills in, and the venue-neutral outputs of parsing;
+//! * [`venue`]: starting a venue: its connections planned, its books registered,
+//!   its tasks supervised;
+//! * [`connection`]: one connection's loop (subscribe, read, keep alive, resync one
+//!   book, reconnect) and its synchronous heart;
 //! * [`book`]: one in-stream book kept in sequence, checksummed, cut to its depth;
 //! * [`symbols`]: the subscribed symbols of a connection;
-//! * [`ordinals`]: keys for trades that have no number.
+//! * [`ordinals`]: keys for trades that have no number;
+//! * [`malformed`]: counting and logging unusable frames.
 
 pub mod book;
+pub mod connection;
+pub mod malformed;
 pub mod ordinals;
 pub mod protocol;
 pub mod symbols;
+pub mod venue;
 
 pub use book::{BookSync, Loss, Step};
 pub use ordinals::Ordinals;
@@ -19,3 +27,4 @@ pub use protocol::{
     Sequence, VenueProtocol,
 };
 pub use symbols::SymbolMap;
+pub use venue::{spawn, EngineConfig};

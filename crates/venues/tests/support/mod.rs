@@ -15,6 +15,7 @@ use raven_model::{InstrumentId, MarketEvent, UnixNanos, Venue};
 use raven_venues::binance::connection::{ConnectionConfig, Feed};
 use raven_venues::binance::parse::parse_snapshot;
 use raven_venues::binance::snapshot::{self, FetcherConfig, SnapshotReply};
+use raven_venues::binance::Market;
 use raven_venues::status::FeedStatus;
 use raven_venues::BackoffConfig;
 
@@ -140,8 +141,10 @@ pub fn fetched(feed: &Feed, symbol: String, body: &str) -> SnapshotReply {
 }
 
 pub fn feed_for(venue: Venue, symbols: &[&str], status: &FeedStatus, sink: Arc<BookSink>) -> Feed {
+    let market = Market::of(venue).expect("a Binance venue");
     let config = ConnectionConfig {
         venue,
+        market,
         name: format!("{venue}#test"),
         url: String::new(),
         symbols: symbols.iter().map(|s| s.to_string()).collect(),
@@ -155,11 +158,11 @@ pub fn feed_for(venue: Venue, symbols: &[&str], status: &FeedStatus, sink: Arc<B
     };
     // The fetcher's serving future is never run: requests just queue, and the test plays
     // the recorded snapshots in their place.
-    let client = snapshot::http_client().unwrap();
+    let client = raven_venues::http::client().unwrap();
     let (fetcher, _serve) = snapshot::fetcher(
         client,
         FetcherConfig {
-            venue,
+            market,
             rest_url: String::new(),
             limit: 1000,
             spacing: Duration::ZERO,
