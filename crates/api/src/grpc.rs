@@ -31,7 +31,7 @@ use futures_util::{Stream, StreamExt};
 use parking_lot::Mutex;
 use raven_hub::encode::encode_untopiced;
 use raven_hub::{Channel, EndReason, Hub, Next};
-use raven_model::{InstrumentId, Symbol, UnixNanos, Venue};
+use raven_model::{InstrumentId, InstrumentKind, QtyUnit, Symbol, UnixNanos, Venue};
 use raven_proto::pb::server_message::Payload;
 use raven_proto::server::market_data_server::{MarketData, MarketDataServer};
 use raven_proto::{pb, OutboundMessage, FILE_DESCRIPTOR_SET};
@@ -306,7 +306,35 @@ fn history_query(req: &pb::GetHistoryRequest, now: UnixNanos) -> Result<HistoryQ
     })
 }
 
-fn history_record(row: HistoryRow) -> pb::HistoryRecord {
+/// A served instrument as `ListInstruments` answers it.
+fn instrument(spec: raven_hub::ListedInstrument) -> pb::Instrument {
+    let mut out = pb::Instrument {
+        venue: spec.id.venue.as_str().to_owned(),
+        symbol: spec.id.symbol.as_str().to_owned(),
+        channels: spec.channels.iter().map(|c| c.to_proto() as i32).collect(),
+        ..Default::default()
+    };
+    if let Some(l) = spec.listing {
+        out.normalized_name = l.normalized_name();
+        out.kind = l.kind.as_str().to_owned();
+        out.base = l.base.clone();
+        out.quote = l.quote.clone();
+        out.settle = l.settle.clone().unwrap_or_default();
+        out.tick_size = l.tick_size.to_string();
+        out.lot_size = l.lot_size.to_string();
+        out.quantity_unit = l.qty_unit.as_str().to_owned();
+        out.contract_size = l.contract_size.map(|d| d.to_string()).unwrap_or_default();
+        out.contract_unit = l.contract_unit.clone().unwrap_or_default();
+        out.expiry_time_ns = match l.kind {
+            InstrumentKind::Future { expiry } => expiry.as_nanos(),
+            _ => 0,
+        };
+        out.trading = l.trading;
+    }
+    out
+}
+
+fn history_record(row: HistoryRow, unit: Option<QtyUnit>) -> pb::HistoryRecord {
     use pb::history_record::Payload as H;
     let payload = match row.item {
         HistoryItem::Event(kind) => match raven_hub::encode::event(&kind) {
@@ -316,7 +344,7 @@ fn history_record(row: HistoryRow) -> pb::HistoryRecord {
             Payload::Liquidation(l) => Some(H::Liquidation(l)),
             _ => None,
         },
-        HistoryItem::Candle(c) => match raven_hub::encode::candle(&c) {
+        HistoryItem::Candle(c) => match raven_hub::encode::candle(&c, unit) {
             Payload::Candle(c) => Some(H::Candle(c)),
             _ => None,
         },
@@ -576,7 +604,11 @@ impl MarketData for MarketDataService {
                     req.depth
                 )));
             }
-            let id = InstrumentId::new(venue, req.symbol.trim());
+            let name = req.symbol.trim();
+            let id = self
+                .hub()
+                .instrument_id(venue, name)
+                .unwrap_or_else(|| InstrumentId::new(venue, name));
             match self.hub().book(&id, req.depth as usize) {
                 Err(_) => Err(Status::not_found(format!(
                     "instrument {id} is not configured (see ListInstruments)"
@@ -609,14 +641,10 @@ impl MarketData for MarketDataService {
             };
             let instruments = self
                 .hub()
-                .instruments()
+                .listed_instruments()
                 .into_iter()
                 .filter(|spec| venue.is_none_or(|v| spec.id.venue == v))
-                .map(|spec| pb::Instrument {
-                    venue: spec.id.venue.as_str().to_owned(),
-                    symbol: spec.id.symbol.as_str().to_owned(),
-                    channels: spec.channels.iter().map(|c| c.to_proto() as i32).collect(),
-                })
+                .map(instrument)
                 .collect();
             Ok(Response::new(pb::ListInstrumentsResponse { instruments }))
         })();
@@ -633,7 +661,15 @@ impl MarketData for MarketDataService {
         let span = call_span("GetHistory", request.remote_addr());
         let result: Result<Response<HistoryStream>, Status> = (|| {
             self.admit_call(request.remote_addr())?;
-            let query = history_query(request.get_ref(), UnixNanos::now())?;
+            let mut query = history_query(request.get_ref(), UnixNanos::now())?;
+            // A normalized name (BTC-USDT-PERP) names the exchange symbol it stands for.
+            let hub = self.hub();
+            if let Some(id) =
+                hub.instrument_id(query.instrument.venue, query.instrument.symbol.as_str())
+            {
+                query.instrument = id;
+            }
+            let unit = hub.listing(&query.instrument).map(|l| l.qty_unit);
             let store = self.history.as_ref().ok_or_else(|| {
                 Status::unavailable(
                     "history is off (history.store = \"off\" in the config file); set it to \
@@ -662,7 +698,7 @@ impl MarketData for MarketDataService {
                 let items: Vec<Result<pb::HistoryRecord, Status>> = match page {
                     Ok(rows) => {
                         trace.messages += rows.len() as u64;
-                        rows.into_iter().map(|r| Ok(history_record(r))).collect()
+                        rows.into_iter().map(|r| Ok(history_record(r, unit))).collect()
                     }
                     Err(status) => {
                         trace.code = status.code();

@@ -19,7 +19,8 @@
 use bytes::Bytes;
 use raven_model::candle::Candle;
 use raven_model::{
-    Bbo, BookLevels, DecimalText, EventKind, Level, Liquidation, MarkPrice, Side, Trade, UnixNanos,
+    Bbo, BookLevels, DecimalText, EventKind, Level, Liquidation, MarkPrice, QtyUnit, Side, Trade,
+    UnixNanos,
 };
 use raven_proto::pb::server_message::Payload;
 use raven_proto::{pb, OutboundMessage};
@@ -282,8 +283,10 @@ pub fn event(kind: &EventKind) -> Payload {
     }
 }
 
-pub fn candle(c: &Candle) -> Payload {
+/// A candle; `unit` is its instrument's quantity unit, which `volume` sums.
+pub fn candle(c: &Candle, unit: Option<QtyUnit>) -> Payload {
     Payload::Candle(pb::Candle {
+        volume_unit: unit.map_or("", QtyUnit::as_str).to_owned(),
         open_time_ns: c.open_time.as_nanos(),
         close_time_ns: c.close_time.as_nanos(),
         open: c.open.to_string(),

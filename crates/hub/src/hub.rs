@@ -13,11 +13,13 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
-use parking_lot::Mutex;
+use parking_lot::{Mutex, RwLock};
 use raven_model::book::KnownDepth;
 use raven_model::candle::Candle;
 use raven_model::feed::{BookRejected, BookUpdate, FeedGap, FeedSink};
-use raven_model::{BookLevels, InstrumentId, MarketEvent, Symbol, UnixNanos};
+use raven_model::{
+    BookLevels, InstrumentId, InstrumentInfo as Listing, MarketEvent, Symbol, UnixNanos, Venue,
+};
 use raven_proto::pb;
 use raven_proto::pb::server_message::Payload;
 use tokio::sync::Notify;
@@ -74,10 +76,21 @@ pub struct InstrumentSpec {
     pub channels: Vec<Channel>,
 }
 
+/// A served instrument with what its venue lists about it (`None` until the venue's
+/// listing loaded, or when the venue does not list it).
+#[derive(Debug, Clone)]
+pub struct ListedInstrument {
+    pub id: InstrumentId,
+    pub channels: Vec<Channel>,
+    pub listing: Option<Arc<Listing>>,
+}
+
 /// One configured instrument: what it carries (fixed, read without locking) and its
 /// live state.
 struct Instrument {
     channels: Vec<Channel>,
+    /// What the venue lists about it, once its listing loaded.
+    listing: RwLock<Option<Arc<Listing>>>,
     state: Mutex<InstrumentState>,
     /// Its views are dirty and the view task was told.
     views_pending: AtomicBool,
@@ -89,6 +102,8 @@ pub struct Hub {
     config: HubConfig,
     /// Fixed at start from the configuration; ordered for listings.
     instruments: BTreeMap<InstrumentId, Instrument>,
+    /// Served instruments by venue and upper-case normalized name (`BTC-USDT-PERP`).
+    names: RwLock<HashMap<(Venue, String), InstrumentId>>,
     subscribers: Mutex<HashMap<u64, Weak<Subscriber>>>,
     next_subscriber: AtomicU64,
     /// Stores fed from the hub; fixed at start.
@@ -120,6 +135,7 @@ impl Hub {
                     spec.id,
                     Instrument {
                         channels: spec.channels,
+                        listing: RwLock::new(None),
                         state,
                         views_pending: AtomicBool::new(false),
                         views_built: AtomicU64::new(0),
@@ -130,6 +146,7 @@ impl Hub {
         Arc::new(Hub {
             config,
             instruments,
+            names: RwLock::new(HashMap::new()),
             subscribers: Mutex::new(HashMap::new()),
             next_subscriber: AtomicU64::new(1),
             taps,
@@ -152,6 +169,36 @@ impl Hub {
                 channels: i.channels.clone(),
             })
             .collect()
+    }
+
+    /// Served instruments with their listings, in venue/symbol order.
+    pub fn listed_instruments(&self) -> Vec<ListedInstrument> {
+        self.instruments
+            .iter()
+            .map(|(id, i)| ListedInstrument {
+                id: id.clone(),
+                channels: i.channels.clone(),
+                listing: i.listing.read().clone(),
+            })
+            .collect()
+    }
+
+    /// The served instrument `name` names on `venue`: its exchange symbol (any case) or
+    /// its normalized name (`BTC-USDT-PERP`).
+    pub fn instrument_id(&self, venue: Venue, name: &str) -> Option<InstrumentId> {
+        let id = InstrumentId::new(venue, name);
+        if self.instruments.contains_key(&id) {
+            return Some(id);
+        }
+        self.names
+            .read()
+            .get(&(venue, name.to_ascii_uppercase()))
+            .cloned()
+    }
+
+    /// The venue's listing of a served instrument, once loaded.
+    pub fn listing(&self, id: &InstrumentId) -> Option<Arc<Listing>> {
+        self.instruments.get(id)?.listing.read().clone()
     }
 
     /// A book's best `depth` levels (0 = all) and how many of each side's best levels
@@ -343,6 +390,21 @@ impl Hub {
 pub struct UnknownInstrument;
 
 impl FeedSink for Hub {
+    fn instruments_listed(&self, listed: Vec<Listing>) {
+        let mut names = self.names.write();
+        for info in listed {
+            let Some(instrument) = self.instruments.get(&info.id) else {
+                continue;
+            };
+            names.insert(
+                (info.id.venue, info.normalized_name().to_ascii_uppercase()),
+                info.id.clone(),
+            );
+            instrument.state.lock().set_qty_unit(info.qty_unit);
+            *instrument.listing.write() = Some(Arc::new(info));
+        }
+    }
+
     fn market_event(&self, event: MarketEvent) {
         if let Some(state) = self.instruments.get(&event.instrument) {
             let closed = state.state.lock().market_event(&event);
@@ -483,13 +545,14 @@ impl Session {
         let carried = |i: &Instrument| i.channels.contains(&req.channel);
         let keys: Vec<TopicKey> = match &req.symbol {
             Some(symbol) => {
-                let id = InstrumentId::new(req.venue, symbol);
-                let instrument = self.hub.instruments.get(&id).ok_or_else(|| {
+                let unknown = || {
                     format!(
                         "unknown symbol {symbol} on {} (see ListInstruments)",
                         req.venue
                     )
-                })?;
+                };
+                let id = self.hub.instrument_id(req.venue, symbol).ok_or_else(unknown)?;
+                let instrument = self.hub.instruments.get(&id).ok_or_else(unknown)?;
                 if !carried(instrument) {
                     return Err(format!(
                         "{id} does not carry {}",

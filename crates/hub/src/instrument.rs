@@ -28,7 +28,7 @@ use bytes::Bytes;
 use raven_model::book::OrderBook;
 use raven_model::candle::{Candle, CandleAggregator};
 use raven_model::feed::{BookRejected, BookUpdate, FeedGap};
-use raven_model::{BookLevels, EventKind, InstrumentId, MarketEvent, UnixNanos};
+use raven_model::{BookLevels, EventKind, InstrumentId, MarketEvent, QtyUnit, UnixNanos};
 use raven_proto::pb;
 use raven_proto::pb::server_message::Payload;
 
@@ -126,6 +126,9 @@ pub(crate) struct InstrumentState {
     pub(crate) book_times: (UnixNanos, UnixNanos),
     interruption: Option<Interruption>,
     counters: Counters,
+    /// The unit of the instrument's quantities, once its venue's listing loaded; candle
+    /// volumes say it.
+    qty_unit: Option<QtyUnit>,
 }
 
 impl InstrumentState {
@@ -159,6 +162,7 @@ impl InstrumentState {
             })
             .collect();
         Self {
+            qty_unit: None,
             has_book: channels.contains(&Channel::Book),
             id,
             rules,
@@ -414,14 +418,19 @@ impl InstrumentState {
         (book, open)
     }
 
+    pub fn set_qty_unit(&mut self, unit: QtyUnit) {
+        self.qty_unit = Some(unit);
+    }
+
     fn publish_candles(&mut self, closed: &[Candle], receive_time: UnixNanos) {
+        let unit = self.qty_unit;
         for c in closed {
             if let Some(topic) = self.stream_topic(Channel::Candles(c.interval)) {
                 topic.sequence += 1;
                 if !topic.entries.is_empty() {
                     let body = encode::encode(
                         &topic.envelope(c.close_time, receive_time),
-                        encode::candle(c),
+                        encode::candle(c, unit),
                     );
                     topic.deliver_droppable(&body, c.close_time, receive_time);
                 }

@@ -22,7 +22,7 @@ mod topic;
 pub mod views;
 
 pub use channel::{Channel, TopicKey, TopicRequest};
-pub use hub::{Hub, HubConfig, InstrumentSpec, Session, UnknownInstrument};
+pub use hub::{Hub, HubConfig, InstrumentSpec, ListedInstrument, Session, UnknownInstrument};
 pub use instrument::InstrumentInfo;
 pub use subscriber::{EndReason, Next, Subscriber, SubscriberInfo};
 pub use tap::{Record, Tap};

@@ -770,6 +770,7 @@ async fn trades_in_the_past_close_candles_on_the_clock() {
                 volume: "3.5".into(),
                 trade_count: 3,
                 incomplete: true,
+                volume_unit: String::new(),
             },
             "the first candle began before the first trade Raven saw"
         );

@@ -55,6 +55,13 @@ pub enum FeedGap {
 }
 
 pub trait FeedSink: Send + Sync + 'static {
+    /// What the venue lists about its instruments (tick, lot, kind, quantity unit),
+    /// loaded at start; the sink keeps those of instruments it serves. A sink that keeps
+    /// no reference data ignores it.
+    fn instruments_listed(&self, listed: Vec<crate::InstrumentInfo>) {
+        let _ = listed;
+    }
+
     /// A trade, BBO, mark price or liquidation.
     fn market_event(&self, event: MarketEvent);
 

@@ -20,6 +20,7 @@
 mod config;
 pub mod connection;
 pub mod depth;
+pub mod instruments;
 mod depth_scan;
 pub mod market;
 pub mod parse;
@@ -143,7 +144,7 @@ async fn supervise(
         }
     };
     if config.check_symbols {
-        drop_unlisted_symbols(&client, &mut config, &status).await;
+        load_listings(&client, &mut config, &status, sink.as_ref()).await;
     }
 
     let (fetcher, serve) = snapshot::fetcher(
@@ -214,12 +215,14 @@ async fn supervise(
     drop(fetcher);
 }
 
-/// Removes symbols that `exchangeInfo` does not list: they would never sync and would
-/// hold readiness down forever. If the venue cannot be asked, everything is kept.
-async fn drop_unlisted_symbols(
+/// Hands the venue's listings (`exchangeInfo`) to the sink and removes symbols it does
+/// not list: they would never sync and would hold readiness down forever. If the venue
+/// cannot be asked, everything is kept.
+async fn load_listings(
     client: &reqwest::Client,
     config: &mut BinanceConfig,
     status: &FeedStatus,
+    sink: &dyn FeedSink,
 ) {
     let venue = config.market.venue();
     let info = tokio::time::timeout(
@@ -238,6 +241,7 @@ async fn drop_unlisted_symbols(
             return;
         }
     };
+    sink.instruments_listed(listed.iter().filter_map(|s| s.info.clone()).collect());
     let by_name: std::collections::HashMap<&str, &str> = listed
         .iter()
         .map(|s| (s.symbol.as_str(), s.status.as_str()))

@@ -256,32 +256,6 @@ pub fn parse_snapshot(body: &str, receive_time: UnixNanos) -> Result<DepthSnapsh
     })
 }
 
-/// One symbol of an `exchangeInfo` answer.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ListedSymbol {
-    pub symbol: String,
-    /// `TRADING`, `BREAK`, … (futures: `TRADING`, `SETTLING`, … in `contractStatus` or
-    /// `status`).
-    pub status: String,
-}
-
-/// Parses an `exchangeInfo` body into its symbol list.
-pub fn parse_exchange_info(body: &str) -> Result<Vec<ListedSymbol>, ParseError> {
-    let info: ExchangeInfo = serde_json::from_str(body)?;
-    Ok(info
-        .symbols
-        .into_iter()
-        .map(|s| ListedSymbol {
-            symbol: s.symbol.to_owned(),
-            status: s
-                .status
-                .or(s.contract_status)
-                .unwrap_or_default()
-                .to_owned(),
-        })
-        .collect())
-}
-
 /// The `stream` value of a combined-stream frame. Binance writes `stream` first, so the
 /// fast path is a prefix check; any other key order falls back to a full parse.
 fn stream_name(text: &str) -> Option<&str> {
@@ -491,21 +465,6 @@ struct RestDepth {
     event_time: Option<u64>,
     bids: Levels,
     asks: Levels,
-}
-
-#[derive(Deserialize)]
-struct ExchangeInfo<'a> {
-    #[serde(borrow)]
-    symbols: Vec<ExchangeSymbol<'a>>,
-}
-
-#[derive(Deserialize)]
-struct ExchangeSymbol<'a> {
-    symbol: &'a str,
-    #[serde(default)]
-    status: Option<&'a str>,
-    #[serde(rename = "contractStatus", default)]
-    contract_status: Option<&'a str>,
 }
 
 /// `[["price","qty"], …]` parsed straight into exact levels.
@@ -764,15 +723,5 @@ mod tests {
         .unwrap();
         assert_eq!(fut.exchange_time, UnixNanos::from_millis(1626992741264));
         assert_eq!(fut.bids[0].price.to_string(), "7.6110");
-    }
-
-    #[test]
-    fn exchange_info_symbols() {
-        let listed = parse_exchange_info(
-            r#"{"timezone":"UTC","symbols":[{"symbol":"BTCUSDT","status":"TRADING","filters":[]},{"symbol":"BTCUSD_PERP","contractStatus":"TRADING"}]}"#,
-        )
-        .unwrap();
-        assert_eq!(listed.len(), 2);
-        assert_eq!(listed[1].status, "TRADING");
     }
 }

@@ -38,7 +38,8 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use super::depth::DepthSnapshot;
-use super::parse::{self, ListedSymbol, ParseError};
+use super::instruments::ListedSymbol;
+use super::parse::{self, ParseError};
 use crate::backoff::{Backoff, BackoffConfig};
 use crate::status;
 
@@ -345,7 +346,7 @@ pub async fn fetch_exchange_info(
     );
     let body = get(client, &url).await?;
     let text = std::str::from_utf8(&body).map_err(|_| SnapshotError::Utf8)?;
-    Ok(parse::parse_exchange_info(text)?)
+    Ok(super::instruments::parse_exchange_info(market, text)?)
 }
 
 async fn get(client: &reqwest::Client, url: &str) -> Result<bytes::Bytes, SnapshotError> {
