@@ -23,6 +23,7 @@
 
 pub mod backoff;
 pub mod binance;
+pub mod bybit;
 pub mod engine;
 pub mod handle;
 pub mod http;
