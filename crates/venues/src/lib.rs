@@ -18,6 +18,7 @@
 pub mod backoff;
 pub mod binance;
 pub mod engine;
+pub mod kraken;
 pub mod sequencer;
 pub mod status;
 pub mod task;
