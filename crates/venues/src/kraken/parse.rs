@@ -533,7 +533,7 @@ impl<'de> Visitor<'de> for Levels<'_> {
 
 /// Seconds since the epoch with an optional fraction (`"1618678142.557535"`) as exact
 /// nanoseconds; digits past the ninth decimal are dropped.
-pub fn epoch_nanos(text: &str) -> Result<UnixNanos, ParseError> {
+fn epoch_nanos(text: &str) -> Result<UnixNanos, ParseError> {
     let invalid = || ParseError::Invalid(format!("timestamp {text:?}"));
     let (secs, frac) = text.split_once('.').unwrap_or((text, ""));
     if secs.is_empty() || !secs.bytes().all(|b| b.is_ascii_digit()) {
