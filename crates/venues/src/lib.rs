@@ -27,6 +27,7 @@ pub mod bybit;
 pub mod engine;
 pub mod handle;
 pub mod http;
+pub mod kraken;
 pub mod registry;
 pub mod sequencer;
 pub mod status;
