@@ -18,6 +18,7 @@
 pub mod backoff;
 pub mod binance;
 pub mod engine;
+pub mod okx;
 pub mod sequencer;
 pub mod status;
 pub mod task;
