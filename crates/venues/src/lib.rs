@@ -28,6 +28,7 @@ pub mod engine;
 pub mod handle;
 pub mod http;
 pub mod kraken;
+pub mod okx;
 pub mod registry;
 pub mod sequencer;
 pub mod status;

@@ -1,0 +1,272 @@
+//! OKX's order book checksum: CRC32 of the best 25 levels of each side, interleaved.
+//!
+//! The rule (OKX "WS / Order book channel", section "Checksum", as the v5 pages gave it
+//! until the field's deprecation; OKEx's v3 depth docs gave the same rule and examples):
+//! * take the best 25 bids and the best 25 asks of the book after the message;
+//! * write each level as `price:size`, with the exchange's own strings (so `"3366.10"`
+//!   stays `3366.10`: the exchange computes on its text, not on the number);
+//! * interleave them `bid:ask:bid:ask:…`; when one side has fewer than 25 levels, its
+//!   missing levels are left out and the other side's follow
+//!   (`bid:ask:ask:ask:…`);
+//! * join everything with `:` and take the CRC32 (IEEE, as zlib's `crc32`) of the
+//!   bytes, read as a signed 32-bit integer. Raven compares the unsigned bits.
+//!
+//! The docs' worked examples: `3366.1:7:3366.8:9:3366:6:3368:8` → `-1881014294` and
+//! `3366.1:7:3366.8:9:3368:8:3372:8` → `831078360` (tested below).
+//!
+//! **Deprecated on 2026-06-23.** OKX's changelog of that day ("Order book channels
+//! checksum field deprecation", announced 2026-05-21, demo 2026-06-02): the `checksum`
+//! field stays in `books`, `books-l2-tbt` and `books50-l2-tbt` snapshots and updates
+//! but is always `0`; continuity rests on `seqId`/`prevSeqId` alone. The parser treats
+//! `0` as "no checksum" ([`super::book`]), so this function only runs on feeds that
+//! still carry one, such as the 2022 recording.
+//!
+//! Cost: the text is at most 50 levels and is streamed into the CRC through a small
+//! stack buffer (no allocation); the CRC is slice-by-8 over a table built at compile
+//! time, since the venues crate has no CRC dependency.
+
+use raven_model::book::OrderBook;
+
+/// Levels per side in the checksum.
+pub const CHECKSUM_LEVELS: usize = 25;
+
+/// OKX's checksum of `book`, as the unsigned bits of the signed CRC32.
+pub fn checksum(book: &OrderBook) -> u32 {
+    let mut crc = Crc32::new();
+    let mut bids = book.bids().take(CHECKSUM_LEVELS);
+    let mut asks = book.asks().take(CHECKSUM_LEVELS);
+    let mut first = true;
+    loop {
+        let (bid, ask) = (bids.next(), asks.next());
+        if bid.is_none() && ask.is_none() {
+            break;
+        }
+        for level in [bid, ask].into_iter().flatten() {
+            if !first {
+                crc.push(b":");
+            }
+            first = false;
+            crc.push(level.price.text().as_bytes());
+            crc.push(b":");
+            crc.push(level.qty.text().as_bytes());
+        }
+    }
+    crc.finish()
+}
+
+/// CRC32 (IEEE 802.3, reflected, polynomial 0xEDB88320) of `bytes`: zlib's `crc32`.
+pub fn crc32(bytes: &[u8]) -> u32 {
+    !update(!0, bytes)
+}
+
+/// A CRC fed in small pieces, buffered so the slice-by-8 loop sees long runs.
+struct Crc32 {
+    state: u32,
+    buf: [u8; 1024],
+    len: usize,
+}
+
+impl Crc32 {
+    fn new() -> Self {
+        Self {
+            state: !0,
+            buf: [0; 1024],
+            len: 0,
+        }
+    }
+
+    fn push(&mut self, bytes: &[u8]) {
+        if self.len + bytes.len() > self.buf.len() {
+            self.state = update(self.state, &self.buf[..self.len]);
+            self.len = 0;
+        }
+        if bytes.len() > self.buf.len() {
+            self.state = update(self.state, bytes);
+        } else {
+            self.buf[self.len..self.len + bytes.len()].copy_from_slice(bytes);
+            self.len += bytes.len();
+        }
+    }
+
+    fn finish(self) -> u32 {
+        !update(self.state, &self.buf[..self.len])
+    }
+}
+
+const POLY: u32 = 0xEDB8_8320;
+
+/// `T[0]` is the byte-at-a-time table; `T[k][b]` is `b`'s CRC followed by `k` zero bytes.
+static TABLES: [[u32; 256]; 8] = tables();
+
+const fn tables() -> [[u32; 256]; 8] {
+    let mut t = [[0u32; 256]; 8];
+    let mut i = 0;
+    while i < 256 {
+        let mut c = i as u32;
+        let mut k = 0;
+        while k < 8 {
+            c = if c & 1 != 0 { POLY ^ (c >> 1) } else { c >> 1 };
+            k += 1;
+        }
+        t[0][i] = c;
+        i += 1;
+    }
+    let mut i = 0;
+    while i < 256 {
+        let mut k = 1;
+        while k < 8 {
+            let prev = t[k - 1][i];
+            t[k][i] = (prev >> 8) ^ t[0][(prev & 0xff) as usize];
+            k += 1;
+        }
+        i += 1;
+    }
+    t
+}
+
+/// Advances the running (pre-inverted) CRC state over `bytes`, eight at a time.
+fn update(mut crc: u32, bytes: &[u8]) -> u32 {
+    let t = &TABLES;
+    let mut chunks = bytes.chunks_exact(8);
+    for c in &mut chunks {
+        let lo = crc ^ u32::from_le_bytes([c[0], c[1], c[2], c[3]]);
+        let hi = u32::from_le_bytes([c[4], c[5], c[6], c[7]]);
+        crc = t[7][(lo & 0xff) as usize]
+            ^ t[6][((lo >> 8) & 0xff) as usize]
+            ^ t[5][((lo >> 16) & 0xff) as usize]
+            ^ t[4][(lo >> 24) as usize]
+            ^ t[3][(hi & 0xff) as usize]
+            ^ t[2][((hi >> 8) & 0xff) as usize]
+            ^ t[1][((hi >> 16) & 0xff) as usize]
+            ^ t[0][(hi >> 24) as usize];
+    }
+    for &b in chunks.remainder() {
+        crc = t[0][((crc ^ u32::from(b)) & 0xff) as usize] ^ (crc >> 8);
+    }
+    crc
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use raven_model::{BookLevels, Level, Price, Qty};
+
+    fn book(bids: &[(&str, &str)], asks: &[(&str, &str)]) -> OrderBook {
+        let lv = |&(p, q): &(&str, &str)| Level {
+            price: Price::parse(p).unwrap(),
+            qty: Qty::parse(q).unwrap(),
+        };
+        let mut b = OrderBook::new();
+        b.apply_snapshot(
+            &BookLevels {
+                bids: bids.iter().map(lv).collect(),
+                asks: asks.iter().map(lv).collect(),
+                first_update_id: 0,
+                last_update_id: 0,
+            },
+            None,
+        );
+        b
+    }
+
+    fn signed(v: u32) -> i32 {
+        v as i32
+    }
+
+    #[test]
+    fn crc32_is_zlib_s() {
+        assert_eq!(crc32(b""), 0);
+        assert_eq!(crc32(b"123456789"), 0xCBF4_3926);
+        assert_eq!(
+            crc32(b"The quick brown fox jumps over the lazy dog"),
+            0x414F_A339
+        );
+        // Every length around the 8-byte stride.
+        let text: Vec<u8> = (0..40u8).collect();
+        for n in 0..text.len() {
+            let bytewise = text[..n].iter().fold(!0u32, |crc, &b| {
+                TABLES[0][((crc ^ u32::from(b)) & 0xff) as usize] ^ (crc >> 8)
+            });
+            assert_eq!(crc32(&text[..n]), !bytewise, "{n}");
+        }
+    }
+
+    #[test]
+    fn the_docs_worked_examples() {
+        assert_eq!(
+            signed(crc32(b"3366.1:7:3366.8:9:3366:6:3368:8")),
+            -1_881_014_294
+        );
+        let both = book(
+            &[("3366.1", "7"), ("3366", "6")],
+            &[("3366.8", "9"), ("3368", "8")],
+        );
+        assert_eq!(signed(checksum(&both)), -1_881_014_294);
+        // One side shorter: its missing levels are skipped.
+        let short = book(
+            &[("3366.1", "7")],
+            &[("3366.8", "9"), ("3368", "8"), ("3372", "8")],
+        );
+        assert_eq!(signed(checksum(&short)), 831_078_360);
+    }
+
+    #[test]
+    fn only_the_best_25_of_each_side_count() {
+        let prices: Vec<String> = (0..40).map(|i| format!("{}", 100 - i)).collect();
+        let asks: Vec<String> = (0..40).map(|i| format!("{}", 200 + i)).collect();
+        let deep = book(
+            &prices.iter().map(|p| (p.as_str(), "1")).collect::<Vec<_>>(),
+            &asks.iter().map(|p| (p.as_str(), "2")).collect::<Vec<_>>(),
+        );
+        let top = book(
+            &prices[..25]
+                .iter()
+                .map(|p| (p.as_str(), "1"))
+                .collect::<Vec<_>>(),
+            &asks[..25]
+                .iter()
+                .map(|p| (p.as_str(), "2"))
+                .collect::<Vec<_>>(),
+        );
+        assert_eq!(checksum(&deep), checksum(&top));
+        let text: Vec<String> = (0..25)
+            .map(|i| format!("{}:1:{}:2", prices[i], asks[i]))
+            .collect();
+        assert_eq!(checksum(&deep), crc32(text.join(":").as_bytes()));
+    }
+
+    #[test]
+    fn the_exchange_s_text_is_kept_trailing_zeros_and_all() {
+        // OKX computes on its strings: "1.10" and "1.1" are different checksums.
+        let a = book(&[("1.10", "2.500")], &[("1.20", "0.0100")]);
+        assert_eq!(checksum(&a), crc32(b"1.10:2.500:1.20:0.0100"));
+        let b = book(&[("1.1", "2.5")], &[("1.2", "0.01")]);
+        assert_eq!(checksum(&b), crc32(b"1.1:2.5:1.2:0.01"));
+        assert_ne!(checksum(&a), checksum(&b));
+        // Only asks, and an empty book.
+        assert_eq!(checksum(&book(&[], &[("5", "1")])), crc32(b"5:1"));
+        assert_eq!(checksum(&OrderBook::new()), 0);
+    }
+
+    #[test]
+    fn a_long_text_streams_through_the_buffer() {
+        // 50 levels of wide numbers overflow the 1 KiB buffer several times.
+        let bids: Vec<String> = (0..25)
+            .map(|i| format!("{}.123456789012345678", 900_000 - i))
+            .collect();
+        let asks: Vec<String> = (0..25)
+            .map(|i| format!("{}.123456789012345678", 900_100 + i))
+            .collect();
+        let size = "123456.123456789012345678";
+        let b = book(
+            &bids.iter().map(|p| (p.as_str(), size)).collect::<Vec<_>>(),
+            &asks.iter().map(|p| (p.as_str(), size)).collect::<Vec<_>>(),
+        );
+        let text: Vec<String> = (0..25)
+            .map(|i| format!("{}:{size}:{}:{size}", bids[i], asks[i]))
+            .collect();
+        let text = text.join(":");
+        assert!(text.len() > 2048);
+        assert_eq!(checksum(&b), crc32(text.as_bytes()));
+    }
+}
