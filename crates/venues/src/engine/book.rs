@@ -119,11 +119,12 @@ impl BookSync {
                             });
                         }
                     }
-                    Sequence::Chained { prev, last } => {
+                    Sequence::Chained { prev, .. } => {
+                        // Each message names its predecessor, and a venue that chains
+                        // (OKX) never repeats one: any other predecessor is a hole,
+                        // even a lower one (its numbering restarted after the lost
+                        // message that announced it).
                         if prev != b {
-                            if last < b {
-                                return Step::Stale;
-                            }
                             self.reset();
                             return Step::Lost(Loss::Gap {
                                 book: b,
@@ -255,12 +256,14 @@ mod tests {
             s.on_message(msg(false, chained(100, 107), vec![], vec![])),
             Step::Apply(_)
         ));
-        assert_eq!(
-            s.on_message(msg(false, chained(90, 95), vec![], vec![])),
-            Step::Stale
-        );
         assert!(matches!(
             s.on_message(msg(false, chained(108, 110), vec![], vec![])),
+            Step::Lost(_)
+        ));
+        // A lower predecessor is a hole too (a lost message restarted the numbering).
+        s.on_message(msg(true, chained(u64::MAX, 100), vec![], vec![]));
+        assert!(matches!(
+            s.on_message(msg(false, chained(3, 5), vec![], vec![])),
             Step::Lost(_)
         ));
     }

@@ -43,7 +43,7 @@ use tokio_tungstenite::tungstenite::Message;
 
 use super::book::{BookSync, Loss, Step};
 use super::malformed::MalformedLog;
-use super::protocol::{ConnectionPlan, FrameParser, Keepalive, Parsed, VenueProtocol};
+use super::protocol::{Channels, ConnectionPlan, FrameParser, Keepalive, Parsed, VenueProtocol};
 use crate::backoff::{Backoff, BackoffConfig};
 use crate::sequencer::{Delivery, Source, StreamSequencer};
 use crate::status::{
@@ -66,6 +66,9 @@ pub struct ConnectionSettings {
     /// Used in logs and the status registry, e.g. `okx#0`.
     pub name: String,
     pub books: bool,
+    /// What was asked for: a venue whose one stream carries several (Bybit's linear
+    /// tickers are BBO and funding) has the rest dropped here.
+    pub channels: Channels,
     pub stall_timeout: Duration,
     pub backoff: BackoffConfig,
 }
@@ -128,6 +131,7 @@ pub struct Conn<P: VenueProtocol> {
     protocol: Arc<P>,
     parser: P::Parser,
     books: HashMap<InstrumentId, Book>,
+    channels: Channels,
     trades: HashMap<InstrumentId, StreamSequencer<MarketEvent>>,
     symbols: Vec<InstrumentId>,
     sink: Arc<dyn FeedSink>,
@@ -189,6 +193,7 @@ impl<P: VenueProtocol> Conn<P> {
             protocol,
             parser,
             books,
+            channels: settings.channels,
             trades,
             symbols,
             sink,
@@ -366,10 +371,15 @@ impl<P: VenueProtocol> Conn<P> {
     /// Numbered trades go through their sequencer (repeats dropped, regressions
     /// counted); every other event is delivered as it comes.
     fn on_event(&mut self, event: MarketEvent) {
-        let key = match &event.kind {
-            EventKind::Trade(t) => t.trade_id.number(),
-            _ => None,
+        let (wanted, key) = match &event.kind {
+            EventKind::Trade(t) => (self.channels.trades, t.trade_id.number()),
+            EventKind::Bbo(_) => (self.channels.bbo, None),
+            EventKind::MarkPrice(_) => (self.channels.funding, None),
+            EventKind::Liquidation(_) => (self.channels.liquidations, None),
         };
+        if !wanted {
+            return;
+        }
         let (Some(key), Some(sequencer)) = (key, self.trades.get_mut(&event.instrument)) else {
             return self.sink.market_event(event);
         };

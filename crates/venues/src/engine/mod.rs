@@ -5,6 +5,7 @@
 //! * [`protocol`]: the form a venue fills in, and the venue-neutral outputs of parsing;
 //! * [`venue`]: starting a venue: its connections planned, its books registered,
 //!   its tasks supervised;
+//! * [`family`]: an in-stream family's registry entry (settings read and checked);
 //! * [`connection`]: one connection's loop (subscribe, read, keep alive, resync one
 //!   book, reconnect) and its synchronous heart;
 //! * [`book`]: one in-stream book kept in sequence, checksummed, cut to its depth;
@@ -14,6 +15,7 @@
 
 pub mod book;
 pub mod connection;
+pub mod family;
 pub mod malformed;
 pub mod ordinals;
 pub mod protocol;

@@ -90,8 +90,8 @@ pub enum Sequence {
     /// `last`. Bybit's `u` is `first == last`.
     Contiguous { first: u64, last: u64 },
     /// A delta follows a book at `b` when `prev == b` (OKX `prevSeqId` → `seqId`; an
-    /// update with no change repeats `prev == last`); one with `last < b` is stale. A
-    /// snapshot puts the book at `last`.
+    /// update with no change repeats `prev == last`); any other `prev` is a gap, even a
+    /// lower one. A snapshot puts the book at `last`.
     Chained { prev: u64, last: u64 },
 }
 

@@ -1,10 +1,19 @@
-//! Starting an in-stream venue: plan its connections, register its books, supervise.
+//! Starting an in-stream venue: load its listings, plan its connections, register its
+//! books, supervise its connection tasks.
+//!
+//! The listings come first, from the venue's REST reference endpoints
+//! ([`VenueProtocol::instrument_paths`]): they go to the sink (tick, lot, kind, quantity
+//! unit for `ListInstruments` and normalized names), and a configured symbol the venue
+//! does not list is dropped with a warning, since it would never sync and would hold
+//! readiness down forever. A venue that cannot be asked within
+//! [`LISTINGS_TIMEOUT`] is subscribed as configured.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
 use raven_model::feed::FeedSink;
-use raven_model::{InstrumentId, Venue};
+use raven_model::{InstrumentId, InstrumentInfo, Venue};
 use tokio::sync::watch;
 
 use super::connection::{self, Conn, ConnectionSettings};
@@ -13,6 +22,9 @@ use crate::backoff::BackoffConfig;
 use crate::handle::VenueHandle;
 use crate::status::FeedStatus;
 
+/// How long the listings may take at start before Raven subscribes without them.
+pub const LISTINGS_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// What the engine needs of a venue besides its protocol.
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
@@ -20,6 +32,8 @@ pub struct EngineConfig {
     /// Upper-case exchange symbols.
     pub symbols: Vec<String>,
     pub channels: Channels,
+    /// The REST base URL the listings are under.
+    pub rest_url: String,
     pub stall_timeout: Duration,
     pub backoff: BackoffConfig,
 }
@@ -28,30 +42,43 @@ pub struct EngineConfig {
 /// (as syncing) before this returns, so readiness is false until they sync.
 pub fn spawn<P: VenueProtocol>(
     protocol: P,
-    config: EngineConfig,
+    mut config: EngineConfig,
     sink: Arc<dyn FeedSink>,
     status: Arc<FeedStatus>,
 ) -> VenueHandle {
     let venue = config.venue;
-    let protocol = Arc::new(protocol);
-    let plans = protocol.plan(&config.symbols, &config.channels);
     let books = config.channels.book;
     if books {
-        for symbol in plans.iter().flat_map(|p| &p.symbols) {
+        for symbol in &config.symbols {
             status.register_book(&InstrumentId::new(venue, symbol));
         }
     }
-    let settings: Vec<ConnectionSettings> = (0..plans.len())
-        .map(|index| ConnectionSettings {
-            venue,
-            name: format!("{venue}#{index}"),
-            books,
-            stall_timeout: config.stall_timeout,
-            backoff: config.backoff,
-        })
-        .collect();
     let (shutdown, shutdown_rx) = watch::channel(false);
     let task = tokio::spawn(async move {
+        let protocol = Arc::new(protocol);
+        if let Some(listed) = load_listings(protocol.as_ref(), &config).await {
+            let names: HashSet<&str> = listed.iter().map(|i| i.id.symbol.as_str()).collect();
+            config.symbols.retain(|symbol| {
+                let known = names.contains(symbol.as_str());
+                if !known {
+                    tracing::warn!(%venue, %symbol, "symbol not listed by the venue; skipped");
+                    status.remove_book(&InstrumentId::new(venue, symbol));
+                }
+                known
+            });
+            sink.instruments_listed(listed);
+        }
+        let plans = protocol.plan(&config.symbols, &config.channels);
+        let settings: Vec<ConnectionSettings> = (0..plans.len())
+            .map(|index| ConnectionSettings {
+                venue,
+                name: format!("{venue}#{index}"),
+                books,
+                channels: config.channels,
+                stall_timeout: config.stall_timeout,
+                backoff: config.backoff,
+            })
+            .collect();
         let names = settings.iter().map(|s| s.name.clone()).collect();
         let run = |index: usize| {
             let conn = Conn::new(
@@ -83,4 +110,50 @@ pub fn spawn<P: VenueProtocol>(
         .await;
     });
     VenueHandle::new(venue, shutdown, task)
+}
+
+/// Every instrument the venue lists, or `None` when it cannot be asked (each failure
+/// logged).
+async fn load_listings<P: VenueProtocol>(
+    protocol: &P,
+    config: &EngineConfig,
+) -> Option<Vec<InstrumentInfo>> {
+    let venue = config.venue;
+    let client = match crate::http::client() {
+        Ok(client) => client,
+        Err(error) => {
+            tracing::warn!(%venue, %error, "cannot build the HTTP client; subscribing without listings");
+            return None;
+        }
+    };
+    let base = config.rest_url.trim_end_matches('/');
+    let mut listed = Vec::new();
+    for path in protocol.instrument_paths() {
+        let url = format!("{base}{path}");
+        let answer = tokio::time::timeout(LISTINGS_TIMEOUT, async {
+            let response = client.get(&url).send().await.map_err(|e| e.to_string())?;
+            let code = response.status();
+            if !code.is_success() {
+                return Err(format!("HTTP {code}"));
+            }
+            response.text().await.map_err(|e| e.to_string())
+        })
+        .await
+        .unwrap_or_else(|_| Err("timed out".to_owned()));
+        let body = match answer {
+            Ok(body) => body,
+            Err(error) => {
+                tracing::warn!(%venue, %url, %error, "listing failed; subscribing without checking symbols");
+                return None;
+            }
+        };
+        match protocol.parse_instruments(&path, &body) {
+            Ok(mut instruments) => listed.append(&mut instruments),
+            Err(error) => {
+                tracing::warn!(%venue, %url, %error, "listing unreadable; subscribing without checking symbols");
+                return None;
+            }
+        }
+    }
+    Some(listed)
 }

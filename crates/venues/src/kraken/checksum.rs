@@ -31,7 +31,6 @@
 use raven_model::book::OrderBook;
 use rust_decimal::Decimal;
 
-use super::crc32::crc32;
 
 /// Levels per side the checksum covers, whatever the subscribed depth.
 pub const CHECKSUM_DEPTH: usize = 10;
@@ -110,7 +109,7 @@ pub fn checksum(book: &OrderBook) -> u32 {
         text.push(level.price.value());
         text.push(level.qty.value());
     }
-    crc32(&text.buf[..text.len])
+    crc32fast::hash(&text.buf[..text.len])
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@
 //! * [`streams`]: subscribe messages (`book`, `trade`, `spread`) packed per connection,
 //!   the book resync (unsubscribe + subscribe gives a fresh snapshot), the `ping`;
 //! * [`parse`]: v1's array frames and events into Raven's outputs;
-//! * [`checksum`] (with [`crc32`]): the CRC32 over the best 10 levels that every book
+//! * [`checksum`]: the CRC32 over the best 10 levels that every book
 //!   update carries, the only continuity check v1 books have ([`crate::engine::Sequence::None`]);
 //! * [`instruments`]: the pairs of REST `AssetPairs`;
 //! * [`config`]: the book depth and pairs per connection.
@@ -35,7 +35,6 @@
 
 pub mod checksum;
 pub mod config;
-pub mod crc32;
 pub mod instruments;
 pub mod parse;
 pub mod streams;

@@ -56,12 +56,13 @@ pub fn checksum(book: &OrderBook) -> u32 {
 
 /// CRC32 (IEEE 802.3, reflected, polynomial 0xEDB88320) of `bytes`: zlib's `crc32`.
 pub fn crc32(bytes: &[u8]) -> u32 {
-    !update(!0, bytes)
+    crc32fast::hash(bytes)
 }
 
-/// A CRC fed in small pieces, buffered so the slice-by-8 loop sees long runs.
+/// A CRC fed in small pieces, buffered so the hasher sees long runs (its SIMD path
+/// needs them).
 struct Crc32 {
-    state: u32,
+    hasher: crc32fast::Hasher,
     buf: [u8; 1024],
     len: usize,
 }
@@ -69,7 +70,7 @@ struct Crc32 {
 impl Crc32 {
     fn new() -> Self {
         Self {
-            state: !0,
+            hasher: crc32fast::Hasher::new(),
             buf: [0; 1024],
             len: 0,
         }
@@ -77,73 +78,21 @@ impl Crc32 {
 
     fn push(&mut self, bytes: &[u8]) {
         if self.len + bytes.len() > self.buf.len() {
-            self.state = update(self.state, &self.buf[..self.len]);
+            self.hasher.update(&self.buf[..self.len]);
             self.len = 0;
         }
         if bytes.len() > self.buf.len() {
-            self.state = update(self.state, bytes);
+            self.hasher.update(bytes);
         } else {
             self.buf[self.len..self.len + bytes.len()].copy_from_slice(bytes);
             self.len += bytes.len();
         }
     }
 
-    fn finish(self) -> u32 {
-        !update(self.state, &self.buf[..self.len])
+    fn finish(mut self) -> u32 {
+        self.hasher.update(&self.buf[..self.len]);
+        self.hasher.finalize()
     }
-}
-
-const POLY: u32 = 0xEDB8_8320;
-
-/// `T[0]` is the byte-at-a-time table; `T[k][b]` is `b`'s CRC followed by `k` zero bytes.
-static TABLES: [[u32; 256]; 8] = tables();
-
-const fn tables() -> [[u32; 256]; 8] {
-    let mut t = [[0u32; 256]; 8];
-    let mut i = 0;
-    while i < 256 {
-        let mut c = i as u32;
-        let mut k = 0;
-        while k < 8 {
-            c = if c & 1 != 0 { POLY ^ (c >> 1) } else { c >> 1 };
-            k += 1;
-        }
-        t[0][i] = c;
-        i += 1;
-    }
-    let mut i = 0;
-    while i < 256 {
-        let mut k = 1;
-        while k < 8 {
-            let prev = t[k - 1][i];
-            t[k][i] = (prev >> 8) ^ t[0][(prev & 0xff) as usize];
-            k += 1;
-        }
-        i += 1;
-    }
-    t
-}
-
-/// Advances the running (pre-inverted) CRC state over `bytes`, eight at a time.
-fn update(mut crc: u32, bytes: &[u8]) -> u32 {
-    let t = &TABLES;
-    let mut chunks = bytes.chunks_exact(8);
-    for c in &mut chunks {
-        let lo = crc ^ u32::from_le_bytes([c[0], c[1], c[2], c[3]]);
-        let hi = u32::from_le_bytes([c[4], c[5], c[6], c[7]]);
-        crc = t[7][(lo & 0xff) as usize]
-            ^ t[6][((lo >> 8) & 0xff) as usize]
-            ^ t[5][((lo >> 16) & 0xff) as usize]
-            ^ t[4][(lo >> 24) as usize]
-            ^ t[3][(hi & 0xff) as usize]
-            ^ t[2][((hi >> 8) & 0xff) as usize]
-            ^ t[1][((hi >> 16) & 0xff) as usize]
-            ^ t[0][(hi >> 24) as usize];
-    }
-    for &b in chunks.remainder() {
-        crc = t[0][((crc ^ u32::from(b)) & 0xff) as usize] ^ (crc >> 8);
-    }
-    crc
 }
 
 #[cfg(test)]
@@ -181,13 +130,12 @@ mod tests {
             crc32(b"The quick brown fox jumps over the lazy dog"),
             0x414F_A339
         );
-        // Every length around the 8-byte stride.
-        let text: Vec<u8> = (0..40u8).collect();
-        for n in 0..text.len() {
-            let bytewise = text[..n].iter().fold(!0u32, |crc, &b| {
-                TABLES[0][((crc ^ u32::from(b)) & 0xff) as usize] ^ (crc >> 8)
-            });
-            assert_eq!(crc32(&text[..n]), !bytewise, "{n}");
+        // The buffered hasher equals one pass over the whole text, however it is cut.
+        let text: Vec<u8> = (0..=255u8).cycle().take(3000).collect();
+        for piece in [1, 7, 64, 1000, 1025] {
+            let mut crc = Crc32::new();
+            text.chunks(piece).for_each(|c| crc.push(c));
+            assert_eq!(crc.finish(), crc32(&text), "{piece}");
         }
     }
 
