@@ -17,6 +17,7 @@
 
 pub mod backoff;
 pub mod binance;
+pub mod coinbase;
 pub mod engine;
 pub mod sequencer;
 pub mod status;
