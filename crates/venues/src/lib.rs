@@ -24,6 +24,7 @@
 pub mod backoff;
 pub mod binance;
 pub mod bybit;
+pub mod coinbase;
 pub mod engine;
 pub mod handle;
 pub mod http;
