@@ -698,7 +698,9 @@ impl MarketData for MarketDataService {
                 let items: Vec<Result<pb::HistoryRecord, Status>> = match page {
                     Ok(rows) => {
                         trace.messages += rows.len() as u64;
-                        rows.into_iter().map(|r| Ok(history_record(r, unit))).collect()
+                        rows.into_iter()
+                            .map(|r| Ok(history_record(r, unit)))
+                            .collect()
                     }
                     Err(status) => {
                         trace.code = status.code();

@@ -551,7 +551,10 @@ impl Session {
                         req.venue
                     )
                 };
-                let id = self.hub.instrument_id(req.venue, symbol).ok_or_else(unknown)?;
+                let id = self
+                    .hub
+                    .instrument_id(req.venue, symbol)
+                    .ok_or_else(unknown)?;
                 let instrument = self.hub.instruments.get(&id).ok_or_else(unknown)?;
                 if !carried(instrument) {
                     return Err(format!(

@@ -75,7 +75,13 @@ pub struct Family {
 }
 
 /// Every family, in the order the docs list them.
-pub const FAMILIES: &[&Family] = &[&crate::binance::FAMILY];
+pub const FAMILIES: &[&Family] = &[
+    &crate::binance::FAMILY,
+    &crate::coinbase::FAMILY,
+    &crate::bybit::FAMILY,
+    &crate::okx::FAMILY,
+    &crate::kraken::FAMILY,
+];
 
 /// Names every venue of every family, so clients' venue names resolve from the start.
 pub fn register_venues() {

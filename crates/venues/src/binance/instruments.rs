@@ -84,9 +84,17 @@ pub fn parse_exchange_info(market: Market, body: &str) -> Result<Vec<ListedSymbo
         .collect())
 }
 
-fn describe(venue: Venue, market: Market, s: &ExchangeSymbol, trading: bool) -> Option<InstrumentInfo> {
+fn describe(
+    venue: Venue,
+    market: Market,
+    s: &ExchangeSymbol,
+    trading: bool,
+) -> Option<InstrumentInfo> {
     let filter = |kind: &str| s.filters.iter().find(|f| f.filter_type == kind);
-    let decimal = |text: Option<&str>| text.and_then(|t| t.parse::<Decimal>().ok()).map(|d| d.normalize());
+    let decimal = |text: Option<&str>| {
+        text.and_then(|t| t.parse::<Decimal>().ok())
+            .map(|d| d.normalize())
+    };
     let tick_size = decimal(filter("PRICE_FILTER").and_then(|f| f.tick_size))?;
     let lot_size = decimal(filter("LOT_SIZE").and_then(|f| f.step_size))?;
     let kind = match (market, s.contract_type) {
@@ -103,7 +111,9 @@ fn describe(venue: Venue, market: Market, s: &ExchangeSymbol, trading: bool) -> 
     let (qty_unit, contract_size, contract_unit) = match market {
         Market::Coinm => (
             QtyUnit::Contracts,
-            s.contract_size.as_ref().and_then(|n| n.to_string().parse::<Decimal>().ok()),
+            s.contract_size
+                .as_ref()
+                .and_then(|n| n.to_string().parse::<Decimal>().ok()),
             Some(quote.clone()),
         ),
         Market::Spot | Market::Usdm => (QtyUnit::Base, None, None),
@@ -142,7 +152,10 @@ mod tests {
         let usdm = r#"{"symbols":[{"symbol":"BTCUSDT_250627","status":"TRADING","contractType":"CURRENT_QUARTER",
             "deliveryDate":1751011200000,"baseAsset":"BTC","quoteAsset":"USDT","marginAsset":"USDT",
             "filters":[{"filterType":"PRICE_FILTER","tickSize":"0.10"},{"filterType":"LOT_SIZE","stepSize":"0.001"}]}]}"#;
-        let info = parse_exchange_info(Market::Usdm, usdm).unwrap()[0].info.clone().unwrap();
+        let info = parse_exchange_info(Market::Usdm, usdm).unwrap()[0]
+            .info
+            .clone()
+            .unwrap();
         assert_eq!(info.normalized_name(), "BTC-USDT-20250627");
         assert_eq!(info.settle.as_deref(), Some("USDT"));
         let coinm = r#"{"symbols":[{"symbol":"BTCUSD_PERP","contractStatus":"TRADING","contractType":"PERPETUAL",
@@ -153,7 +166,10 @@ mod tests {
         assert_eq!(l[0].status, "TRADING");
         assert_eq!(info.normalized_name(), "BTC-USD-PERP");
         assert_eq!(info.qty_unit, QtyUnit::Contracts);
-        assert_eq!(info.contract_size.map(|d| d.to_string()).as_deref(), Some("100"));
+        assert_eq!(
+            info.contract_size.map(|d| d.to_string()).as_deref(),
+            Some("100")
+        );
         assert_eq!(info.contract_unit.as_deref(), Some("USD"));
         assert_eq!(info.settle.as_deref(), Some("BTC"));
     }

@@ -20,8 +20,8 @@
 mod config;
 pub mod connection;
 pub mod depth;
-pub mod instruments;
 mod depth_scan;
+pub mod instruments;
 pub mod market;
 pub mod parse;
 pub mod snapshot;

@@ -150,6 +150,45 @@ impl VenueProtocol for BybitProtocol {
     }
 }
 
+/// The registry entry of the family.
+pub const FAMILY: crate::registry::Family = crate::registry::Family {
+    name: "bybit",
+    venues: VENUES,
+    channels: offered,
+    configure,
+};
+
+/// The channels a Bybit venue (funding and liquidations on linear only) publishes.
+fn offered(venue: Venue) -> Channels {
+    Channels {
+        trades: true,
+        book: true,
+        bbo: true,
+        funding: Category::of(venue) == Category::Linear,
+        liquidations: Category::of(venue) == Category::Linear,
+    }
+}
+
+fn configure(
+    settings: crate::registry::VenueSettings,
+    options: serde_json::Value,
+) -> Result<Box<dyn crate::registry::ConfiguredVenue>, crate::registry::SettingError> {
+    let default_ws = Category::of(settings.venue).default_ws_url();
+    crate::engine::family::configure(
+        settings,
+        options,
+        default_ws,
+        DEFAULT_REST_URL,
+        |venue, ws_url, config: &BybitConfig| BybitProtocol::new(venue, ws_url, config),
+    )
+}
+
+impl crate::engine::family::FamilyConfig for BybitConfig {
+    fn validate(&self) -> Result<(), (String, String)> {
+        BybitConfig::validate(self)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -111,6 +111,44 @@ impl VenueProtocol for CoinbaseProtocol {
     }
 }
 
+/// The registry entry of the family.
+pub const FAMILY: crate::registry::Family = crate::registry::Family {
+    name: "coinbase",
+    venues: VENUES,
+    channels: offered,
+    configure,
+};
+
+/// The channels Coinbase Advanced Trade publishes.
+fn offered(_venue: Venue) -> Channels {
+    Channels {
+        trades: true,
+        book: true,
+        bbo: true,
+        funding: false,
+        liquidations: false,
+    }
+}
+
+fn configure(
+    settings: crate::registry::VenueSettings,
+    options: serde_json::Value,
+) -> Result<Box<dyn crate::registry::ConfiguredVenue>, crate::registry::SettingError> {
+    crate::engine::family::configure(
+        settings,
+        options,
+        DEFAULT_WS_URL,
+        DEFAULT_REST_URL,
+        |venue, ws_url, config: &CoinbaseConfig| CoinbaseProtocol::new(venue, ws_url, config),
+    )
+}
+
+impl crate::engine::family::FamilyConfig for CoinbaseConfig {
+    fn validate(&self) -> Result<(), (String, String)> {
+        CoinbaseConfig::validate(self)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

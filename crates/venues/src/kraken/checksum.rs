@@ -31,7 +31,6 @@
 use raven_model::book::OrderBook;
 use rust_decimal::Decimal;
 
-
 /// Levels per side the checksum covers, whatever the subscribed depth.
 pub const CHECKSUM_DEPTH: usize = 10;
 

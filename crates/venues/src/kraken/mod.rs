@@ -108,6 +108,44 @@ impl VenueProtocol for KrakenProtocol {
     }
 }
 
+/// The registry entry of the family.
+pub const FAMILY: crate::registry::Family = crate::registry::Family {
+    name: "kraken",
+    venues: VENUES,
+    channels: offered,
+    configure,
+};
+
+/// The channels Kraken spot publishes.
+fn offered(_venue: Venue) -> Channels {
+    Channels {
+        trades: true,
+        book: true,
+        bbo: true,
+        funding: false,
+        liquidations: false,
+    }
+}
+
+fn configure(
+    settings: crate::registry::VenueSettings,
+    options: serde_json::Value,
+) -> Result<Box<dyn crate::registry::ConfiguredVenue>, crate::registry::SettingError> {
+    crate::engine::family::configure(
+        settings,
+        options,
+        DEFAULT_WS_URL,
+        DEFAULT_REST_URL,
+        |venue, ws_url, config: &KrakenConfig| KrakenProtocol::new(venue, ws_url, config),
+    )
+}
+
+impl crate::engine::family::FamilyConfig for KrakenConfig {
+    fn validate(&self) -> Result<(), (String, String)> {
+        KrakenConfig::validate(self)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -139,6 +139,44 @@ impl VenueProtocol for OkxProtocol {
     }
 }
 
+/// The registry entry of the family.
+pub const FAMILY: crate::registry::Family = crate::registry::Family {
+    name: "okx",
+    venues: VENUES,
+    channels: offered,
+    configure,
+};
+
+/// The channels OKX (funding and liquidations of its swaps and futures) publishes.
+fn offered(_venue: Venue) -> Channels {
+    Channels {
+        trades: true,
+        book: true,
+        bbo: true,
+        funding: true,
+        liquidations: true,
+    }
+}
+
+fn configure(
+    settings: crate::registry::VenueSettings,
+    options: serde_json::Value,
+) -> Result<Box<dyn crate::registry::ConfiguredVenue>, crate::registry::SettingError> {
+    crate::engine::family::configure(
+        settings,
+        options,
+        DEFAULT_WS_URL,
+        DEFAULT_REST_URL,
+        |venue, ws_url, config: &OkxConfig| OkxProtocol::new(venue, ws_url, config),
+    )
+}
+
+impl crate::engine::family::FamilyConfig for OkxConfig {
+    fn validate(&self) -> Result<(), (String, String)> {
+        OkxConfig::validate(self)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
