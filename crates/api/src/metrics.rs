@@ -108,6 +108,14 @@ fn describe() {
         "Book updates refused as crossed or unsynced, by venue."
     );
     describe_counter!(
+        "raven_book_checksums_total",
+        "Venue book checksums compared with Raven's book, by venue and outcome (verified, mismatch: the book resyncs)."
+    );
+    describe_counter!(
+        "raven_feed_refused_requests_total",
+        "Requests the exchange refused (a subscription it rejects), by venue."
+    );
+    describe_counter!(
         "raven_snapshot_fetches_total",
         "REST depth snapshots fetched, by venue."
     );

@@ -104,6 +104,8 @@ impl StatusSource {
                     ask_levels: b.ask_levels as u32,
                     last_update_id: b.last_update_id,
                     snapshot_failures: feed.map_or(0, |f| f.snapshot_failures),
+                    checksums_verified: feed.map_or(0, |f| f.checksums_verified),
+                    checksum_mismatches: feed.map_or(0, |f| f.checksum_mismatches),
                     known_bid_levels: b.known_levels.0 as u32,
                     known_ask_levels: b.known_levels.1 as u32,
                 }

@@ -452,7 +452,7 @@ pub async fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
         .into_inner();
     if args.json {
         let conns: Vec<Value> = s.connections.iter().map(|c| json!({"venue": c.venue, "name": c.name, "state": c.state, "last_message_age_ms": c.last_message_age_ms, "reconnects": c.reconnects, "frames": c.frames, "malformed_frames": c.malformed_frames, "streams": c.streams, "restarts": c.restarts, "stall_timeout_ms": c.stall_timeout_ms})).collect();
-        let books: Vec<Value> = s.books.iter().map(|b| json!({"venue": b.venue, "symbol": b.symbol, "state": b.state, "last_message_age_ms": b.last_message_age_ms, "gaps": b.gaps, "resyncs": b.resyncs, "crossed": b.crossed, "bid_levels": b.bid_levels, "ask_levels": b.ask_levels, "last_update_id": b.last_update_id, "snapshot_failures": b.snapshot_failures, "known_bid_levels": b.known_bid_levels, "known_ask_levels": b.known_ask_levels})).collect();
+        let books: Vec<Value> = s.books.iter().map(|b| json!({"venue": b.venue, "symbol": b.symbol, "state": b.state, "last_message_age_ms": b.last_message_age_ms, "gaps": b.gaps, "resyncs": b.resyncs, "crossed": b.crossed, "bid_levels": b.bid_levels, "ask_levels": b.ask_levels, "last_update_id": b.last_update_id, "snapshot_failures": b.snapshot_failures, "known_bid_levels": b.known_bid_levels, "known_ask_levels": b.known_ask_levels, "checksums_verified": b.checksums_verified, "checksum_mismatches": b.checksum_mismatches})).collect();
         let subs: Vec<Value> = s.subscribers.iter().map(|x| json!({"id": x.id, "peer": x.peer, "topics": x.topics, "queue_depth": x.queue_depth, "queue_capacity": x.queue_capacity, "conflations": x.conflations, "dropped": x.dropped, "queue_bytes": x.queue_bytes, "queue_max_bytes": x.queue_max_bytes})).collect();
         let instruments: Vec<Value> = s.instruments.iter().map(|i| json!({"venue": i.venue, "symbol": i.symbol, "interruptions": i.interruptions, "trade_id_gaps": i.trade_id_gaps, "trades_missing": i.trades_missing, "late_trades": i.late_trades, "rejected_trades": i.rejected_trades, "future_events": i.future_events})).collect();
         let stores: Vec<Value> = s.stores.iter().map(|x| json!({"name": x.name, "state": x.state, "reason": x.reason, "dropped": x.dropped})).collect();
@@ -480,8 +480,8 @@ pub async fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
     println!("\nbooks:");
     for b in &s.books {
         println!(
-            "  {:<14} {:<14} {:<10} levels={}/{} (complete {}/{}) gaps={} resyncs={} crossed={} snapshot_failures={} age={}ms",
-            b.venue, b.symbol, b.state, b.bid_levels, b.ask_levels, b.known_bid_levels, b.known_ask_levels, b.gaps, b.resyncs, b.crossed, b.snapshot_failures, b.last_message_age_ms
+            "  {:<14} {:<14} {:<10} levels={}/{} (complete {}/{}) gaps={} resyncs={} crossed={} snapshot_failures={} checksums={}/{} age={}ms",
+            b.venue, b.symbol, b.state, b.bid_levels, b.ask_levels, b.known_bid_levels, b.known_ask_levels, b.gaps, b.resyncs, b.crossed, b.snapshot_failures, b.checksums_verified, b.checksums_verified + b.checksum_mismatches, b.last_message_age_ms
         );
     }
     println!("\nstreams:");

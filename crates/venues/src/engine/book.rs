@@ -54,7 +54,7 @@ pub enum Step {
 }
 
 /// The sync state of one book.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct BookSync {
     /// The book's sequence number once a snapshot started it.
     at: Option<u64>,

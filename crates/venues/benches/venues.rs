@@ -1,0 +1,246 @@
+//! How fast each in-stream venue's frames become books and events, on its recorded
+//! capture: parse + normalize, and for book updates also the sequence/checksum judgment
+//! ([`BookSync`], with the venue's checksum and depth) and the apply to an
+//! [`OrderBook`] — the whole per-message cost before the hub. Throughput is in
+//! messages (frames) per second, per channel.
+//!
+//! Book updates are measured from books already started by the recorded snapshots
+//! (the snapshots, one per book, are applied outside the timing), so the number is the
+//! steady-state rate the target (1 M updates/s per core) is about.
+
+use std::collections::HashMap;
+use std::hint::black_box;
+use std::path::PathBuf;
+
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use raven_model::book::OrderBook;
+use raven_model::feed::BookUpdate;
+use raven_model::{EventKind, InstrumentId, UnixNanos, Venue};
+use raven_venues::engine::{BookSync, FrameParser, Parsed, Step, VenueProtocol};
+
+/// The `recv` frames of one capture, by connection.
+fn frames(file: &str) -> HashMap<String, Vec<String>> {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../../shared/data/captures")
+        .join(file);
+    let raw = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let text = String::from_utf8(zstd::decode_all(raw.as_slice()).unwrap()).unwrap();
+    let mut out: HashMap<String, Vec<String>> = HashMap::new();
+    for line in text.lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        if v["t"] == "recv" {
+            let conn = v["conn"].as_str().unwrap_or_default().to_owned();
+            out.entry(conn)
+                .or_default()
+                .push(v["data"].as_str().unwrap_or_default().to_owned());
+        }
+    }
+    out
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+enum Kind {
+    BookSnapshot,
+    BookUpdate,
+    Trades,
+    Bbo,
+    Other,
+}
+
+fn kind(out: &[Parsed]) -> Kind {
+    for p in out {
+        match p {
+            Parsed::Book(b) if b.snapshot => return Kind::BookSnapshot,
+            Parsed::Book(_) => return Kind::BookUpdate,
+            Parsed::Event(e) => match e.kind {
+                EventKind::Trade(_) => return Kind::Trades,
+                EventKind::Bbo(_) => return Kind::Bbo,
+                _ => {}
+            },
+            _ => {}
+        }
+    }
+    Kind::Other
+}
+
+/// One venue's books as they stand after the recorded snapshots.
+#[derive(Clone)]
+struct Books(HashMap<InstrumentId, (BookSync, OrderBook)>);
+
+impl Books {
+    fn apply(&mut self, out: &mut Vec<Parsed>, protocol: &impl VenueProtocol) {
+        for p in out.drain(..) {
+            let Parsed::Book(msg) = p else { continue };
+            let (sync, book) = self.0.entry(msg.instrument.clone()).or_insert_with(|| {
+                (
+                    BookSync::new(protocol.book_checksum(), protocol.book_depth()),
+                    OrderBook::new(),
+                )
+            });
+            match sync.on_message(msg) {
+                Step::Apply(BookUpdate::Snapshot { levels, limit }) => {
+                    book.apply_snapshot(&levels, limit)
+                }
+                Step::Apply(BookUpdate::Delta(levels)) => {
+                    black_box(book.apply_delta(&levels));
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
+fn bench_venue<P: VenueProtocol>(
+    c: &mut Criterion,
+    label: &str,
+    protocol: P,
+    symbols: &[&str],
+    frames: &[String],
+) {
+    let symbols: Vec<String> = symbols.iter().map(|s| s.to_string()).collect();
+    // Classify each frame by what it gives, and start the books from the snapshots.
+    let mut parser = protocol.parser(&symbols);
+    let mut books = Books(HashMap::new());
+    let mut by_kind: HashMap<Kind, Vec<&str>> = HashMap::new();
+    let mut out = Vec::new();
+    let mut started = false;
+    for f in frames {
+        if parser.parse(f, UnixNanos(1), &mut out).is_err() {
+            out.clear();
+            continue;
+        }
+        let k = kind(&out);
+        match k {
+            Kind::BookSnapshot => {
+                books.apply(&mut out, &protocol);
+                started = true;
+            }
+            // Updates before the first snapshot are not book work yet.
+            Kind::BookUpdate if !started => {}
+            _ => by_kind.entry(k).or_default().push(f),
+        }
+        out.clear();
+    }
+    let mut group = c.benchmark_group(format!("venue/{label}"));
+    for (k, name) in [
+        (Kind::BookUpdate, "book_update parse+sync+apply"),
+        (Kind::Trades, "trades parse"),
+        (Kind::Bbo, "bbo parse"),
+    ] {
+        let Some(set) = by_kind.get(&k).filter(|s| !s.is_empty()) else {
+            continue;
+        };
+        group.throughput(Throughput::Elements(set.len() as u64));
+        if k == Kind::BookUpdate {
+            group.bench_function(name, |b| {
+                b.iter_batched(
+                    || (books.clone(), protocol.parser(&symbols), Vec::new()),
+                    |(mut books, mut parser, mut out)| {
+                        for f in set {
+                            if parser.parse(f, UnixNanos(1), &mut out).is_ok() {
+                                books.apply(&mut out, &protocol);
+                            }
+                            out.clear();
+                        }
+                        books
+                    },
+                    BatchSize::LargeInput,
+                )
+            });
+        } else {
+            group.bench_function(name, |b| {
+                b.iter_batched(
+                    || (protocol.parser(&symbols), Vec::new()),
+                    |(mut parser, mut out)| {
+                        for f in set {
+                            black_box(parser.parse(f, UnixNanos(1), &mut out).is_ok());
+                            out.clear();
+                        }
+                        parser
+                    },
+                    BatchSize::LargeInput,
+                )
+            });
+        }
+    }
+    group.finish();
+}
+
+fn venue(name: &str) -> Venue {
+    raven_venues::registry::register_venues();
+    Venue::new(name).unwrap()
+}
+
+fn venues(c: &mut Criterion) {
+    use raven_venues::{bybit, coinbase, kraken, okx};
+
+    let cb = frames("COINBASE.jsonl.zst");
+    let protocol = coinbase::CoinbaseProtocol::new(
+        venue("coinbase"),
+        coinbase::DEFAULT_WS_URL,
+        &Default::default(),
+    );
+    bench_venue(
+        c,
+        "coinbase",
+        protocol,
+        &["BTC-USD", "ETH-USD"],
+        &cb["COINBASE.ws.2"],
+    );
+
+    let by = frames("BYBIT.jsonl.zst");
+    let linear = bybit::BybitProtocol::new(
+        venue("bybit_linear"),
+        bybit::DEFAULT_WS_URL_LINEAR,
+        &Default::default(),
+    );
+    let linear_symbols = ["BTCUSDT", "ETHUSDT", "SOLUSDT", "DOGEUSDT"];
+    bench_venue(
+        c,
+        "bybit_linear",
+        linear,
+        &linear_symbols,
+        &by["BYBIT.ws.2"],
+    );
+    let spot = bybit::BybitProtocol::new(
+        venue("bybit_spot"),
+        bybit::DEFAULT_WS_URL_SPOT,
+        &Default::default(),
+    );
+    bench_venue(
+        c,
+        "bybit_spot",
+        spot,
+        &["BTCUSDT", "ETHUSDT"],
+        &by["BYBIT.ws.3"],
+    );
+
+    let ok = frames("OKX.jsonl.zst");
+    let protocol = okx::OkxProtocol::new(venue("okx"), okx::DEFAULT_WS_URL, &Default::default());
+    let okx_symbols = ["BTC-USD-220527", "UNI-USD-SWAP", "BTC-USDT"];
+    bench_venue(c, "okx", protocol, &okx_symbols, &ok["OKX.ws.1"]);
+
+    let kr = frames("KRAKEN.jsonl.zst");
+    let protocol =
+        kraken::KrakenProtocol::new(venue("kraken"), kraken::DEFAULT_WS_URL, &Default::default());
+    let pairs = [
+        "WAVES/EUR",
+        "XMR/USD",
+        "KSM/XBT",
+        "GRT/ETH",
+        "SC/EUR",
+        "ETH/CHF",
+        "OCEAN/XBT",
+        "OMG/USD",
+        "XBT/CHF",
+        "ADA/XBT",
+    ];
+    let all: Vec<String> = ["KRAKEN.ws.48", "KRAKEN.ws.49", "KRAKEN.ws.50"]
+        .iter()
+        .flat_map(|c| kr[*c].iter().cloned())
+        .collect();
+    bench_venue(c, "kraken", protocol, &pairs, &all);
+}
+
+criterion_group!(benches, venues);
+criterion_main!(benches);
