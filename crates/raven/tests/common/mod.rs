@@ -18,6 +18,8 @@ use rust_decimal::Decimal;
 use serde_json::Value;
 use tokio_stream::StreamExt;
 
+pub mod venues;
+
 pub const RAVEN: &str = env!("CARGO_BIN_EXE_raven");
 
 pub fn captures_dir() -> PathBuf {
