@@ -8,8 +8,18 @@
 //! test can also see what the simulator did (frames sent, depth requests, faults applied).
 //!
 //! The modes consult the flags at their natural points: connection tasks watch the drop
-//! signal and the stall deadline, the depth handler takes rate-limit tokens, and the
-//! frame producer takes gap tokens before publishing a depth frame.
+//! signal and the stall deadline, the REST handlers take rate-limit tokens (Binance:
+//! its depth requests; replayed venues: every recorded REST request), and the frame
+//! producer takes gap and checksum tokens before publishing a book delta.
+//!
+//! The faults are the same for every venue; what a client sees is the venue's own
+//! shape of it: a 429 (Bybit: its documented 403) in the venue's error body, a deleted
+//! delta that breaks the venue's sequence (Binance `U`/`pu`, Bybit `u`, a hole in
+//! Coinbase's `sequence_num`) or its checksum (OKX, Kraken), a checksum that does not
+//! match the book (OKX, Kraken; refused for venues without one). A book fault names a
+//! symbol as the venue spells it, case-insensitively, and may name the endpoint path
+//! too when one symbol is served on several (Bybit's `BTCUSDT` on `/v5/public/linear`
+//! and `/v5/public/spot`).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -22,7 +32,10 @@ use tokio::time::Instant;
 
 /// One fault, as accepted by `POST /sim/fault`, e.g. `{"fault":"drop"}`,
 /// `{"fault":"stall","seconds":2.5}`, `{"fault":"rate_limit","count":3}`,
-/// `{"fault":"gap","symbol":"BTCUSDT"}`, `{"fault":"trade_gap","symbol":"BTCUSDT"}`.
+/// `{"fault":"gap","symbol":"BTCUSDT"}`,
+/// `{"fault":"gap","symbol":"BTCUSDT","endpoint":"/v5/public/spot"}`,
+/// `{"fault":"corrupt_checksum","symbol":"BTC-USDT"}`,
+/// `{"fault":"trade_gap","symbol":"BTCUSDT"}`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "fault", rename_all = "snake_case")]
 pub enum Fault {
@@ -30,11 +43,25 @@ pub enum Fault {
     Drop,
     /// Keep connections open but send nothing at all (no data, pings or pongs) for this long.
     Stall { seconds: f64 },
-    /// Answer the next `count` depth requests with HTTP 429 and `Retry-After: 1`.
+    /// Answer the next `count` REST requests (Binance: depth requests) as the venue
+    /// answers a request over its limit: HTTP 429 with `Retry-After: 1` and the venue's
+    /// error body (Bybit: HTTP 403 "access too frequent").
     RateLimit { count: u64 },
-    /// Silently skip the next depth frame of `symbol`; the simulator's own book still
-    /// applies it, so a later REST snapshot is right and a resync recovers.
-    Gap { symbol: String },
+    /// Silently delete the next book delta of `symbol` (on `endpoint` if given); the
+    /// simulator's own book still applies it, so a later snapshot (REST or a
+    /// resubscription) is right and a resync recovers.
+    Gap {
+        symbol: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        endpoint: Option<String>,
+    },
+    /// Send the next book delta of `symbol` that carries a checksum (on `endpoint` if
+    /// given) with a wrong checksum (OKX, Kraken; refused for venues without one).
+    CorruptChecksum {
+        symbol: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        endpoint: Option<String>,
+    },
     /// Silently skip the next trade of `symbol` (synthetic mode): its trade and aggregate
     /// ids are used, so the stream's ids jump, as when a frame is lost.
     TradeGap { symbol: String },
@@ -55,6 +82,10 @@ impl std::error::Error for FaultError {}
 /// What the simulator has done since it started (`GET /sim/stats`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Stats {
+    /// The venue served: the capture's `exchange` (`BINANCE`, `BYBIT`, ...), or
+    /// `synthetic`.
+    #[serde(default)]
+    pub venue: String,
     /// Frames published to connections (each frame counted once, however many
     /// connections received it; frames removed by a `gap` fault are not counted).
     pub frames_sent: u64,
@@ -66,10 +97,20 @@ pub struct Stats {
     pub connections_lagged: u64,
     /// Depth requests received (including those refused with 429).
     pub depth_requests: u64,
+    /// REST requests received, depth included (including those refused).
+    #[serde(default)]
+    pub rest_requests: u64,
+    /// Subscribe requests received over WebSocket (URL subscriptions not counted).
+    #[serde(default)]
+    pub subscribe_requests: u64,
+    /// Book snapshots written for clients that subscribed after the recorded one.
+    #[serde(default)]
+    pub snapshots_sent: u64,
     pub faults: FaultStats,
 }
 
-/// Faults applied so far: requested drops and stalls, 429 answers sent, frames skipped.
+/// Faults applied so far: requested drops and stalls, rate-limit answers sent, frames
+/// deleted, checksums corrupted.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FaultStats {
     pub drops: u64,
@@ -77,16 +118,24 @@ pub struct FaultStats {
     pub rate_limited: u64,
     pub gaps: u64,
     pub trade_gaps: u64,
+    #[serde(default)]
+    pub corrupted_checksums: u64,
 }
+
+/// Fault tokens by (endpoint path or any, upper-case symbol).
+type Tokens = Mutex<HashMap<(Option<String>, String), u64>>;
 
 /// The fault switches and counters of one simulator.
 #[derive(Debug)]
 pub struct Faults {
+    venue: String,
+    has_checksum: bool,
     drop_epoch: watch::Sender<u64>,
     stall_until: Mutex<Option<Instant>>,
     rate_limit: AtomicU64,
-    gaps: Mutex<HashMap<String, u64>>,
-    trade_gaps: Mutex<HashMap<String, u64>>,
+    gaps: Tokens,
+    corruptions: Tokens,
+    trade_gaps: Tokens,
     pub(crate) counters: Counters,
 }
 
@@ -98,28 +147,42 @@ pub(crate) struct Counters {
     pub connections_total: AtomicU64,
     pub connections_lagged: AtomicU64,
     pub depth_requests: AtomicU64,
+    pub rest_requests: AtomicU64,
+    pub subscribe_requests: AtomicU64,
+    pub snapshots_sent: AtomicU64,
     drops: AtomicU64,
     stalls: AtomicU64,
     rate_limited: AtomicU64,
     gaps: AtomicU64,
     trade_gaps: AtomicU64,
+    corrupted_checksums: AtomicU64,
 }
 
 impl Default for Faults {
+    /// The faults of the synthetic (Binance) market.
     fn default() -> Self {
-        Self {
-            drop_epoch: watch::Sender::new(0),
-            stall_until: Mutex::new(None),
-            rate_limit: AtomicU64::new(0),
-            gaps: Mutex::new(HashMap::new()),
-            trade_gaps: Mutex::new(HashMap::new()),
-            counters: Counters::default(),
-        }
+        Self::new("synthetic", false)
     }
 }
 
 impl Faults {
-    /// Applies one fault. Only a stall with a negative or non-finite duration is refused.
+    /// The faults of a simulator serving `venue`, whose books carry a checksum or not.
+    pub fn new(venue: &str, has_checksum: bool) -> Self {
+        Self {
+            venue: venue.to_owned(),
+            has_checksum,
+            drop_epoch: watch::Sender::new(0),
+            stall_until: Mutex::new(None),
+            rate_limit: AtomicU64::new(0),
+            gaps: Mutex::new(HashMap::new()),
+            corruptions: Mutex::new(HashMap::new()),
+            trade_gaps: Mutex::new(HashMap::new()),
+            counters: Counters::default(),
+        }
+    }
+
+    /// Applies one fault. Refused: a stall with a negative or non-finite duration, and a
+    /// corrupt checksum on a venue without checksums.
     pub fn apply(&self, fault: &Fault) -> Result<(), FaultError> {
         match fault {
             Fault::Drop => self.drop_connections(),
@@ -129,14 +192,17 @@ impl Faults {
                 self.stall(d);
             }
             Fault::RateLimit { count } => self.rate_limit(*count),
-            Fault::Gap { symbol } => self.gap(symbol),
-            Fault::TradeGap { symbol } => {
-                *self
-                    .trade_gaps
-                    .lock()
-                    .entry(symbol.to_ascii_uppercase())
-                    .or_default() += 1;
+            Fault::Gap { symbol, endpoint } => add(&self.gaps, endpoint.as_deref(), symbol),
+            Fault::CorruptChecksum { symbol, endpoint } => {
+                if !self.has_checksum {
+                    return Err(FaultError(format!(
+                        "{} books carry no checksum to corrupt",
+                        self.venue
+                    )));
+                }
+                add(&self.corruptions, endpoint.as_deref(), symbol);
             }
+            Fault::TradeGap { symbol } => add(&self.trade_gaps, None, symbol),
         }
         Ok(())
     }
@@ -158,30 +224,41 @@ impl Faults {
         self.rate_limit.store(count, Relaxed);
     }
 
-    /// Skips the next depth frame of `symbol` (case-insensitive); repeatable.
+    /// Deletes the next book delta of `symbol` (case-insensitive, any endpoint);
+    /// repeatable.
     pub fn gap(&self, symbol: &str) {
-        *self
-            .gaps
-            .lock()
-            .entry(symbol.to_ascii_uppercase())
-            .or_default() += 1;
+        add(&self.gaps, None, symbol);
+    }
+
+    /// Corrupts the checksum of the next book delta of `symbol` that has one (any
+    /// endpoint); refused when the venue's books carry none.
+    pub fn corrupt_checksum(&self, symbol: &str) -> Result<(), FaultError> {
+        self.apply(&Fault::CorruptChecksum {
+            symbol: symbol.to_owned(),
+            endpoint: None,
+        })
     }
 
     /// A snapshot of the counters.
     pub fn stats(&self) -> Stats {
         let c = &self.counters;
         Stats {
+            venue: self.venue.clone(),
             frames_sent: c.frames_sent.load(Relaxed),
             connections: c.connections.load(Relaxed),
             connections_total: c.connections_total.load(Relaxed),
             connections_lagged: c.connections_lagged.load(Relaxed),
             depth_requests: c.depth_requests.load(Relaxed),
+            rest_requests: c.rest_requests.load(Relaxed),
+            subscribe_requests: c.subscribe_requests.load(Relaxed),
+            snapshots_sent: c.snapshots_sent.load(Relaxed),
             faults: FaultStats {
                 drops: c.drops.load(Relaxed),
                 stalls: c.stalls.load(Relaxed),
                 rate_limited: c.rate_limited.load(Relaxed),
                 gaps: c.gaps.load(Relaxed),
                 trade_gaps: c.trade_gaps.load(Relaxed),
+                corrupted_checksums: c.corrupted_checksums.load(Relaxed),
             },
         }
     }
@@ -204,7 +281,7 @@ impl Faults {
         }
     }
 
-    /// True (and one token used) when this depth request must be refused with 429.
+    /// True (and one token used) when this REST request must be refused.
     pub(crate) fn take_rate_limit(&self) -> bool {
         let taken = self
             .rate_limit
@@ -216,31 +293,58 @@ impl Faults {
         taken
     }
 
-    /// True (and one token used) when the next depth frame of `symbol` must be skipped.
-    /// `symbol` is upper-case.
-    pub(crate) fn take_gap(&self, symbol: &str) -> bool {
-        take(&self.gaps, symbol, &self.counters.gaps)
+    /// True (and one token used) when the next book delta of `symbol` on `endpoint`
+    /// must be deleted. `symbol` is upper-case.
+    pub(crate) fn take_gap(&self, endpoint: &str, symbol: &str) -> bool {
+        take(&self.gaps, endpoint, symbol, &self.counters.gaps)
+    }
+
+    /// True (and one token used) when the checksum of this book delta of `symbol` on
+    /// `endpoint` must be corrupted. `symbol` is upper-case.
+    pub(crate) fn take_corrupt(&self, endpoint: &str, symbol: &str) -> bool {
+        take(
+            &self.corruptions,
+            endpoint,
+            symbol,
+            &self.counters.corrupted_checksums,
+        )
     }
 
     /// True (and one token used) when the next trade of `symbol` must be skipped.
     pub(crate) fn take_trade_gap(&self, symbol: &str) -> bool {
-        take(&self.trade_gaps, symbol, &self.counters.trade_gaps)
+        take(&self.trade_gaps, "", symbol, &self.counters.trade_gaps)
     }
 }
 
-/// Uses one of `symbol`'s tokens in `tokens`, counting it; false when it has none.
-fn take(tokens: &Mutex<HashMap<String, u64>>, symbol: &str, counter: &AtomicU64) -> bool {
+/// One more token for `symbol` (upper-cased), on `endpoint` or any.
+fn add(tokens: &Tokens, endpoint: Option<&str>, symbol: &str) {
+    *tokens
+        .lock()
+        .entry((endpoint.map(str::to_owned), symbol.to_ascii_uppercase()))
+        .or_default() += 1;
+}
+
+/// Uses one of `symbol`'s tokens for `endpoint` (or for any endpoint), counting it;
+/// false when it has none.
+fn take(tokens: &Tokens, endpoint: &str, symbol: &str, counter: &AtomicU64) -> bool {
     {
-        let mut gaps = tokens.lock();
-        if gaps.is_empty() {
+        let mut tokens = tokens.lock();
+        if tokens.is_empty() {
             return false;
         }
-        let Some(n) = gaps.get_mut(symbol) else {
+        let specific = (Some(endpoint.to_owned()), symbol.to_owned());
+        let any = (None, symbol.to_owned());
+        let key = if tokens.contains_key(&specific) {
+            specific
+        } else {
+            any
+        };
+        let Some(n) = tokens.get_mut(&key) else {
             return false;
         };
         *n -= 1;
         if *n == 0 {
-            gaps.remove(symbol);
+            tokens.remove(&key);
         }
     }
     counter.fetch_add(1, Relaxed);
@@ -258,7 +362,24 @@ mod tests {
         let f: Fault = serde_json::from_str(r#"{"fault":"rate_limit","count":2}"#).unwrap();
         assert_eq!(f, Fault::RateLimit { count: 2 });
         let f: Fault = serde_json::from_str(r#"{"fault":"gap","symbol":"x"}"#).unwrap();
-        assert_eq!(f, Fault::Gap { symbol: "x".into() });
+        assert_eq!(
+            f,
+            Fault::Gap {
+                symbol: "x".into(),
+                endpoint: None
+            }
+        );
+        let f: Fault = serde_json::from_str(
+            r#"{"fault":"corrupt_checksum","symbol":"x","endpoint":"/ws/v5/public"}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            f,
+            Fault::CorruptChecksum {
+                symbol: "x".into(),
+                endpoint: Some("/ws/v5/public".into())
+            }
+        );
         let f: Fault = serde_json::from_str(r#"{"fault":"drop"}"#).unwrap();
         assert_eq!(f, Fault::Drop);
         let f: Fault = serde_json::from_str(r#"{"fault":"trade_gap","symbol":"x"}"#).unwrap();
@@ -275,10 +396,32 @@ mod tests {
         assert!(f.take_rate_limit() && f.take_rate_limit());
         assert!(!f.take_rate_limit());
         f.gap("btcusdt");
-        assert!(!f.take_gap("ETHUSDT"));
-        assert!(f.take_gap("BTCUSDT"));
-        assert!(!f.take_gap("BTCUSDT"));
+        assert!(!f.take_gap("/stream", "ETHUSDT"));
+        assert!(f.take_gap("/stream", "BTCUSDT"));
+        assert!(!f.take_gap("/stream", "BTCUSDT"));
         let s = f.stats();
         assert_eq!((s.faults.rate_limited, s.faults.gaps), (2, 1));
+        assert_eq!(s.venue, "synthetic");
+    }
+
+    #[test]
+    fn book_faults_may_name_an_endpoint() {
+        let f = Faults::new("BYBIT", false);
+        let gap = |endpoint: &str| Fault::Gap {
+            symbol: "btcusdt".into(),
+            endpoint: Some(endpoint.into()),
+        };
+        f.apply(&gap("/v5/public/spot")).unwrap();
+        assert!(!f.take_gap("/v5/public/linear", "BTCUSDT"));
+        assert!(f.take_gap("/v5/public/spot", "BTCUSDT"));
+        assert!(f
+            .corrupt_checksum("BTCUSDT")
+            .unwrap_err()
+            .0
+            .contains("BYBIT"));
+        let f = Faults::new("OKX", true);
+        f.corrupt_checksum("btc-usdt").unwrap();
+        assert!(f.take_corrupt("/ws/v5/public", "BTC-USDT"));
+        assert_eq!(f.stats().faults.corrupted_checksums, 1);
     }
 }

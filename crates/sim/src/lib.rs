@@ -1,19 +1,20 @@
-//! `raven sim`: a local Binance-compatible exchange on loopback.
+//! `raven sim`: a local exchange on loopback.
 //!
-//! Raven's connectors are written against Binance, and testing them against the real
-//! exchange is slow, flaky and impossible offline. The simulator speaks the same wire
-//! protocol on one local port (HTTP and WebSocket upgrade share the listener), so a
-//! connector pointed at [`Sim::rest_url`] and [`Sim::ws_url`] cannot tell the difference:
+//! Testing connectors against real exchanges is slow, flaky and impossible offline. The
+//! simulator speaks an exchange's wire protocol on one local port (HTTP and WebSocket
+//! upgrade share the listener), so a connector pointed at [`Sim::rest_url`] and
+//! [`Sim::ws_urls`] cannot tell the difference.
 //!
-//! * combined streams `GET /stream?streams=a/b/c` with `{"stream":..,"data":..}` text
-//!   frames, `SUBSCRIBE`/`UNSUBSCRIBE`/`LIST_SUBSCRIPTIONS` requests and pings;
-//! * REST depth and `exchangeInfo` for spot (`/api/v3`), USD-M (`/fapi/v1`) and COIN-M
-//!   (`/dapi/v1`).
-//!
-//! Two sources feed it. [`replay`] plays a recorded capture back byte for byte (the
-//! reference for correctness); [`synthetic`] generates a random-walk market at a chosen
-//! rate (the reference for load). Both share [`control`]: fault injection (drops, stalls,
-//! 429s, sequence gaps) and statistics, in process and over `POST /sim/fault` /
+//! Two sources feed it. [`replay`] plays a recorded capture of any supported venue back
+//! byte for byte, on that venue's protocol (Binance, Coinbase Advanced Trade, Bybit v5,
+//! OKX v5, Kraken v1: recorded REST answers, its subscribe/ack and ping exchange, frames
+//! in order, several WebSocket endpoints and connections as recorded); it is the
+//! reference for correctness. [`synthetic`] generates a random-walk Binance market at a
+//! chosen rate (the reference for load): combined streams `GET /stream?streams=a/b/c`,
+//! `SUBSCRIBE`/`UNSUBSCRIBE`/`LIST_SUBSCRIPTIONS`, REST depth and `exchangeInfo` for
+//! spot (`/api/v3`), USD-M (`/fapi/v1`) and COIN-M (`/dapi/v1`). Both share [`control`]:
+//! fault injection (drops, stalls, rate limits, deleted book deltas, corrupted
+//! checksums) and statistics, in process and over `POST /sim/fault` /
 //! `GET /sim/stats`.
 
 pub mod capture;
@@ -79,6 +80,12 @@ pub struct SimArgs {
     /// Seconds between the WebSocket pings the simulator sends on every connection.
     #[arg(long, value_name = "SECONDS", default_value_t = 20)]
     pub ping_secs: u64,
+
+    /// Replay mode: the replay starts once clients hold every subscription the
+    /// recording made before its first frame, or this many seconds after the first
+    /// subscription when they want fewer.
+    #[arg(long, value_name = "SECONDS", default_value_t = 1.0)]
+    pub start_grace: f64,
 }
 
 impl Default for SimArgs {
@@ -94,6 +101,7 @@ impl Default for SimArgs {
             levels: 100,
             seed: 1,
             ping_secs: 20,
+            start_grace: 1.0,
         }
     }
 }
@@ -133,19 +141,31 @@ impl Sim {
     /// frame producer. Returns once the port accepts connections.
     pub async fn start(args: SimArgs) -> anyhow::Result<Sim> {
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
-        let (source, producer) = match &args.replay {
+        let (source, producer, faults) = match &args.replay {
             Some(path) => {
-                let r = Arc::new(replay::Replay::load(path, args.speed)?);
-                (Source::Replay(r.clone()), server::Producer::Replay(r))
+                let grace = Duration::try_from_secs_f64(args.start_grace)
+                    .with_context(|| format!("--start-grace {}", args.start_grace))?;
+                let r = Arc::new(replay::Replay::load(path, args.speed, grace)?);
+                let faults = Faults::new(r.exchange(), r.protocol().has_checksum());
+                (
+                    Source::Replay(r.clone()),
+                    server::Producer::Replay(r),
+                    faults,
+                )
             }
             None => {
                 let m = Arc::new(synthetic::Market::new(&synthetic::Config::from(&args))?);
-                (Source::Synthetic(m.clone()), server::Producer::Synthetic(m))
+                let faults = Faults::default();
+                (
+                    Source::Synthetic(m.clone()),
+                    server::Producer::Synthetic(m),
+                    faults,
+                )
             }
         };
         let app = Arc::new(App {
             source,
-            faults: Faults::default(),
+            faults,
             shutdown: shutdown_rx,
             ping_every: Duration::from_secs(args.ping_secs.max(1)),
         });
@@ -169,9 +189,59 @@ impl Sim {
         self.addr
     }
 
-    /// `ws://IP:PORT`; combined streams live at `{ws_url}/stream?streams=...`.
+    /// `ws://IP:PORT`, the base of every WebSocket endpoint: Binance's combined
+    /// streams live at `{ws_url}/stream?streams=...`, a replayed venue's endpoints at
+    /// their recorded paths (see [`Sim::ws_urls`]).
     pub fn ws_url(&self) -> String {
         format!("ws://{}", self.addr)
+    }
+
+    /// The WebSocket endpoint paths served (`/stream`; a replay's recorded paths such
+    /// as `/v5/public/linear`, `/ws/v5/public` or `/`), in order of first connect.
+    pub fn endpoints(&self) -> Vec<String> {
+        self.app.source.endpoints()
+    }
+
+    /// The full URL of every WebSocket endpoint, `ws://IP:PORT/path` (the root path
+    /// without its slash, as exchanges print `wss://ws.kraken.com`).
+    pub fn ws_urls(&self) -> Vec<String> {
+        self.endpoints()
+            .iter()
+            .map(|p| self.ws_url_for(p))
+            .collect()
+    }
+
+    /// The full URL of one endpoint path.
+    pub fn ws_url_for(&self, path: &str) -> String {
+        match path {
+            "/" => self.ws_url(),
+            p => format!("{}{p}", self.ws_url()),
+        }
+    }
+
+    /// The venue served: the capture's `exchange` (`BINANCE`, `BYBIT`, `OKX`, ...) or
+    /// `synthetic`.
+    pub fn venue(&self) -> String {
+        match &self.app.source {
+            Source::Replay(r) => r.exchange().to_owned(),
+            Source::Synthetic(_) => "synthetic".to_owned(),
+        }
+    }
+
+    /// Replay mode: the simulator's own book behind (endpoint path, channel, symbol),
+    /// as the venue spells them (`"/ws/v5/public", "books", "BTC-USDT"`): the recorded
+    /// snapshot plus every delta played so far, at the venue's depth. `None` before its
+    /// snapshot played, for unknown books and in synthetic mode.
+    pub fn book(
+        &self,
+        path: &str,
+        channel: &str,
+        symbol: &str,
+    ) -> Option<raven_model::book::OrderBook> {
+        match &self.app.source {
+            Source::Replay(r) => r.book(path, channel, symbol),
+            Source::Synthetic(_) => None,
+        }
     }
 
     /// `http://IP:PORT`; e.g. `{rest_url}/api/v3/depth?symbol=SYN0USDT`.
@@ -179,7 +249,8 @@ impl Sim {
         format!("http://{}", self.addr)
     }
 
-    /// The upper-case symbols this simulator serves.
+    /// The symbols this simulator serves (Binance and synthetic: upper-case; other
+    /// venues as they spell them, `BTC-USDT`, `XBT/EUR`).
     pub fn symbols(&self) -> Vec<String> {
         match &self.app.source {
             Source::Replay(r) => r.symbols(),
@@ -232,9 +303,19 @@ impl Sim {
 /// The `raven sim` command: start, print the URLs, run until ctrl-c.
 pub async fn run(args: SimArgs) -> anyhow::Result<()> {
     let sim = Sim::start(args).await?;
-    println!("raven sim listening on {}", sim.local_addr());
+    println!(
+        "raven sim listening on {} ({})",
+        sim.local_addr(),
+        sim.venue()
+    );
     println!("  REST:      {}", sim.rest_url());
-    println!("  WebSocket: {}/stream?streams=...", sim.ws_url());
+    if sim.endpoints() == ["/stream"] {
+        println!("  WebSocket: {}/stream?streams=...", sim.ws_url());
+    } else {
+        for url in sim.ws_urls() {
+            println!("  WebSocket: {url}");
+        }
+    }
     println!("  symbols:   {}", sim.symbols().join(","));
     println!(
         "  control:   POST {0}/sim/fault, GET {0}/sim/stats",

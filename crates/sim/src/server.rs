@@ -1,16 +1,20 @@
-//! The HTTP and WebSocket front of the simulator, identical for both sources.
+//! The HTTP and WebSocket front of the simulator, identical for every source and venue.
 //!
-//! Binance serves REST and streams from different hosts; the simulator serves both from
-//! one listener so a test needs one port. This module owns the parts that do not depend
-//! on where frames come from: routing, the REST error shapes Binance uses, fault
-//! handling at the edge (429s, drops, stalls), and the per-connection task that filters
-//! published frames by the connection's stream set and writes them.
+//! Exchanges serve REST and streams from different hosts; the simulator serves both from
+//! one listener so a test needs one port: every WebSocket endpoint path of the source
+//! (Binance `/stream`; a replay's recorded `connect` paths such as `/v5/public/linear`
+//! or `/`) and every REST path on it. This module owns the parts that do not depend on
+//! where frames come from or which venue speaks: routing, fault handling at the edge
+//! (rate limits, drops, stalls), and the per-connection task that reads the client's
+//! requests through the venue's [`Protocol`], filters published frames by the
+//! connection's subscriptions and writes them.
 //!
 //! Frames reach connections as [`Batch`]es of pre-formatted, reference-counted text:
-//! formatting happens once per frame, never per connection. The synthetic market
-//! broadcasts batches (a connection that falls too far behind is closed, as an exchange
-//! does); the replay hands them to each connection with back-pressure, so a slow client
-//! never loses recorded frames.
+//! formatting happens once per frame, never per connection (except for venues that
+//! number messages per connection, Coinbase). The synthetic market broadcasts batches
+//! (a connection that falls too far behind is closed, as an exchange does); the replay
+//! hands them to each connection with back-pressure, so a slow client never loses
+//! recorded frames.
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering::Relaxed;
@@ -24,17 +28,25 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use futures_util::{SinkExt, StreamExt};
-use serde::Deserialize;
 use tokio::sync::{broadcast, mpsc};
+use tokio::time::Instant;
 
 use crate::control::Fault;
-use crate::{replay::Replay, synthetic::Market, App, Source};
+use crate::replay::{binance, Binance, ConnCtx, Protocol, Replay, Request, RestAnswer, Sub};
+use crate::{synthetic::Market, App, Source};
 
-/// One published frame: the id of its stream and its complete text.
+/// One published frame: the id of its stream (subscription key), its position in the
+/// source's order, and its complete text.
 #[derive(Debug, Clone)]
 pub(crate) struct Frame {
     pub stream: u32,
+    /// Replay: the frame's index in the recording (a connection that subscribes late
+    /// takes frames from an index on). Synthetic: 0.
+    pub index: u64,
     pub text: Utf8Bytes,
+    /// Deleted by a fault: not sent, but a venue that numbers its messages per
+    /// connection leaves a hole for it.
+    pub deleted: bool,
 }
 
 /// Frames published together; shared by every connection.
@@ -86,19 +98,86 @@ impl Producer {
     }
 }
 
+/// The Binance protocol of the synthetic market.
+static SYNTHETIC_PROTOCOL: Binance = Binance;
+
+impl Source {
+    fn protocol(&self) -> &dyn Protocol {
+        match self {
+            Source::Replay(r) => r.protocol(),
+            Source::Synthetic(_) => &SYNTHETIC_PROTOCOL,
+        }
+    }
+
+    /// The WebSocket endpoint paths served.
+    pub(crate) fn endpoints(&self) -> Vec<String> {
+        match self {
+            Source::Replay(r) => r.endpoints().to_vec(),
+            Source::Synthetic(_) => vec!["/stream".to_owned()],
+        }
+    }
+
+    /// Binance's REST depth and error rules apply.
+    fn is_binance(&self) -> bool {
+        match self {
+            Source::Replay(r) => r.is_binance(),
+            Source::Synthetic(_) => true,
+        }
+    }
+
+    fn key_id(&self, endpoint: usize, sub: &Sub) -> Option<u32> {
+        match self {
+            Source::Replay(r) => r.key_id(endpoint, sub),
+            Source::Synthetic(m) => m.stream_id(&binance::stream_name(sub)),
+        }
+    }
+
+    fn key_count(&self) -> usize {
+        match self {
+            Source::Replay(r) => r.key_count(),
+            Source::Synthetic(m) => m.stream_count(),
+        }
+    }
+
+    /// A registered connection subscribes to `key`: the first frame index it takes and
+    /// a book snapshot to send first, if any.
+    fn subscribe(&self, key: u32, sub: &Sub, ctx: &mut ConnCtx) -> (u64, Option<String>) {
+        match self {
+            Source::Replay(r) => r.subscribe(key, sub, ctx),
+            Source::Synthetic(_) => (0, None),
+        }
+    }
+
+    fn clock(&self) -> f64 {
+        match self {
+            Source::Replay(r) => r.clock(),
+            Source::Synthetic(_) => 0.0,
+        }
+    }
+}
+
 pub(crate) async fn serve(listener: tokio::net::TcpListener, app: Arc<App>) {
     let mut shutdown = app.shutdown.clone();
     let mut router = Router::new()
-        .route("/stream", get(ws_upgrade))
         .route("/sim/fault", post(fault))
         .route("/sim/stats", get(stats));
-    for api in [Api::Spot, Api::Usdm, Api::Coinm] {
+    for (endpoint, path) in app.source.endpoints().iter().enumerate() {
         router = router.route(
-            api.depth_path(),
-            get(move |s: State<Arc<App>>, q: Query<HashMap<String, String>>| depth(s, q, api)),
+            path,
+            get(move |s: State<Arc<App>>, uri: Uri, ws: WebSocketUpgrade| {
+                ws_upgrade(s, uri, ws, endpoint)
+            }),
         );
     }
-    let router = router.fallback(recorded).with_state(app);
+    if app.source.is_binance() {
+        for api in [Api::Spot, Api::Usdm, Api::Coinm] {
+            router = router.route(
+                api.depth_path(),
+                get(move |s: State<Arc<App>>, q: Query<HashMap<String, String>>| depth(s, q, api)),
+            );
+        }
+    }
+    let router = router.fallback(rest).with_state(app);
     let stop = async move {
         // An error means the Sim was dropped: stop as well.
         let _ = shutdown.wait_for(|s| *s).await;
@@ -112,12 +191,30 @@ pub(crate) async fn serve(listener: tokio::net::TcpListener, app: Arc<App>) {
 }
 
 fn binance_error(status: StatusCode, code: i32, msg: &str) -> Response {
-    let body = serde_json::json!({ "code": code, "msg": msg });
-    (status, Json(body)).into_response()
+    answer(RestAnswer::json(
+        status.as_u16(),
+        binance::error_body(code, msg),
+    ))
 }
 
 fn json_text(body: String) -> Response {
     ([(header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
+/// A venue's REST answer as an HTTP response.
+fn answer(a: RestAnswer) -> Response {
+    let status = StatusCode::from_u16(a.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let content_type = if a.json {
+        "application/json"
+    } else {
+        "text/plain; charset=utf-8"
+    };
+    let mut r = (status, [(header::CONTENT_TYPE, content_type)], a.body).into_response();
+    if a.retry_after {
+        r.headers_mut()
+            .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+    }
+    r
 }
 
 async fn depth(
@@ -126,15 +223,9 @@ async fn depth(
     api: Api,
 ) -> Response {
     app.faults.counters.depth_requests.fetch_add(1, Relaxed);
+    app.faults.counters.rest_requests.fetch_add(1, Relaxed);
     if app.faults.take_rate_limit() {
-        let mut r = binance_error(
-            StatusCode::TOO_MANY_REQUESTS,
-            -1003,
-            "Too many requests; current limit is exceeded. Please use WebSocket Streams for live updates to avoid bans.",
-        );
-        r.headers_mut()
-            .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
-        return r;
+        return answer(SYNTHETIC_PROTOCOL.rate_limited());
     }
     let Some(symbol) = params.get("symbol").filter(|s| !s.is_empty()) else {
         return binance_error(
@@ -165,20 +256,24 @@ async fn depth(
     }
 }
 
-/// Any other GET: a recorded response in replay mode, `exchangeInfo` in synthetic mode.
-async fn recorded(
-    State(app): State<Arc<App>>,
-    uri: Uri,
-    Query(params): Query<HashMap<String, String>>,
-) -> Response {
-    let symbol = params.get("symbol").map(|s| s.to_ascii_uppercase());
+/// Any other request: a recorded response in replay mode, `exchangeInfo` and friends in
+/// synthetic mode. Replayed venues other than Binance rate-limit every request here.
+async fn rest(State(app): State<Arc<App>>, uri: Uri) -> Response {
+    app.faults.counters.rest_requests.fetch_add(1, Relaxed);
+    let (path, query) = (uri.path(), uri.query().unwrap_or(""));
+    let protocol = app.source.protocol();
     let body = match &app.source {
-        Source::Replay(r) => r.recorded(uri.path(), symbol.as_deref()),
-        Source::Synthetic(m) => m.rest(uri.path()),
+        Source::Synthetic(m) => m.rest(path),
+        Source::Replay(r) => {
+            if !r.is_binance() && app.faults.take_rate_limit() {
+                return answer(protocol.rate_limited());
+            }
+            r.recorded(path, query)
+        }
     };
     match body {
         Some(b) => json_text(b),
-        None => binance_error(StatusCode::NOT_FOUND, -1000, "Unknown path."),
+        None => answer(protocol.not_found()),
     }
 }
 
@@ -193,28 +288,24 @@ async fn stats(State(app): State<Arc<App>>) -> Response {
     Json(app.faults.stats()).into_response()
 }
 
-#[derive(Deserialize)]
-struct StreamQuery {
-    #[serde(default)]
-    streams: String,
-}
-
 async fn ws_upgrade(
     State(app): State<Arc<App>>,
-    Query(q): Query<StreamQuery>,
+    uri: Uri,
     ws: WebSocketUpgrade,
+    endpoint: usize,
 ) -> Response {
     // Subscribe before answering 101: a client that connects and then asks for a
     // snapshot must receive every diff generated after its connect returned.
     let feed = Feed::new(&app.source);
+    let query = uri.query().unwrap_or("").to_owned();
     ws.write_buffer_size(256 * 1024)
-        .on_upgrade(move |socket| connection(app, socket, q.streams, feed))
+        .on_upgrade(move |socket| connection(app, socket, endpoint, query, feed))
 }
 
 /// Where a connection's batches come from.
 enum Feed {
     Live(broadcast::Receiver<Batch>),
-    /// Registered with the replay once the connection has streams.
+    /// Registered with the replay once the connection subscribes.
     Replay {
         replay: Arc<Replay>,
         rx: Option<mpsc::Receiver<Batch>>,
@@ -264,7 +355,8 @@ impl Feed {
         }
     }
 
-    /// The connection has streams now: a replay starts feeding it.
+    /// The connection subscribes: a replay starts feeding it. Must happen before the
+    /// replay decides the subscription's first frame.
     fn activate(&mut self) {
         if let Feed::Replay { replay, rx } = self {
             if rx.is_none() {
@@ -282,41 +374,14 @@ impl Feed {
     }
 }
 
-/// The streams one connection asked for.
+/// The subscription keys of one connection, each with the first frame index it takes.
 struct Subscriptions {
-    on: Vec<bool>,
-    names: Vec<String>,
+    from: Vec<Option<u64>>,
 }
 
 impl Subscriptions {
-    fn add(&mut self, source: &Source, name: &str) {
-        if name.is_empty() || self.names.iter().any(|n| n == name) {
-            return;
-        }
-        if let Some(id) = stream_id(source, name) {
-            if let Some(slot) = self.on.get_mut(id as usize) {
-                *slot = true;
-            }
-        }
-        self.names.push(name.to_owned());
-    }
-
-    fn remove(&mut self, source: &Source, name: &str) {
-        self.names.retain(|n| n != name);
-        if let Some(slot) = stream_id(source, name).and_then(|id| self.on.get_mut(id as usize)) {
-            *slot = false;
-        }
-    }
-
-    fn wants(&self, stream: u32) -> bool {
-        self.on.get(stream as usize).copied().unwrap_or(false)
-    }
-}
-
-fn stream_id(source: &Source, name: &str) -> Option<u32> {
-    match source {
-        Source::Replay(r) => r.stream_id(name),
-        Source::Synthetic(m) => m.stream_id(name),
+    fn wants(&self, frame: &Frame) -> bool {
+        matches!(self.from.get(frame.stream as usize), Some(Some(from)) if frame.index >= *from)
     }
 }
 
@@ -333,31 +398,123 @@ impl Drop for ConnectionGuard<'_> {
     }
 }
 
-async fn connection(app: Arc<App>, socket: WebSocket, streams: String, mut feed: Feed) {
+/// One client connection's state: the venue's view of it and its subscriptions.
+struct Session<'a> {
+    app: &'a App,
+    endpoint: usize,
+    ctx: ConnCtx,
+    subs: Subscriptions,
+}
+
+impl Session<'_> {
+    /// Adds the subscriptions of `list` the connection does not hold yet; returns them.
+    fn add(&mut self, list: &[Sub]) -> Vec<Sub> {
+        let mut fresh: Vec<Sub> = Vec::new();
+        for sub in list {
+            if !self.ctx.subs.contains(sub) {
+                self.ctx.subs.push(sub.clone());
+                fresh.push(sub.clone());
+            }
+        }
+        fresh
+    }
+
+    /// Starts delivering `fresh` subscriptions (already added); returns the snapshots
+    /// to send for books the client joins late.
+    fn start(&mut self, fresh: &[Sub], feed: &mut Feed) -> Vec<String> {
+        if fresh.is_empty() {
+            return Vec::new();
+        }
+        // Registered first, so no frame after the subscription's first one is missed.
+        feed.activate();
+        let mut snapshots = Vec::new();
+        for sub in fresh {
+            let Some(key) = self.app.source.key_id(self.endpoint, sub) else {
+                continue;
+            };
+            let (from, snapshot) = self.app.source.subscribe(key, sub, &mut self.ctx);
+            if let Some(slot) = self.subs.from.get_mut(key as usize) {
+                *slot = Some(from);
+            }
+            if let Some(s) = snapshot {
+                self.app
+                    .faults
+                    .counters
+                    .snapshots_sent
+                    .fetch_add(1, Relaxed);
+                snapshots.push(s);
+            }
+        }
+        snapshots
+    }
+
+    fn unsubscribe(&mut self, list: &[Sub]) {
+        self.ctx.subs.retain(|s| !list.contains(s));
+        for sub in list {
+            let key = self.app.source.key_id(self.endpoint, sub);
+            if let Some(slot) = key.and_then(|k| self.subs.from.get_mut(k as usize)) {
+                *slot = None;
+            }
+        }
+    }
+
+    /// Answers one client text frame: the frames to send back, in order (acks first,
+    /// then snapshots for late book subscriptions).
+    fn request(&mut self, text: &str, feed: &mut Feed) -> Vec<String> {
+        let protocol = self.app.source.protocol();
+        match protocol.request(text, &self.ctx) {
+            Request::Reply(reply) => vec![reply],
+            Request::Subscribe(list, id) => {
+                let counters = &self.app.faults.counters;
+                counters.subscribe_requests.fetch_add(1, Relaxed);
+                let fresh = self.add(&list);
+                self.ctx.clock = self.app.source.clock();
+                let mut out = protocol.acks(true, &list, &id, &mut self.ctx);
+                out.extend(self.start(&fresh, feed));
+                out
+            }
+            Request::Unsubscribe(list, id) => {
+                self.unsubscribe(&list);
+                self.ctx.clock = self.app.source.clock();
+                protocol.acks(false, &list, &id, &mut self.ctx)
+            }
+        }
+    }
+}
+
+async fn connection(
+    app: Arc<App>,
+    socket: WebSocket,
+    endpoint: usize,
+    query: String,
+    mut feed: Feed,
+) {
     let counters = &app.faults.counters;
     counters.connections.fetch_add(1, Relaxed);
-    counters.connections_total.fetch_add(1, Relaxed);
+    let id = counters.connections_total.fetch_add(1, Relaxed) + 1;
     let _guard = ConnectionGuard(&app);
-
-    let stream_count = match &app.source {
-        Source::Replay(r) => r.stream_count(),
-        Source::Synthetic(m) => m.stream_count(),
+    let protocol = app.source.protocol();
+    let path = app.source.endpoints().swap_remove(endpoint);
+    let mut session = Session {
+        app: &app,
+        endpoint,
+        ctx: ConnCtx::new(id, &path),
+        subs: Subscriptions {
+            from: vec![None; app.source.key_count()],
+        },
     };
-    let mut subs = Subscriptions {
-        on: vec![false; stream_count],
-        names: Vec::new(),
-    };
-    for name in streams.split('/') {
-        subs.add(&app.source, name);
-    }
-    if !subs.names.is_empty() {
-        feed.activate();
-    }
     let mut drops = app.faults.drops();
     let mut shutdown = app.shutdown.clone();
     let (mut tx, mut rx) = socket.split();
-    let mut ping =
-        tokio::time::interval_at(tokio::time::Instant::now() + app.ping_every, app.ping_every);
+    if let Some(greeting) = protocol.greeting(&session.ctx) {
+        if tx.send(Message::Text(greeting.into())).await.is_err() {
+            return;
+        }
+    }
+    let fresh = session.add(&protocol.url_subscriptions(&query));
+    session.start(&fresh, &mut feed);
+    let mut ping = tokio::time::interval_at(Instant::now() + app.ping_every, app.ping_every);
+    let mut last_sent = Instant::now();
 
     loop {
         if let Some(until) = app.faults.stalled_until() {
@@ -365,12 +522,17 @@ async fn connection(app: Arc<App>, socket: WebSocket, streams: String, mut feed:
                 _ = tokio::time::sleep_until(until) => {
                     feed.skip_backlog();
                     ping.reset();
+                    last_sent = Instant::now();
                     continue;
                 }
                 _ = drops.changed() => return,
                 _ = shutdown.changed() => break,
             }
         }
+        let heartbeat = protocol
+            .heartbeat()
+            .filter(|_| !session.ctx.subs.is_empty())
+            .map(|(every, text)| (last_sent + every, text));
         // Biased: faults and shutdown first, then client requests, so a feed that is
         // always ready (a replay at full speed) cannot starve them.
         tokio::select! {
@@ -379,12 +541,16 @@ async fn connection(app: Arc<App>, socket: WebSocket, streams: String, mut feed:
             _ = shutdown.changed() => break,
             msg = rx.next() => match msg {
                 Some(Ok(Message::Text(text))) => {
-                    let reply = control_request(&app.source, &mut subs, &text);
-                    if !subs.names.is_empty() {
-                        feed.activate();
-                    }
-                    if tx.send(Message::Text(reply.into())).await.is_err() {
-                        return;
+                    let replies = session.request(&text, &mut feed);
+                    let write = async {
+                        for r in replies {
+                            tx.feed(Message::Text(r.into())).await?;
+                        }
+                        tx.flush().await
+                    };
+                    match tokio::time::timeout(WRITE_TIMEOUT, write).await {
+                        Ok(Ok(())) => last_sent = Instant::now(),
+                        Ok(Err(_)) | Err(_) => return,
                     }
                 }
                 Some(Ok(Message::Close(_))) | Some(Err(_)) | None => return,
@@ -396,8 +562,16 @@ async fn connection(app: Arc<App>, socket: WebSocket, streams: String, mut feed:
                     let mut batch = Some(first);
                     let mut n = 0;
                     while let Some(b) = batch {
-                        for f in b.iter().filter(|f| subs.wants(f.stream)) {
-                            tx.feed(Message::Text(f.text.clone())).await?;
+                        for f in b.iter().filter(|f| session.subs.wants(f)) {
+                            if f.deleted {
+                                protocol.deleted(&mut session.ctx);
+                                continue;
+                            }
+                            let text = match protocol.rewrite(&f.text, &mut session.ctx) {
+                                Some(t) => t.into(),
+                                None => f.text.clone(),
+                            };
+                            tx.feed(Message::Text(text)).await?;
                         }
                         n += 1;
                         batch = if n < BATCHES_PER_FLUSH { feed.try_recv() } else { None };
@@ -406,7 +580,7 @@ async fn connection(app: Arc<App>, socket: WebSocket, streams: String, mut feed:
                 };
                 tokio::select! {
                     r = tokio::time::timeout(WRITE_TIMEOUT, write) => match r {
-                        Ok(Ok(())) => {}
+                        Ok(Ok(())) => last_sent = Instant::now(),
                         Ok(Err(_)) | Err(_) => return,
                     },
                     _ = drops.changed() => return,
@@ -417,47 +591,21 @@ async fn connection(app: Arc<App>, socket: WebSocket, streams: String, mut feed:
                     return;
                 }
             }
+            _ = async {
+                match heartbeat {
+                    Some((at, _)) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            } => {
+                if let Some((_, text)) = heartbeat {
+                    if tx.send(Message::Text(text.into())).await.is_err() {
+                        return;
+                    }
+                    last_sent = Instant::now();
+                }
+            }
         }
     }
     // Shutdown: say goodbye properly.
     let _ = tx.send(Message::Close(None)).await;
-}
-
-#[derive(Deserialize)]
-struct ControlRequest {
-    method: String,
-    #[serde(default)]
-    params: Vec<String>,
-    #[serde(default)]
-    id: serde_json::Value,
-}
-
-/// Answers a `SUBSCRIBE` / `UNSUBSCRIBE` / `LIST_SUBSCRIPTIONS` request as Binance does.
-fn control_request(source: &Source, subs: &mut Subscriptions, text: &str) -> String {
-    let Ok(req) = serde_json::from_str::<ControlRequest>(text) else {
-        return r#"{"error":{"code":2,"msg":"Invalid request: request ID must be an unsigned integer"},"id":null}"#.to_owned();
-    };
-    let result = match req.method.as_str() {
-        "SUBSCRIBE" => {
-            for p in &req.params {
-                subs.add(source, p);
-            }
-            serde_json::Value::Null
-        }
-        "UNSUBSCRIBE" => {
-            for p in &req.params {
-                subs.remove(source, p);
-            }
-            serde_json::Value::Null
-        }
-        "LIST_SUBSCRIPTIONS" => serde_json::json!(subs.names),
-        _ => {
-            return serde_json::json!({
-                "error": {"code": 1, "msg": "Invalid request: unknown method"},
-                "id": req.id,
-            })
-            .to_string()
-        }
-    };
-    serde_json::json!({ "result": result, "id": req.id }).to_string()
 }

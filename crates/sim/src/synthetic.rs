@@ -514,7 +514,7 @@ impl Market {
         let pu = book.last_u;
         book.last_u = u;
         debug_assert!(!matches!(book.touch(), (Some(b), Some(a)) if b.0 >= a.0));
-        if !faults.take_gap(&self.specs[i].symbol) {
+        if !faults.take_gap("/stream", &self.specs[i].symbol) {
             self.depth_frame(i, changes, first, u, pu, now, futures, out);
         }
         let after = book.touch();
@@ -546,7 +546,9 @@ impl Market {
         text.push('}');
         out.push(Frame {
             stream: (i * KINDS + kind as usize) as u32,
+            index: 0,
             text: text.into(),
+            deleted: false,
         });
     }
 
