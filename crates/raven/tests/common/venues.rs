@@ -177,7 +177,10 @@ pub fn kraken(lines: &[Value], depth: usize) -> VenueReference {
         if items.len() < 4 {
             continue;
         }
-        let pair = items[items.len() - 1].as_str().unwrap_or_default().to_owned();
+        let pair = items[items.len() - 1]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
         let channel = items[items.len() - 2].as_str().unwrap_or_default();
         if channel.starts_with("book") {
             let book = r.books.entry(pair).or_default();
