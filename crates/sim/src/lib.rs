@@ -369,8 +369,11 @@ mod tests {
             "20",
             "--seed",
             "3",
+            "--start-grace",
+            "0.5",
         ])
         .sim;
+        assert_eq!((d.start_grace, a.start_grace), (1.0, 0.5));
         assert_eq!(a.replay, Some(PathBuf::from("x.jsonl.zst")));
         assert_eq!(
             (a.speed, a.venue, a.symbols, a.rate),

@@ -560,7 +560,7 @@ async fn connection(
                 let Next::Batch(first) = next else { break };
                 let write = async {
                     let mut batch = Some(first);
-                    let mut n = 0;
+                    let (mut n, mut written) = (0, 0);
                     while let Some(b) = batch {
                         for f in b.iter().filter(|f| session.subs.wants(f)) {
                             if f.deleted {
@@ -572,15 +572,18 @@ async fn connection(
                                 None => f.text.clone(),
                             };
                             tx.feed(Message::Text(text)).await?;
+                            written += 1;
                         }
                         n += 1;
                         batch = if n < BATCHES_PER_FLUSH { feed.try_recv() } else { None };
                     }
-                    tx.flush().await
+                    tx.flush().await.map(|()| written)
                 };
                 tokio::select! {
                     r = tokio::time::timeout(WRITE_TIMEOUT, write) => match r {
-                        Ok(Ok(())) => last_sent = Instant::now(),
+                        // Only traffic the client saw keeps the venue's heartbeat away.
+                        Ok(Ok(written)) if written > 0 => last_sent = Instant::now(),
+                        Ok(Ok(_)) => {}
                         Ok(Err(_)) | Err(_) => return,
                     },
                     _ = drops.changed() => return,

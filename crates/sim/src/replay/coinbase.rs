@@ -94,7 +94,8 @@ fn product(event: &Value) -> Option<&str> {
     })
 }
 
-/// The symbol `heartbeats` subscriptions are listed with.
+/// The channel without products; its key has an empty symbol, and the
+/// `subscriptions` message lists it as `"heartbeats":["heartbeats"]`.
 const HEARTBEATS: &str = "heartbeats";
 
 impl Protocol for Coinbase {
@@ -105,7 +106,7 @@ impl Protocol for Coinbase {
             "subscriptions" => return Ok(Recorded::Control),
             HEARTBEATS => {
                 return Ok(Recorded::Data {
-                    sub: Sub::new(HEARTBEATS, HEARTBEATS),
+                    sub: Sub::new(HEARTBEATS, ""),
                     book: None,
                 })
             }
@@ -172,7 +173,7 @@ impl Protocol for Coinbase {
             return error("channel is required");
         };
         let subs: Vec<Sub> = if channel == HEARTBEATS {
-            vec![Sub::new(HEARTBEATS, HEARTBEATS)]
+            vec![Sub::new(HEARTBEATS, "")]
         } else if msg.product_ids.is_empty() {
             return error("product_ids is required");
         } else {
@@ -192,9 +193,14 @@ impl Protocol for Coinbase {
         // Channels in the order first subscribed, each with its products.
         let mut channels: Vec<(&str, Vec<&str>)> = Vec::new();
         for sub in &ctx.subs {
+            let product = if sub.symbol.is_empty() {
+                &sub.channel
+            } else {
+                &sub.symbol
+            };
             match channels.iter_mut().find(|(c, _)| *c == sub.channel) {
-                Some((_, products)) => products.push(&sub.symbol),
-                None => channels.push((&sub.channel, vec![&sub.symbol])),
+                Some((_, products)) => products.push(product),
+                None => channels.push((&sub.channel, vec![product])),
             }
         }
         let mut s = String::with_capacity(192);
@@ -308,7 +314,7 @@ mod tests {
             panic!("not a subscribe")
         };
         ctx.subs = subs.clone();
-        ctx.subs.push(Sub::new(HEARTBEATS, HEARTBEATS));
+        ctx.subs.push(Sub::new(HEARTBEATS, ""));
         assert_eq!(
             Coinbase.acks(true, &subs, &None, &mut ctx),
             [
