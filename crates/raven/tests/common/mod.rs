@@ -76,9 +76,11 @@ pub fn spawn_sim(port: u16, args: &[&str]) -> (Child, String) {
     reader.read_line(&mut line).expect("read sim banner");
     // Keep draining: a closed pipe would kill the sim at its next print.
     std::thread::spawn(move || std::io::copy(&mut reader, &mut std::io::sink()));
+    // "raven sim listening on ADDR" (a replay adds "(EXCHANGE)").
     let addr = line
-        .split_whitespace()
-        .last()
+        .split("listening on ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
         .unwrap_or_default()
         .to_owned();
     assert!(
@@ -491,7 +493,8 @@ pub fn reference(lines: &[Value], futures: bool) -> Reference {
 #[derive(Default)]
 pub struct TopicState {
     last_sequence: Option<u64>,
-    has_snapshot: bool,
+    /// A book topic holds a snapshot (false after a reset until the next one).
+    pub has_snapshot: bool,
 }
 
 /// Checks the stream contract on every message and keeps what the client would hold.
