@@ -148,6 +148,58 @@ async fn golden(capture: &str, cases: Vec<Case>) {
             );
         }
     }
+    // The venues' listings loaded from their recorded REST answers: every instrument
+    // is described, and its normalized name serves the same book.
+    let listed = client
+        .list_instruments(pb::ListInstrumentsRequest::default())
+        .await
+        .expect("ListInstruments")
+        .into_inner()
+        .instruments;
+    for case in &cases {
+        for s in case.reference.books.keys() {
+            let i = listed
+                .iter()
+                .find(|i| i.venue == case.venue && &i.symbol == s)
+                .unwrap_or_else(|| panic!("{s} not listed: {listed:?}"));
+            assert!(
+                !i.normalized_name.is_empty()
+                    && !i.tick_size.is_empty()
+                    && !i.lot_size.is_empty()
+                    && !i.kind.is_empty()
+                    && !i.quantity_unit.is_empty(),
+                "{i:?}"
+            );
+            assert_eq!(
+                i.quantity_unit == "contracts",
+                !i.contract_size.is_empty(),
+                "a contract size exactly when quantities are contracts: {i:?}"
+            );
+            let by_name = client
+                .get_order_book(pb::GetOrderBookRequest {
+                    venue: case.venue.into(),
+                    symbol: i.normalized_name.clone(),
+                    depth: 5,
+                })
+                .await
+                .unwrap_or_else(|e| panic!("GetOrderBook {}: {e}", i.normalized_name));
+            let by_symbol = client
+                .get_order_book(pb::GetOrderBookRequest {
+                    venue: case.venue.into(),
+                    symbol: s.clone(),
+                    depth: 5,
+                })
+                .await
+                .expect("GetOrderBook")
+                .into_inner();
+            assert_eq!(
+                by_name.into_inner().bids,
+                by_symbol.bids,
+                "{}",
+                i.normalized_name
+            );
+        }
+    }
     assert!(
         status.connections.iter().all(|c| c.malformed_frames == 0),
         "{:?}",

@@ -94,3 +94,69 @@ fn sequenced(exchange: UnixNanos, receive: UnixNanos, seq: u64) -> u64 {
     let at = or_receive(exchange, receive);
     at - at % NANOS_PER_MILLI + seq % NANOS_PER_MILLI
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use raven_model::{Price, Qty, Side, Trade, TradeId, Venue};
+
+    fn trade(id: TradeId, ordinal: u32, exchange_ns: u64) -> MarketEvent {
+        MarketEvent {
+            instrument: InstrumentId::new(Venue::new("test_series").unwrap(), "XBT/USD"),
+            exchange_time: UnixNanos(exchange_ns),
+            receive_time: UnixNanos(exchange_ns + 5_000_000),
+            kind: EventKind::Trade(Trade {
+                price: Price::parse("1.5").unwrap(),
+                qty: Qty::parse("2").unwrap(),
+                aggressor: Side::Buy,
+                trade_id: id,
+                ordinal,
+            }),
+        }
+    }
+
+    #[test]
+    fn trades_without_numbers_are_keyed_by_time_and_ordinal() {
+        let mut clock = SeriesClock::default();
+        // Kraken: three trades in one microsecond, no ids.
+        let us = 1_618_678_142_557_535_000;
+        let keys: Vec<u64> = (0..3)
+            .map(|n| clock.event(&trade(TradeId::None, n, us)))
+            .collect();
+        assert_eq!(keys, [us, us + 1, us + 2]);
+        // The same trades again (a replay) land on the same keys.
+        let again: Vec<u64> = (0..3)
+            .map(|n| SeriesClock::default().event(&trade(TradeId::None, n, us)))
+            .collect();
+        assert_eq!(again, keys);
+        // Bybit: text ids in one millisecond, kept apart by their ordinals.
+        let ms = 1_786_310_820_346_000_000;
+        let a = clock.event(&trade(TradeId::Text("19d7df56".into()), 0, ms));
+        let b = clock.event(&trade(TradeId::Text("4d4ad26c".into()), 1, ms));
+        assert_ne!(a, b);
+        // Numbered trades keep their id in the sub-millisecond digits.
+        assert_eq!(
+            clock.event(&trade(TradeId::Number(3_000_007), 0, ms)),
+            ms + 7
+        );
+    }
+
+    #[test]
+    fn unnumbered_bbo_updates_in_one_millisecond_do_not_merge() {
+        let mut clock = SeriesClock::default();
+        let bbo = |ns| MarketEvent {
+            instrument: InstrumentId::new(Venue::new("test_series").unwrap(), "BTC-USD"),
+            exchange_time: UnixNanos(ns),
+            receive_time: UnixNanos(ns),
+            kind: EventKind::Bbo(raven_model::Bbo {
+                bid_price: Price::parse("1").unwrap(),
+                bid_qty: Qty::parse("1").unwrap(),
+                ask_price: Price::parse("2").unwrap(),
+                ask_qty: Qty::parse("1").unwrap(),
+                update_id: 0,
+            }),
+        };
+        let t = 1_700_000_000_123_000_000;
+        assert_ne!(clock.event(&bbo(t)), clock.event(&bbo(t)));
+    }
+}

@@ -322,7 +322,71 @@ async fn a_version_1_file_is_migrated() {
         .unwrap()
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .unwrap();
-    assert_eq!(version, 2);
+    assert_eq!(version, 3);
+}
+
+/// A version 2 file (trades without the id's text) is migrated: its numbered trades
+/// read back as numbers, and trades without numbers (Kraken's none, Bybit's text)
+/// round-trip, each under its own key, and a replay overwrites rather than duplicates.
+#[tokio::test]
+async fn trades_of_any_id_form_round_trip_and_a_version_2_file_is_migrated() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("history.sqlite");
+    let t0 = now_ms();
+    {
+        let conn = rusqlite::Connection::open(&path).expect("open");
+        conn.execute_batch(&format!(
+            "CREATE TABLE trades (
+                venue TEXT NOT NULL, symbol TEXT NOT NULL, time_ns INTEGER NOT NULL,
+                exchange_time_ns INTEGER NOT NULL, receive_time_ns INTEGER NOT NULL,
+                price TEXT NOT NULL, quantity TEXT NOT NULL, side TEXT NOT NULL,
+                trade_id INTEGER NOT NULL,
+                PRIMARY KEY (venue, symbol, time_ns)) WITHOUT ROWID;
+             INSERT INTO trades VALUES ('binance_usdm', 'BTCUSDT', {}, {t0}, {t0}, '1', '1',
+                'buy', 42);
+             PRAGMA user_version = 2;",
+            t0 + 42
+        ))
+        .expect("a version 2 file");
+    }
+    let unnumbered = |n: u32, id: raven_model::TradeId| {
+        event(
+            t0 + 5_000_000,
+            EventKind::Trade(Trade {
+                price: Price::parse("2.50").unwrap(),
+                qty: Qty::parse("1").unwrap(),
+                aggressor: Side::Sell,
+                trade_id: id,
+                ordinal: n,
+            }),
+        )
+    };
+    let batch = vec![
+        unnumbered(0, raven_model::TradeId::None),
+        unnumbered(1, raven_model::TradeId::None),
+        unnumbered(2, raven_model::TradeId::Text("a9188a0a-82bc".into())),
+    ];
+    let mut cfg = config(dir.path());
+    cfg.retention = None;
+    store(cfg.clone(), batch.clone()).await;
+    store(cfg, batch).await;
+    let rows = read(&path, Channel::Trades, 10).await;
+    let ids: Vec<(raven_model::TradeId, u32)> = rows
+        .iter()
+        .map(|r| match &r.item {
+            HistoryItem::Event(EventKind::Trade(t)) => (t.trade_id.clone(), t.ordinal),
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(
+        ids,
+        [
+            (raven_model::TradeId::Number(42), 0),
+            (raven_model::TradeId::None, 0),
+            (raven_model::TradeId::None, 1),
+            (raven_model::TradeId::Text("a9188a0a-82bc".into()), 2),
+        ]
+    );
 }
 
 /// The README's example query, run as any SQLite tool would run it.

@@ -102,7 +102,7 @@ pub(crate) fn open_writer(path: &Path) -> Result<Connection, String> {
     if version == 1 {
         migrate.push_str("ALTER TABLE candles ADD COLUMN incomplete INTEGER NOT NULL DEFAULT 0;");
     }
-    if (1..=2).contains(&version) {
+    if (1..=2).contains(&version) && lacks_column(&conn, "trades", "trade_id_text") {
         migrate.push_str(
             "ALTER TABLE trades ADD COLUMN trade_id_text TEXT NOT NULL DEFAULT '';
              UPDATE trades SET trade_id_text = CAST(trade_id AS TEXT);",
@@ -123,6 +123,18 @@ pub(crate) fn open_writer(path: &Path) -> Result<Connection, String> {
     conn.busy_timeout(BUSY_TIMEOUT)
         .map_err(|e| context(path, e))?;
     Ok(conn)
+}
+
+/// Whether `table` exists without `column` (an older file to migrate).
+fn lacks_column(conn: &Connection, table: &str, column: &str) -> bool {
+    let Ok(mut columns) = conn.prepare(&format!("PRAGMA table_info({table})")) else {
+        return false;
+    };
+    let names: Vec<String> = columns
+        .query_map([], |r| r.get::<_, String>(1))
+        .map(|rows| rows.filter_map(Result::ok).collect())
+        .unwrap_or_default();
+    !names.is_empty() && !names.iter().any(|n| n == column)
 }
 
 /// Opens the database read-only, for history queries.

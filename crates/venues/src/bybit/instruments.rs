@@ -34,8 +34,12 @@ use crate::engine::ParseError;
 /// The REST path (with query) of a category's listing.
 pub fn path(category: Category) -> String {
     match category {
-        Category::Spot => "/v5/market/instruments-info?category=spot".to_owned(),
-        Category::Linear => "/v5/market/instruments-info?category=linear&limit=1000".to_owned(),
+        Category::Spot => {
+            "/v5/market/instruments-info?category=spot&status=Trading&limit=1000".to_owned()
+        }
+        Category::Linear => {
+            "/v5/market/instruments-info?category=linear&status=Trading&limit=1000".to_owned()
+        }
     }
 }
 

@@ -201,13 +201,13 @@ mod tests {
         assert_eq!(p.category(), Category::Spot);
         assert_eq!(
             p.instrument_paths(),
-            ["/v5/market/instruments-info?category=spot"]
+            ["/v5/market/instruments-info?category=spot&status=Trading&limit=1000"]
         );
         let p = BybitProtocol::new(linear, DEFAULT_WS_URL_LINEAR, &BybitConfig::default());
         assert_eq!(p.category(), Category::Linear);
         assert_eq!(
             p.instrument_paths(),
-            ["/v5/market/instruments-info?category=linear&limit=1000"]
+            ["/v5/market/instruments-info?category=linear&status=Trading&limit=1000"]
         );
         assert_eq!(Category::Linear.default_ws_url(), DEFAULT_WS_URL_LINEAR);
         assert_eq!(p.book_depth(), Some(200));

@@ -4,7 +4,7 @@
 //! authentication; docs.cdp.coinbase.com and the official `coinbase-advanced-py`
 //! `get_public_products`, seen 2026-08) answers `{"products":[…],"num_products":…}`.
 //! Without a `product_type` it lists spot only (the recording: 920 products, all SPOT),
-//! so Raven asks twice, `product_type=SPOT` and `product_type=FUTURE`. Per product:
+//! so Raven asks twice, without a type (spot) and with `product_type=FUTURE`. Per product:
 //!
 //! * `product_id` (`BTC-USD`, `BIT-24APR26-CDE`) is the symbol the WebSocket uses;
 //! * `price_increment` is the tick (`quote_increment` is the step of an order's quote
@@ -39,12 +39,13 @@ use super::time::parse_rfc3339;
 /// The listing's path: spot, then futures.
 pub const PRODUCTS_PATH: &str = "/api/v3/brokerage/market/products";
 
-/// The REST paths (with query) listing every product Raven can serve.
+/// The REST paths (with query) listing every product Raven can serve: the bare path
+/// (the documented default, spot) and the futures.
 pub fn instrument_paths() -> Vec<String> {
-    ["SPOT", "FUTURE"]
-        .iter()
-        .map(|t| format!("{PRODUCTS_PATH}?product_type={t}"))
-        .collect()
+    vec![
+        PRODUCTS_PATH.to_owned(),
+        format!("{PRODUCTS_PATH}?product_type=FUTURE"),
+    ]
 }
 
 /// The instruments of one listing answer (any of [`instrument_paths`], or the path
@@ -265,7 +266,7 @@ mod tests {
         assert_eq!(
             instrument_paths(),
             [
-                "/api/v3/brokerage/market/products?product_type=SPOT",
+                "/api/v3/brokerage/market/products",
                 "/api/v3/brokerage/market/products?product_type=FUTURE",
             ]
         );

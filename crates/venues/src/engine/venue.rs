@@ -3,10 +3,11 @@
 //!
 //! The listings come first, from the venue's REST reference endpoints
 //! ([`VenueProtocol::instrument_paths`]): they go to the sink (tick, lot, kind, quantity
-//! unit for `ListInstruments` and normalized names), and a configured symbol the venue
-//! does not list is dropped with a warning, since it would never sync and would hold
-//! readiness down forever. A venue that cannot be asked within
-//! [`LISTINGS_TIMEOUT`] is subscribed as configured.
+//! unit for `ListInstruments` and normalized names), and once every listing answered, a
+//! configured symbol the venue does not list is dropped with a warning, since it would
+//! never sync and would hold readiness down forever. A listing that fails (within
+//! [`LISTINGS_TIMEOUT`]) is logged; what the others gave is still used, but with one
+//! missing no symbol is dropped.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -56,7 +57,8 @@ pub fn spawn<P: VenueProtocol>(
     let (shutdown, shutdown_rx) = watch::channel(false);
     let task = tokio::spawn(async move {
         let protocol = Arc::new(protocol);
-        if let Some(listed) = load_listings(protocol.as_ref(), &config).await {
+        let (listed, complete) = load_listings(protocol.as_ref(), &config).await;
+        if complete {
             let names: HashSet<&str> = listed.iter().map(|i| i.id.symbol.as_str()).collect();
             config.symbols.retain(|symbol| {
                 let known = names.contains(symbol.as_str());
@@ -66,8 +68,8 @@ pub fn spawn<P: VenueProtocol>(
                 }
                 known
             });
-            sink.instruments_listed(listed);
         }
+        sink.instruments_listed(listed);
         let plans = protocol.plan(&config.symbols, &config.channels);
         let settings: Vec<ConnectionSettings> = (0..plans.len())
             .map(|index| ConnectionSettings {
@@ -112,20 +114,21 @@ pub fn spawn<P: VenueProtocol>(
     VenueHandle::new(venue, shutdown, task)
 }
 
-/// Every instrument the venue lists, or `None` when it cannot be asked (each failure
-/// logged).
+/// Every instrument the venue's listings gave, and whether every listing answered
+/// (each failure logged).
 async fn load_listings<P: VenueProtocol>(
     protocol: &P,
     config: &EngineConfig,
-) -> Option<Vec<InstrumentInfo>> {
+) -> (Vec<InstrumentInfo>, bool) {
     let venue = config.venue;
     let client = match crate::http::client() {
         Ok(client) => client,
         Err(error) => {
             tracing::warn!(%venue, %error, "cannot build the HTTP client; subscribing without listings");
-            return None;
+            return (Vec::new(), false);
         }
     };
+    let mut complete = true;
     let base = config.rest_url.trim_end_matches('/');
     let mut listed = Vec::new();
     for path in protocol.instrument_paths() {
@@ -140,20 +143,18 @@ async fn load_listings<P: VenueProtocol>(
         })
         .await
         .unwrap_or_else(|_| Err("timed out".to_owned()));
-        let body = match answer {
-            Ok(body) => body,
-            Err(error) => {
-                tracing::warn!(%venue, %url, %error, "listing failed; subscribing without checking symbols");
-                return None;
-            }
-        };
-        match protocol.parse_instruments(&path, &body) {
+        let parsed = answer.and_then(|body| {
+            protocol
+                .parse_instruments(&path, &body)
+                .map_err(|e| e.to_string())
+        });
+        match parsed {
             Ok(mut instruments) => listed.append(&mut instruments),
             Err(error) => {
-                tracing::warn!(%venue, %url, %error, "listing unreadable; subscribing without checking symbols");
-                return None;
+                tracing::warn!(%venue, %url, %error, "listing failed; no symbol is dropped as unlisted");
+                complete = false;
             }
         }
     }
-    Some(listed)
+    (listed, complete)
 }
