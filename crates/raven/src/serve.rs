@@ -42,8 +42,9 @@ pub struct ServeArgs {
     #[arg(long, env = "RAVEN_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
 
-    /// Offline demo: run a synthetic Binance spot and USD-M exchange in-process and
-    /// connect to them through the real connectors. Replaces the configured venues.
+    /// Offline demo: run synthetic Binance spot, Binance USD-M and Bybit linear exchanges
+    /// in-process and connect to them through the real connectors. Replaces the
+    /// configured venues.
     #[arg(long)]
     pub demo: bool,
 
@@ -110,56 +111,89 @@ fn hub_channels(v: &VenueConfig) -> Vec<Channel> {
     out
 }
 
+/// One venue of the demo: the synthetic market it connects to, its channels and any
+/// venue option it needs against a local simulator.
+struct DemoVenue {
+    market: raven_sim::SimVenue,
+    venue: &'static str,
+    channels: &'static [ChannelName],
+    options: &'static [(&'static str, i64)],
+}
+
+/// The demo's venues: two families, so the demo shows a REST-snapshot venue (Binance)
+/// and an in-stream one (Bybit) side by side.
+const DEMO_VENUES: &[DemoVenue] = &[
+    DemoVenue {
+        market: raven_sim::SimVenue::Spot,
+        venue: "binance_spot",
+        channels: &[
+            ChannelName::Trades,
+            ChannelName::Book,
+            ChannelName::Bbo,
+            ChannelName::Candles,
+        ],
+        // The local simulator has no weight limit: sync every demo book at once.
+        options: &[("rest_weight_per_minute", 1_000_000)],
+    },
+    DemoVenue {
+        market: raven_sim::SimVenue::Usdm,
+        venue: "binance_usdm",
+        channels: &[
+            ChannelName::Trades,
+            ChannelName::Book,
+            ChannelName::Bbo,
+            ChannelName::Candles,
+            ChannelName::Funding,
+            ChannelName::Liquidations,
+        ],
+        options: &[("rest_weight_per_minute", 1_000_000)],
+    },
+    DemoVenue {
+        market: raven_sim::SimVenue::BybitLinear,
+        venue: "bybit_linear",
+        channels: &[
+            ChannelName::Trades,
+            ChannelName::Book,
+            ChannelName::Bbo,
+            ChannelName::Candles,
+            ChannelName::Funding,
+            ChannelName::Liquidations,
+        ],
+        options: &[],
+    },
+];
+
 /// Starts the in-process demo exchanges and returns them with venues pointing at them.
 async fn start_demo(args: &ServeArgs) -> anyhow::Result<(Vec<raven_sim::Sim>, Vec<VenueConfig>)> {
     let mut sims = Vec::new();
     let mut venues = Vec::new();
-    for (flavour, venue, channels) in [
-        (
-            raven_sim::SimVenue::Spot,
-            Venue::new("binance_spot").unwrap(),
-            vec![
-                ChannelName::Trades,
-                ChannelName::Book,
-                ChannelName::Bbo,
-                ChannelName::Candles,
-            ],
-        ),
-        (
-            raven_sim::SimVenue::Usdm,
-            Venue::new("binance_usdm").unwrap(),
-            vec![
-                ChannelName::Trades,
-                ChannelName::Book,
-                ChannelName::Bbo,
-                ChannelName::Candles,
-                ChannelName::Funding,
-                ChannelName::Liquidations,
-            ],
-        ),
-    ] {
+    for demo in DEMO_VENUES {
+        let venue = demo.venue;
         let sim = raven_sim::Sim::start(raven_sim::SimArgs {
-            venue: flavour,
+            venue: demo.market,
             rate: args.demo_rate,
             symbols: args.demo_symbols,
             ..raven_sim::SimArgs::default()
         })
         .await
         .with_context(|| format!("starting the demo exchange for {venue}"))?;
-        tracing::info!(%venue, ws = %sim.ws_url(), rest = %sim.rest_url(), "demo exchange running");
+        let ws_url = sim
+            .venue_ws_url()
+            .with_context(|| format!("the demo exchange for {venue} has no single endpoint"))?;
+        tracing::info!(%venue, ws = %ws_url, rest = %sim.rest_url(), "demo exchange running");
         venues.push(VenueConfig {
-            venue: venue.as_str().to_owned(),
+            venue: venue.to_owned(),
             symbols: sim.symbols(),
-            channels,
-            ws_url: Some(sim.ws_url()),
+            channels: demo.channels.to_vec(),
+            ws_url: Some(ws_url),
             rest_url: Some(sim.rest_url()),
             stall_timeout_secs: None,
             max_connection_age_secs: None,
-            // The local simulator has no weight limit: sync every demo book at once.
-            options: toml::Table::from_iter([(
-                "rest_weight_per_minute".to_owned(),
-                toml::Value::Integer(1_000_000),
-            )]),
+            options: demo
+                .options
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), toml::Value::Integer(*v)))
+                .collect(),
         });
         sims.push(sim);
     }

@@ -8,15 +8,23 @@
 //! test can also see what the simulator did (frames sent, depth requests, faults applied).
 //!
 //! The modes consult the flags at their natural points: connection tasks watch the drop
-//! signal and the stall deadline, the REST handlers take rate-limit tokens (Binance:
-//! its depth requests; replayed venues: every recorded REST request), and the frame
-//! producer takes gap and checksum tokens before publishing a book delta.
+//! signal and the stall deadline and insert malformed frames, the REST handlers take
+//! rate-limit tokens (Binance: its depth requests; other venues: every REST request),
+//! and the frame producer takes gap, checksum and cross tokens before publishing a book
+//! delta.
 //!
 //! The faults are the same for every venue; what a client sees is the venue's own
 //! shape of it: a 429 (Bybit: its documented 403) in the venue's error body, a deleted
 //! delta that breaks the venue's sequence (Binance `U`/`pu`, Bybit `u`, a hole in
 //! Coinbase's `sequence_num`) or its checksum (OKX, Kraken), a checksum that does not
-//! match the book (OKX, Kraken; refused for venues without one). A book fault names a
+//! match the book (OKX, Kraken; refused for venues without one), a truncated frame
+//! shaped like the venue's data frames, a delta with one extra level at the other
+//! side's best price, written like the venue's own levels. A malformed frame is
+//! *inserted*, so nothing recorded is lost: a correct client counts it and carries on.
+//! A crossing level is sent but never applied to the simulator's own book, so a client
+//! that notices the crossed book and asks for a fresh snapshot gets the right one; a
+//! checksum on the crossing frame is left as it was (a client sees the crossed book or
+//! a checksum mismatch, either one a detection). A book fault names a
 //! symbol as the venue spells it, case-insensitively, and may name the endpoint path
 //! too when one symbol is served on several (Bybit's `BTCUSDT` on `/v5/public/linear`
 //! and `/v5/public/spot`).
@@ -35,7 +43,8 @@ use tokio::time::Instant;
 /// `{"fault":"gap","symbol":"BTCUSDT"}`,
 /// `{"fault":"gap","symbol":"BTCUSDT","endpoint":"/v5/public/spot"}`,
 /// `{"fault":"corrupt_checksum","symbol":"BTC-USDT"}`,
-/// `{"fault":"trade_gap","symbol":"BTCUSDT"}`.
+/// `{"fault":"trade_gap","symbol":"BTCUSDT"}`, `{"fault":"malformed"}`,
+/// `{"fault":"cross","symbol":"BTCUSDT","endpoint":"/v5/public/linear"}`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "fault", rename_all = "snake_case")]
 pub enum Fault {
@@ -65,6 +74,23 @@ pub enum Fault {
     /// Silently skip the next trade of `symbol` (synthetic mode): its trade and aggregate
     /// ids are used, so the stream's ids jump, as when a frame is lost.
     TradeGap { symbol: String },
+    /// Insert one text frame that is not valid for the venue (a data frame cut short)
+    /// before the next market-data frame of every connection open now (on `endpoint`
+    /// if given). Nothing is replaced: every recorded or generated frame still arrives.
+    Malformed {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        endpoint: Option<String>,
+    },
+    /// Send the next book delta of `symbol` (on `endpoint` if given) that changes the
+    /// book (not a stale one) with one extra bid at the simulator's best ask after it
+    /// (or, when the frame has no bid side, an ask at its best bid), so a client's book
+    /// is crossed. The simulator's own book does not get the level: a fresh snapshot
+    /// after the client's resync is right.
+    Cross {
+        symbol: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        endpoint: Option<String>,
+    },
 }
 
 /// Why a fault request was refused.
@@ -103,14 +129,16 @@ pub struct Stats {
     /// Subscribe requests received over WebSocket (URL subscriptions not counted).
     #[serde(default)]
     pub subscribe_requests: u64,
-    /// Book snapshots written for clients that subscribed after the recorded one.
+    /// Snapshots written for subscribing clients: replayed books joined after their
+    /// recorded snapshot, and the synthetic Bybit market's books and tickers.
     #[serde(default)]
     pub snapshots_sent: u64,
     pub faults: FaultStats,
 }
 
 /// Faults applied so far: requested drops and stalls, rate-limit answers sent, frames
-/// deleted, checksums corrupted.
+/// deleted, checksums corrupted, malformed frames inserted (one per connection that got
+/// one), book deltas sent crossed.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FaultStats {
     pub drops: u64,
@@ -120,6 +148,10 @@ pub struct FaultStats {
     pub trade_gaps: u64,
     #[serde(default)]
     pub corrupted_checksums: u64,
+    #[serde(default)]
+    pub malformed: u64,
+    #[serde(default)]
+    pub crossed: u64,
 }
 
 /// Fault tokens by (endpoint path or any, upper-case symbol).
@@ -136,6 +168,11 @@ pub struct Faults {
     gaps: Tokens,
     corruptions: Tokens,
     trade_gaps: Tokens,
+    crosses: Tokens,
+    /// The endpoint (or any) of every malformed fault, in order: a connection inserts
+    /// one frame if any fault after the last one it saw names its endpoint.
+    malformed: Mutex<Vec<Option<String>>>,
+    malformed_epoch: AtomicU64,
     pub(crate) counters: Counters,
 }
 
@@ -156,6 +193,8 @@ pub(crate) struct Counters {
     gaps: AtomicU64,
     trade_gaps: AtomicU64,
     corrupted_checksums: AtomicU64,
+    malformed: AtomicU64,
+    crossed: AtomicU64,
 }
 
 impl Default for Faults {
@@ -177,6 +216,9 @@ impl Faults {
             gaps: Mutex::new(HashMap::new()),
             corruptions: Mutex::new(HashMap::new()),
             trade_gaps: Mutex::new(HashMap::new()),
+            crosses: Mutex::new(HashMap::new()),
+            malformed: Mutex::new(Vec::new()),
+            malformed_epoch: AtomicU64::new(0),
             counters: Counters::default(),
         }
     }
@@ -203,6 +245,11 @@ impl Faults {
                 add(&self.corruptions, endpoint.as_deref(), symbol);
             }
             Fault::TradeGap { symbol } => add(&self.trade_gaps, None, symbol),
+            Fault::Malformed { endpoint } => {
+                self.malformed.lock().push(endpoint.clone());
+                self.malformed_epoch.fetch_add(1, Relaxed);
+            }
+            Fault::Cross { symbol, endpoint } => add(&self.crosses, endpoint.as_deref(), symbol),
         }
         Ok(())
     }
@@ -259,6 +306,8 @@ impl Faults {
                 gaps: c.gaps.load(Relaxed),
                 trade_gaps: c.trade_gaps.load(Relaxed),
                 corrupted_checksums: c.corrupted_checksums.load(Relaxed),
+                malformed: c.malformed.load(Relaxed),
+                crossed: c.crossed.load(Relaxed),
             },
         }
     }
@@ -314,6 +363,54 @@ impl Faults {
     pub(crate) fn take_trade_gap(&self, symbol: &str) -> bool {
         take(&self.trade_gaps, "", symbol, &self.counters.trade_gaps)
     }
+
+    /// When this book delta of `symbol` on `endpoint` must cross the client's book:
+    /// the frame `cross` writes, and one token used. A token stays while `cross` finds
+    /// nothing to cross (the book has not started, or the frame has no such side).
+    /// `symbol` is upper-case.
+    pub(crate) fn take_cross<T>(
+        &self,
+        endpoint: &str,
+        symbol: &str,
+        cross: impl FnOnce() -> Option<T>,
+    ) -> Option<T> {
+        take_with(
+            &self.crosses,
+            endpoint,
+            symbol,
+            &self.counters.crossed,
+            cross,
+        )
+    }
+
+    /// The malformed faults applied so far: a new connection starts from here, so only
+    /// faults applied while it is open reach it.
+    pub(crate) fn malformed_seen(&self) -> u64 {
+        self.malformed_epoch.load(Relaxed)
+    }
+
+    /// True (and counted) when a connection on `endpoint` that saw the malformed faults
+    /// up to `seen` must insert a malformed frame now; `seen` moves to the latest.
+    pub(crate) fn take_malformed(&self, seen: &mut u64, endpoint: &str) -> bool {
+        let now = self.malformed_epoch.load(Relaxed);
+        if now == *seen {
+            return false;
+        }
+        let from = std::mem::replace(seen, now) as usize;
+        let hit = self
+            .malformed
+            .lock()
+            .get(from..now as usize)
+            .is_some_and(|faults| {
+                faults
+                    .iter()
+                    .any(|e| e.as_deref().is_none_or(|e| e == endpoint))
+            });
+        if hit {
+            self.counters.malformed.fetch_add(1, Relaxed);
+        }
+        hit
+    }
 }
 
 /// One more token for `symbol` (upper-cased), on `endpoint` or any.
@@ -327,10 +424,22 @@ fn add(tokens: &Tokens, endpoint: Option<&str>, symbol: &str) {
 /// Uses one of `symbol`'s tokens for `endpoint` (or for any endpoint), counting it;
 /// false when it has none.
 fn take(tokens: &Tokens, endpoint: &str, symbol: &str, counter: &AtomicU64) -> bool {
-    {
+    take_with(tokens, endpoint, symbol, counter, || Some(())).is_some()
+}
+
+/// Like [`take`], but the token is used (and counted) only when `apply` gives a value,
+/// which it returns. `apply` runs under the tokens' lock.
+fn take_with<T>(
+    tokens: &Tokens,
+    endpoint: &str,
+    symbol: &str,
+    counter: &AtomicU64,
+    apply: impl FnOnce() -> Option<T>,
+) -> Option<T> {
+    let value = {
         let mut tokens = tokens.lock();
         if tokens.is_empty() {
-            return false;
+            return None;
         }
         let specific = (Some(endpoint.to_owned()), symbol.to_owned());
         let any = (None, symbol.to_owned());
@@ -339,16 +448,16 @@ fn take(tokens: &Tokens, endpoint: &str, symbol: &str, counter: &AtomicU64) -> b
         } else {
             any
         };
-        let Some(n) = tokens.get_mut(&key) else {
-            return false;
-        };
+        let n = tokens.get_mut(&key)?;
+        let value = apply()?;
         *n -= 1;
         if *n == 0 {
             tokens.remove(&key);
         }
-    }
+        value
+    };
     counter.fetch_add(1, Relaxed);
-    true
+    Some(value)
 }
 
 #[cfg(test)]
@@ -423,5 +532,53 @@ mod tests {
         f.corrupt_checksum("btc-usdt").unwrap();
         assert!(f.take_corrupt("/ws/v5/public", "BTC-USDT"));
         assert_eq!(f.stats().faults.corrupted_checksums, 1);
+    }
+
+    #[test]
+    fn malformed_frames_reach_the_connections_open_at_the_fault() {
+        let f = Faults::default();
+        let (mut early, mut spot) = (f.malformed_seen(), f.malformed_seen());
+        f.apply(&serde_json::from_str(r#"{"fault":"malformed"}"#).unwrap())
+            .unwrap();
+        let mut late = f.malformed_seen();
+        assert!(f.take_malformed(&mut early, "/stream"));
+        assert!(!f.take_malformed(&mut early, "/stream"), "once");
+        assert!(!f.take_malformed(&mut late, "/stream"), "opened after it");
+        let only_spot = Fault::Malformed {
+            endpoint: Some("/v5/public/spot".into()),
+        };
+        f.apply(&only_spot).unwrap();
+        assert!(!f.take_malformed(&mut late, "/v5/public/linear"));
+        assert!(
+            f.take_malformed(&mut spot, "/v5/public/spot"),
+            "both faults, one frame"
+        );
+        assert_eq!(f.stats().faults.malformed, 2);
+    }
+
+    #[test]
+    fn a_cross_token_waits_for_a_frame_it_can_cross() {
+        let f = Faults::new("OKX", true);
+        let cross: Fault =
+            serde_json::from_str(r#"{"fault":"cross","symbol":"btc-usdt"}"#).unwrap();
+        assert_eq!(
+            cross,
+            Fault::Cross {
+                symbol: "btc-usdt".into(),
+                endpoint: None
+            }
+        );
+        f.apply(&cross).unwrap();
+        assert_eq!(
+            f.take_cross("/ws/v5/public", "BTC-USDT", || None::<()>),
+            None
+        );
+        assert_eq!(f.take_cross("/ws/v5/public", "ETH-USDT", || Some(1)), None);
+        assert_eq!(
+            f.take_cross("/ws/v5/public", "BTC-USDT", || Some(2)),
+            Some(2)
+        );
+        assert_eq!(f.take_cross("/ws/v5/public", "BTC-USDT", || Some(3)), None);
+        assert_eq!(f.stats().faults.crossed, 1);
     }
 }

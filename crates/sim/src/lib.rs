@@ -9,13 +9,15 @@
 //! byte for byte, on that venue's protocol (Binance, Coinbase Advanced Trade, Bybit v5,
 //! OKX v5, Kraken v1: recorded REST answers, its subscribe/ack and ping exchange, frames
 //! in order, several WebSocket endpoints and connections as recorded); it is the
-//! reference for correctness. [`synthetic`] generates a random-walk Binance market at a
-//! chosen rate (the reference for load): combined streams `GET /stream?streams=a/b/c`,
-//! `SUBSCRIBE`/`UNSUBSCRIBE`/`LIST_SUBSCRIPTIONS`, REST depth and `exchangeInfo` for
-//! spot (`/api/v3`), USD-M (`/fapi/v1`) and COIN-M (`/dapi/v1`). Both share [`control`]:
-//! fault injection (drops, stalls, rate limits, deleted book deltas, corrupted
-//! checksums) and statistics, in process and over `POST /sim/fault` /
-//! `GET /sim/stats`.
+//! reference for correctness. [`synthetic`] generates a random-walk market at a chosen
+//! rate (the reference for load), in one of two venue families' protocols: Binance
+//! (combined streams `GET /stream?streams=a/b/c`, `SUBSCRIBE`/`UNSUBSCRIBE`/
+//! `LIST_SUBSCRIPTIONS`, REST depth and `exchangeInfo` for spot `/api/v3`, USD-M
+//! `/fapi/v1` and COIN-M `/dapi/v1`) or Bybit v5 linear (`/v5/public/linear` with
+//! in-stream book snapshots, `instruments-info`). Both share [`control`]: fault
+//! injection (drops, stalls, rate limits, deleted book deltas and trades, corrupted
+//! checksums, malformed frames, crossed books) and statistics, in process and over
+//! `POST /sim/fault` / `GET /sim/stats`.
 
 pub mod capture;
 pub mod control;
@@ -63,8 +65,10 @@ pub struct SimArgs {
     #[arg(long, value_name = "MSGS_PER_S", default_value_t = 1000)]
     pub rate: u64,
 
-    /// Synthetic flavour: spot frames, or USD-M / COIN-M futures frames, which add `pu`
-    /// to depth diffs and publish `@markPrice@1s` and `@forceOrder` streams.
+    /// Synthetic market: Binance spot, or USD-M / COIN-M futures, which add `pu` to
+    /// depth diffs and publish `@markPrice@1s` and `@forceOrder` streams; or Bybit v5
+    /// linear (`/v5/public/linear`: `orderbook.200`, `publicTrade`, `tickers`,
+    /// `allLiquidation`; at most 160 `--levels`).
     #[arg(long, value_enum, default_value_t = SimVenue::Spot)]
     pub venue: SimVenue,
 
@@ -106,12 +110,15 @@ impl Default for SimArgs {
     }
 }
 
-/// Which Binance market the synthetic mode imitates.
+/// Which market the synthetic mode imitates: a Binance market, or Bybit's linear
+/// contracts (named as Raven names the venue).
 #[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SimVenue {
     Spot,
     Usdm,
     Coinm,
+    #[value(name = "bybit_linear")]
+    BybitLinear,
 }
 
 /// Where frames and REST answers come from.
@@ -209,6 +216,21 @@ impl Sim {
             .iter()
             .map(|p| self.ws_url_for(p))
             .collect()
+    }
+
+    /// The `ws_url` a Raven venue is configured with to reach this simulator: the base
+    /// URL for Binance, whose connector adds `/stream?streams=...` itself, and the
+    /// endpoint's full URL for the other venues, which connect to the URL they are
+    /// given. `None` when a replay serves several endpoints (Bybit's spot and linear):
+    /// then [`Sim::ws_url_for`] the one the venue uses.
+    pub fn venue_ws_url(&self) -> Option<String> {
+        if self.app.source.is_binance() {
+            return Some(self.ws_url());
+        }
+        match self.endpoints().as_slice() {
+            [one] => Some(self.ws_url_for(one)),
+            _ => None,
+        }
     }
 
     /// The full URL of one endpoint path.
@@ -374,6 +396,8 @@ mod tests {
         ])
         .sim;
         assert_eq!((d.start_grace, a.start_grace), (1.0, 0.5));
+        let b = Cli::parse_from(["raven-sim", "--venue", "bybit_linear"]).sim;
+        assert_eq!(b.venue, SimVenue::BybitLinear);
         assert_eq!(a.replay, Some(PathBuf::from("x.jsonl.zst")));
         assert_eq!(
             (a.speed, a.venue, a.symbols, a.rate),

@@ -5,7 +5,7 @@
 //! (Binance `/stream`; a replay's recorded `connect` paths such as `/v5/public/linear`
 //! or `/`) and every REST path on it. This module owns the parts that do not depend on
 //! where frames come from or which venue speaks: routing, fault handling at the edge
-//! (rate limits, drops, stalls), and the per-connection task that reads the client's
+//! (rate limits, drops, stalls, inserted malformed frames), and the per-connection task that reads the client's
 //! requests through the venue's [`Protocol`], filters published frames by the
 //! connection's subscriptions and writes them.
 //!
@@ -32,7 +32,7 @@ use tokio::sync::{broadcast, mpsc};
 use tokio::time::Instant;
 
 use crate::control::Fault;
-use crate::replay::{binance, Binance, ConnCtx, Protocol, Replay, Request, RestAnswer, Sub};
+use crate::replay::{binance, ConnCtx, Protocol, Replay, Request, RestAnswer, Sub};
 use crate::{synthetic::Market, App, Source};
 
 /// One published frame: the id of its stream (subscription key), its position in the
@@ -98,14 +98,11 @@ impl Producer {
     }
 }
 
-/// The Binance protocol of the synthetic market.
-static SYNTHETIC_PROTOCOL: Binance = Binance;
-
 impl Source {
     fn protocol(&self) -> &dyn Protocol {
         match self {
             Source::Replay(r) => r.protocol(),
-            Source::Synthetic(_) => &SYNTHETIC_PROTOCOL,
+            Source::Synthetic(m) => m.protocol(),
         }
     }
 
@@ -113,22 +110,22 @@ impl Source {
     pub(crate) fn endpoints(&self) -> Vec<String> {
         match self {
             Source::Replay(r) => r.endpoints().to_vec(),
-            Source::Synthetic(_) => vec!["/stream".to_owned()],
+            Source::Synthetic(m) => vec![m.endpoint().to_owned()],
         }
     }
 
     /// Binance's REST depth and error rules apply.
-    fn is_binance(&self) -> bool {
+    pub(crate) fn is_binance(&self) -> bool {
         match self {
             Source::Replay(r) => r.is_binance(),
-            Source::Synthetic(_) => true,
+            Source::Synthetic(m) => m.is_binance(),
         }
     }
 
     fn key_id(&self, endpoint: usize, sub: &Sub) -> Option<u32> {
         match self {
             Source::Replay(r) => r.key_id(endpoint, sub),
-            Source::Synthetic(m) => m.stream_id(&binance::stream_name(sub)),
+            Source::Synthetic(m) => m.key_id(sub),
         }
     }
 
@@ -140,11 +137,11 @@ impl Source {
     }
 
     /// A registered connection subscribes to `key`: the first frame index it takes and
-    /// a book snapshot to send first, if any.
+    /// a snapshot to send first, if any.
     fn subscribe(&self, key: u32, sub: &Sub, ctx: &mut ConnCtx) -> (u64, Option<String>) {
         match self {
             Source::Replay(r) => r.subscribe(key, sub, ctx),
-            Source::Synthetic(_) => (0, None),
+            Source::Synthetic(m) => m.subscribe(key),
         }
     }
 
@@ -225,7 +222,7 @@ async fn depth(
     app.faults.counters.depth_requests.fetch_add(1, Relaxed);
     app.faults.counters.rest_requests.fetch_add(1, Relaxed);
     if app.faults.take_rate_limit() {
-        return answer(SYNTHETIC_PROTOCOL.rate_limited());
+        return answer(app.source.protocol().rate_limited());
     }
     let Some(symbol) = params.get("symbol").filter(|s| !s.is_empty()) else {
         return binance_error(
@@ -256,20 +253,18 @@ async fn depth(
     }
 }
 
-/// Any other request: a recorded response in replay mode, `exchangeInfo` and friends in
-/// synthetic mode. Replayed venues other than Binance rate-limit every request here.
+/// Any other request: a recorded response in replay mode, listings and friends in
+/// synthetic mode. Venues other than Binance rate-limit every request here.
 async fn rest(State(app): State<Arc<App>>, uri: Uri) -> Response {
     app.faults.counters.rest_requests.fetch_add(1, Relaxed);
     let (path, query) = (uri.path(), uri.query().unwrap_or(""));
     let protocol = app.source.protocol();
+    if !app.source.is_binance() && app.faults.take_rate_limit() {
+        return answer(protocol.rate_limited());
+    }
     let body = match &app.source {
-        Source::Synthetic(m) => m.rest(path),
-        Source::Replay(r) => {
-            if !r.is_binance() && app.faults.take_rate_limit() {
-                return answer(protocol.rate_limited());
-            }
-            r.recorded(path, query)
-        }
+        Source::Synthetic(m) => m.rest(path, query),
+        Source::Replay(r) => r.recorded(path, query),
     };
     match body {
         Some(b) => json_text(b),
@@ -321,7 +316,7 @@ enum Next {
 impl Feed {
     fn new(source: &Source) -> Feed {
         match source {
-            Source::Synthetic(m) => Feed::Live(m.subscribe()),
+            Source::Synthetic(m) => Feed::Live(m.subscribe_feed()),
             Source::Replay(r) => Feed::Replay {
                 replay: r.clone(),
                 rx: None,
@@ -504,6 +499,7 @@ async fn connection(
         },
     };
     let mut drops = app.faults.drops();
+    let mut malformed_seen = app.faults.malformed_seen();
     let mut shutdown = app.shutdown.clone();
     let (mut tx, mut rx) = socket.split();
     if let Some(greeting) = protocol.greeting(&session.ctx) {
@@ -566,6 +562,9 @@ async fn connection(
                             if f.deleted {
                                 protocol.deleted(&mut session.ctx);
                                 continue;
+                            }
+                            if app.faults.take_malformed(&mut malformed_seen, &path) {
+                                tx.feed(Message::Text(protocol.malformed().into())).await?;
                             }
                             let text = match protocol.rewrite(&f.text, &mut session.ctx) {
                                 Some(t) => t.into(),

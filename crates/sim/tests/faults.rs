@@ -160,3 +160,80 @@ async fn bad_fault_requests_are_refused() {
     assert!(r.status >= 400);
     sim.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_malformed_frame_is_inserted_and_no_diff_is_lost() {
+    let sim = Sim::start(args()).await.unwrap();
+    let mut ws = connect(&sim.ws_url(), &["syn0usdt@depth@100ms".to_owned()]).await;
+    let target = "/api/v3/depth?symbol=SYN0USDT&limit=1000";
+    let mut client = SyncedBook::new(
+        &snapshot_levels(&get(sim.local_addr(), target).await.body),
+        false,
+    );
+    let r = http(
+        sim.local_addr(),
+        "POST",
+        "/sim/fault",
+        r#"{"fault":"malformed"}"#,
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    let mut malformed = 0;
+    for _ in 0..200 {
+        let t = next_text(&mut ws, Duration::from_secs(2)).await.unwrap();
+        match serde_json::from_str::<serde_json::Value>(&t) {
+            Err(_) => malformed += 1,
+            Ok(v) => assert!(client.apply(&v["data"]), "a diff was lost"),
+        }
+    }
+    assert_eq!(malformed, 1);
+    assert_eq!(sim.stats().faults.malformed, 1);
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_crossing_bid_crosses_the_book_and_a_resync_recovers() {
+    let sim = Sim::start(args()).await.unwrap();
+    let mut ws = connect(&sim.ws_url(), &["syn1usdt@depth@100ms".to_owned()]).await;
+    let target = "/api/v3/depth?symbol=SYN1USDT&limit=1000";
+    let mut client = SyncedBook::new(
+        &snapshot_levels(&get(sim.local_addr(), target).await.body),
+        false,
+    );
+    let r = http(
+        sim.local_addr(),
+        "POST",
+        "/sim/fault",
+        r#"{"fault":"cross","symbol":"syn1usdt"}"#,
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    loop {
+        let t = next_text(&mut ws, Duration::from_secs(2)).await.unwrap();
+        let v: serde_json::Value = serde_json::from_str(&t).unwrap();
+        let best_ask = client.book.best_ask().map(|l| l.price);
+        assert!(client.apply(&v["data"]), "no gap");
+        if client.book.is_crossed() {
+            // One bid at the best ask, at Binance spot's 8 decimals.
+            let bid = client.book.best_bid().unwrap();
+            assert_eq!(Some(bid.price), client.book.best_ask().map(|l| l.price));
+            assert!(best_ask.is_some());
+            assert!(t.contains(&format!("[\"{}\",", bid.price)), "{t}");
+            break;
+        }
+    }
+    // A fresh snapshot (the simulator's book never took the level) joins the stream.
+    let mut client = SyncedBook::new(
+        &snapshot_levels(&get(sim.local_addr(), target).await.body),
+        false,
+    );
+    assert!(!client.book.is_crossed());
+    for _ in 0..100 {
+        let t = next_text(&mut ws, Duration::from_secs(2)).await.unwrap();
+        let v: serde_json::Value = serde_json::from_str(&t).unwrap();
+        assert!(client.apply(&v["data"]));
+        assert!(!client.book.is_crossed());
+    }
+    assert_eq!(sim.stats().faults.crossed, 1);
+    sim.shutdown().await;
+}

@@ -162,3 +162,67 @@ async fn a_reconnecting_client_continues_where_the_stream_was() {
     assert!(pos >= 10, "reconnect restarted the replay at frame {pos}");
     sim.shutdown().await;
 }
+
+/// Malformed and crossing faults on a Binance replay: the malformed frame comes before
+/// the first recorded frame and every recorded frame still arrives; the symbol's first
+/// diff carries one bid at the simulator's best ask, which crosses the client's book;
+/// a REST snapshot afterwards is the recorded book, which never took the level.
+#[tokio::test]
+async fn malformed_and_crossing_faults_on_a_replay() {
+    let file = "BINANCE.jsonl.zst";
+    let (symbol, depth_path) = ("NKNUSDT", "/api/v3/depth");
+    let capture = Capture::open(capture(file)).unwrap();
+    let sim = Sim::start(args(file)).await.unwrap();
+    let lower = symbol.to_ascii_lowercase();
+    let streams = vec![format!("{lower}@depth@100ms")];
+    let expected = recorded_frames(&capture, &streams);
+    let target = format!("{depth_path}?symbol={symbol}&limit=5000");
+    let first = get(sim.local_addr(), &target).await;
+    let mut ws = connect(&sim.ws_url(), &streams).await;
+    for body in [
+        r#"{"fault":"malformed","endpoint":"/stream"}"#.to_owned(),
+        format!(r#"{{"fault":"cross","symbol":"{lower}"}}"#),
+    ] {
+        let r = http(sim.local_addr(), "POST", "/sim/fault", &body).await;
+        assert_eq!(r.status, 200, "{}", r.body);
+    }
+    let text = next_text(&mut ws, Duration::from_secs(5)).await.unwrap();
+    assert!(
+        serde_json::from_str::<serde_json::Value>(&text).is_err(),
+        "{text}"
+    );
+    let mut got = Vec::new();
+    while got.len() < expected.len() {
+        got.push(next_text(&mut ws, Duration::from_secs(5)).await.unwrap());
+    }
+    let mut client = SyncedBook::new(&snapshot_levels(&first.body), false);
+    let mut reference = SyncedBook::new(&snapshot_levels(&first.body), false);
+    let mut crossed = 0;
+    for (g, w) in got.iter().zip(&expected) {
+        let g: serde_json::Value = serde_json::from_str(g).unwrap();
+        let w: serde_json::Value = serde_json::from_str(w).unwrap();
+        assert!(client.apply(&g["data"]) && reference.apply(&w["data"]));
+        if g != w {
+            // The only change: one bid more, first, at the best ask after the diff.
+            let (gb, wb) = (
+                g["data"]["b"].as_array().unwrap(),
+                w["data"]["b"].as_array().unwrap(),
+            );
+            assert_eq!(gb[1..], wb[..]);
+            let best_ask = reference.book.best_ask().unwrap();
+            assert_eq!(gb[0][0].as_str().unwrap(), best_ask.price.to_string());
+            assert_eq!(gb[0][1].as_str().unwrap(), best_ask.qty.to_string());
+            assert!(client.book.is_crossed());
+            crossed += 1;
+        }
+    }
+    assert_eq!(crossed, 1);
+    assert!(sim.replay_finished().await);
+    let later = snapshot_levels(&get(sim.local_addr(), &target).await.body);
+    let mut sim_book = OrderBook::new();
+    sim_book.apply_snapshot(&later, None);
+    assert_eq!(book_text(&sim_book), book_text(&reference.book));
+    let stats = sim.stats();
+    assert_eq!((stats.faults.malformed, stats.faults.crossed), (1, 1));
+    sim.shutdown().await;
+}

@@ -128,6 +128,7 @@ async fn futures_streams_and_subscribe() {
         seen.contains("markPriceUpdate") && seen.contains("aggTrade") && seen.contains("trade"),
         "{seen:?}"
     );
+    assert_eq!(sim.venue_ws_url(), Some(sim.ws_url()));
     let info = get(sim.local_addr(), "/fapi/v1/exchangeInfo").await;
     let info: serde_json::Value = serde_json::from_str(&info.body).unwrap();
     assert_eq!(info["symbols"][0]["symbol"], "SYN0USDT");

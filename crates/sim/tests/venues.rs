@@ -14,7 +14,11 @@
 //!   venue's own rule, a corrupted checksum fails exactly once, rate limits answer in
 //!   the venue's shape, drops close connections and a resubscription resyncs, a stall
 //!   pauses the replay without losing a frame;
-//! * recorded REST answers are found by path and parameters in any order.
+//! * recorded REST answers are found by path and parameters in any order;
+//! * a malformed frame is inserted before a connection's next market-data frame and
+//!   nothing recorded is lost; a crossing level makes the client's book crossed (a bid
+//!   at the best ask, written like the venue's levels) and a resubscription's snapshot
+//!   is the simulator's book, which never took the level.
 
 mod common;
 
@@ -150,6 +154,8 @@ async fn connect(url: &str) -> Ws {
 struct Received {
     data: Vec<String>,
     controls: Vec<String>,
+    /// Frames that are not JSON, each with the number of market-data frames before it.
+    malformed: Vec<(usize, String)>,
 }
 
 /// Reads `ws` until `want` market-data frames arrived, or no market data came for
@@ -161,7 +167,9 @@ async fn read_data(venue: Venue, mut ws: Ws, want: usize) -> (Ws, Received) {
         let Some(t) = next_text(&mut ws, Duration::from_secs(10)).await else {
             break;
         };
-        if venue.is_control(&t) {
+        if serde_json::from_str::<Value>(&t).is_err() {
+            got.malformed.push((got.data.len(), t));
+        } else if venue.is_control(&t) {
             got.controls.push(t);
         } else {
             got.data.push(t);
@@ -194,9 +202,27 @@ async fn play_as_recorded(
     conns: &[RecordedConn],
     expected: &[usize],
 ) -> Vec<Received> {
+    play_with_fault(sim, venue, conns, expected, None).await
+}
+
+/// [`play_as_recorded`], posting `fault` once every connection is open and before any
+/// subscribes (so before the replay starts).
+async fn play_with_fault(
+    sim: &Sim,
+    venue: Venue,
+    conns: &[RecordedConn],
+    expected: &[usize],
+    fault: Option<&str>,
+) -> Vec<Received> {
+    let mut sockets = Vec::new();
+    for rc in conns {
+        sockets.push(connect(&sim.ws_url_for(&rc.path)).await);
+    }
+    if let Some(body) = fault {
+        assert_eq!(post_fault(sim, body).await, 200, "{body}");
+    }
     let mut tasks = Vec::new();
-    for (rc, &want) in conns.iter().zip(expected) {
-        let mut ws = connect(&sim.ws_url_for(&rc.path)).await;
+    for ((rc, &want), mut ws) in conns.iter().zip(expected).zip(sockets) {
         for s in &rc.sends {
             ws.send(Message::Text(s.as_str().into())).await.unwrap();
         }
@@ -1137,4 +1163,182 @@ async fn a_stall_silences_the_replay_and_it_resumes_where_it_was() {
     assert_eq!(data, linear.data[..200]);
     assert_eq!(sim.stats().faults.stalls, 1);
     sim.shutdown().await;
+}
+
+// ---------------------------------------------------------------------------------
+// Malformed frames and crossed books.
+
+/// A malformed fault (for `endpoint`, or all) while the recorded connections are open:
+/// each connection it names gets one frame that is not JSON, before its first
+/// market-data frame, and every recorded frame still arrives, in order.
+async fn a_malformed_frame_is_inserted(venue: Venue, endpoint: Option<&str>) {
+    let c = Capture::open(capture(venue.file())).unwrap();
+    let conns = recorded_conns(venue, &c);
+    let sim = Sim::start(args(venue, 0.0)).await.unwrap();
+    let body = match endpoint {
+        Some(e) => format!(r#"{{"fault":"malformed","endpoint":"{e}"}}"#),
+        None => r#"{"fault":"malformed"}"#.to_owned(),
+    };
+    let expected: Vec<usize> = conns.iter().map(|c| c.data.len()).collect();
+    let received = play_with_fault(&sim, venue, &conns, &expected, Some(&body)).await;
+    let mut hit = 0;
+    for (rc, got) in conns.iter().zip(&received) {
+        assert_frames(venue, got, &rc.data, 0);
+        if endpoint.is_none_or(|e| e == rc.path) {
+            assert_eq!(got.malformed.len(), 1, "{}", rc.path);
+            let (before, text) = &got.malformed[0];
+            assert_eq!(*before, 0, "before the first market-data frame");
+            assert!(!text.is_empty());
+            hit += 1;
+        } else {
+            assert!(got.malformed.is_empty(), "{}", rc.path);
+        }
+    }
+    let stats = sim.stats();
+    assert_eq!(stats.faults.malformed, hit);
+    assert_eq!(stats.frames_sent as usize, expected.iter().sum::<usize>());
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn okx_malformed_frame_is_inserted() {
+    a_malformed_frame_is_inserted(Venue::Okx, None).await;
+}
+
+#[tokio::test]
+async fn kraken_malformed_frame_reaches_every_connection() {
+    a_malformed_frame_is_inserted(Venue::Kraken, None).await;
+}
+
+#[tokio::test]
+async fn bybit_malformed_frame_only_on_its_endpoint() {
+    a_malformed_frame_is_inserted(Venue::Bybit, Some("/v5/public/spot")).await;
+}
+
+#[tokio::test]
+async fn coinbase_malformed_frame_keeps_the_numbering() {
+    a_malformed_frame_is_inserted(Venue::Coinbase, None).await;
+}
+
+/// `got` is `want` with one more element; returns it.
+fn one_more<'a, T: PartialEq + std::fmt::Debug>(got: &'a [T], want: &[T]) -> &'a T {
+    assert_eq!(got.len(), want.len() + 1, "{got:?}");
+    let at = got
+        .iter()
+        .zip(want)
+        .position(|(g, w)| g != w)
+        .unwrap_or(want.len());
+    assert_eq!(&got[..at], &want[..at]);
+    assert_eq!(&got[at + 1..], &want[at..]);
+    &got[at]
+}
+
+/// A crossing fault on the late-book key: the key's first delta arrives with one more
+/// level, a bid at the best ask (or an ask at the best bid) in the venue's own text,
+/// which crosses the client's book; the rest is as recorded. A subscription after the
+/// replay gets a snapshot of the recorded book, the simulator's own.
+async fn a_crossing_level_crosses_the_client_book(venue: Venue) {
+    let c = Capture::open(capture(venue.file())).unwrap();
+    let conns = recorded_conns(venue, &c);
+    let (path, subscribe, key, sim_key) = late_book(venue);
+    let sim = Sim::start(args(venue, 0.0)).await.unwrap();
+    let body = format!(
+        r#"{{"fault":"cross","symbol":"{}","endpoint":"{path}"}}"#,
+        key.1.to_lowercase()
+    );
+    let expected: Vec<usize> = conns.iter().map(|c| c.data.len()).collect();
+    let received = play_with_fault(&sim, venue, &conns, &expected, Some(&body)).await;
+    let target = conn_of(venue, &conns, path, key);
+    let crossed_at = first_delta(venue, &conns[target].data, key, false);
+    let of_key = |m: &BookMsg| m.key == (key.0.into(), key.1.into());
+    let mut book = ClientBook::default();
+    let mut crossed = false;
+    for (i, (g, w)) in received[target]
+        .data
+        .iter()
+        .zip(&conns[target].data)
+        .enumerate()
+    {
+        if i != crossed_at {
+            let strip = |t: &str| {
+                if venue == Venue::Coinbase {
+                    split_seq(t).0
+                } else {
+                    t.to_owned()
+                }
+            };
+            assert_eq!(strip(g), strip(w), "frame {i}");
+        }
+        let Some(m) = book_msg(venue, g).filter(of_key) else {
+            continue;
+        };
+        let before = book.clone();
+        book.apply(&m, venue.depth());
+        if i < crossed_at {
+            continue;
+        }
+        let recorded = book_msg(venue, w).unwrap();
+        let (bid, price, qty) = one_more(&m.levels, &recorded.levels);
+        // At the other side's best price after the delta, with that level's own text.
+        let mut after_recorded = before.clone();
+        after_recorded.apply(&recorded, venue.depth());
+        let best = if *bid {
+            after_recorded.best_asks().next()
+        } else {
+            after_recorded.best_bids().next()
+        };
+        assert_eq!(Some(&(price.clone(), qty.clone())), best, "bid: {bid}");
+        let (b, a) = (book.best_bids().next(), book.best_asks().next());
+        let p = |l: Option<&(String, String)>| Price::parse(&l.unwrap().0).unwrap();
+        assert!(p(b) >= p(a), "crossed: {b:?} {a:?}");
+        crossed = true;
+        break;
+    }
+    assert!(crossed, "no crossing frame");
+    if matches!(venue, Venue::Okx | Venue::Kraken) {
+        // The recorded checksum no longer matches the crossed book.
+        assert!(verdict(venue, &received[target].data, key).0 >= 1);
+    }
+    // After the replay: a fresh subscription's snapshot is the recorded book.
+    let all: Vec<String> = conns
+        .iter()
+        .filter(|rc| rc.path == path)
+        .flat_map(|rc| rc.data.clone())
+        .collect();
+    let recorded_book = book_of(venue, &all, key);
+    let mut ws = connect(&sim.ws_url_for(path)).await;
+    ws.send(Message::Text(subscribe.into())).await.unwrap();
+    let snapshot = loop {
+        let t = next_text(&mut ws, Duration::from_secs(2)).await.unwrap();
+        if let Some(m) = book_msg(venue, &t) {
+            break m;
+        }
+    };
+    assert!(snapshot.snapshot);
+    let mut fresh = ClientBook::default();
+    fresh.apply(&snapshot, venue.depth());
+    assert_eq!(fresh, recorded_book);
+    assert!(fresh.same_as(&sim.book(path, sim_key.0, sim_key.1).unwrap()));
+    assert_eq!(sim.stats().faults.crossed, 1);
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn okx_crossing_level_crosses_the_client_book() {
+    a_crossing_level_crosses_the_client_book(Venue::Okx).await;
+}
+
+#[tokio::test]
+async fn kraken_crossing_level_crosses_the_client_book() {
+    a_crossing_level_crosses_the_client_book(Venue::Kraken).await;
+}
+
+#[tokio::test]
+async fn bybit_crossing_level_crosses_the_client_book() {
+    a_crossing_level_crosses_the_client_book(Venue::Bybit).await;
+}
+
+#[tokio::test]
+async fn coinbase_crossing_level_crosses_the_client_book() {
+    a_crossing_level_crosses_the_client_book(Venue::Coinbase).await;
 }

@@ -28,7 +28,8 @@ use serde::Deserialize;
 
 use super::rest::split_url;
 use super::{
-    BookFrame, ConnCtx, Protocol, RecordedLevel, ReqId, Request, RestAnswer, SimBook, Sub,
+    cross_levels, BookFrame, ConnCtx, Protocol, RecordedLevel, ReqId, Request, RestAnswer, SimBook,
+    Sub,
 };
 use crate::format;
 use crate::server::Api;
@@ -154,6 +155,16 @@ impl Protocol for Binance {
     fn acks(&self, _subscribe: bool, _subs: &[Sub], id: &ReqId, _ctx: &mut ConnCtx) -> Vec<String> {
         let id = id.clone().unwrap_or(serde_json::Value::Null);
         vec![serde_json::json!({ "result": serde_json::Value::Null, "id": id }).to_string()]
+    }
+
+    fn cross(&self, text: &str, book: &SimBook) -> Option<String> {
+        cross_levels(text, book, "\"b\":[", "\"a\":[", |e, _| {
+            format!("[\"{}\",\"{}\"]", e.price, e.qty)
+        })
+    }
+
+    fn malformed(&self) -> &'static str {
+        r#"{"stream":""#
     }
 
     fn rate_limited(&self) -> RestAnswer {

@@ -24,7 +24,8 @@ use anyhow::{anyhow, Result};
 use serde::Deserialize;
 
 use super::{
-    BookFrame, ConnCtx, Protocol, Recorded, RecordedLevel, ReqId, Request, RestAnswer, SimBook, Sub,
+    cross_levels, BookFrame, ConnCtx, Protocol, Recorded, RecordedLevel, ReqId, Request,
+    RestAnswer, SimBook, Sub,
 };
 use crate::format::{push_json_str, push_u64};
 
@@ -220,6 +221,16 @@ impl Protocol for Bybit {
         }
         s.push('}');
         Some(s)
+    }
+
+    fn cross(&self, text: &str, book: &SimBook) -> Option<String> {
+        cross_levels(text, book, "\"b\":[", "\"a\":[", |e, _| {
+            format!("[\"{}\",\"{}\"]", e.price, e.qty)
+        })
+    }
+
+    fn malformed(&self) -> &'static str {
+        r#"{"topic":"orderbook."#
     }
 
     fn rate_limited(&self) -> RestAnswer {

@@ -29,7 +29,8 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::{
-    BookFrame, ConnCtx, Protocol, Recorded, RecordedLevel, ReqId, Request, RestAnswer, SimBook, Sub,
+    cross_levels, BookFrame, ConnCtx, Protocol, Recorded, RecordedLevel, ReqId, Request,
+    RestAnswer, SimBook, Sub,
 };
 use crate::format::{push_json_str, push_u64, rfc3339};
 
@@ -277,6 +278,30 @@ impl Protocol for Coinbase {
         push_u64(&mut out, seq);
         out.push_str(&text[start + len..]);
         Some(out)
+    }
+
+    /// Bids and offers share `updates`; the level keeps its `event_time`.
+    fn cross(&self, text: &str, book: &SimBook) -> Option<String> {
+        let marker = "\"updates\":[";
+        cross_levels(text, book, marker, marker, |e, bid| {
+            let mut s = String::with_capacity(128);
+            s.push_str(if bid {
+                "{\"side\":\"bid\",\"event_time\":"
+            } else {
+                "{\"side\":\"offer\",\"event_time\":"
+            });
+            push_json_str(&mut s, &e.extra);
+            s.push_str(",\"price_level\":\"");
+            s.push_str(&e.price);
+            s.push_str("\",\"new_quantity\":\"");
+            s.push_str(&e.qty);
+            s.push_str("\"}");
+            s
+        })
+    }
+
+    fn malformed(&self) -> &'static str {
+        r#"{"channel":"l2_data","timestamp":"#
     }
 
     fn deleted(&self, ctx: &mut ConnCtx) {

@@ -36,7 +36,8 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::{
-    BookFrame, ConnCtx, Protocol, Recorded, RecordedLevel, ReqId, Request, RestAnswer, SimBook, Sub,
+    cross_levels, BookFrame, ConnCtx, Protocol, Recorded, RecordedLevel, ReqId, Request,
+    RestAnswer, SimBook, Sub,
 };
 use crate::capture::{Capture, CaptureEvent};
 use crate::format::push_json_str;
@@ -361,6 +362,18 @@ impl Protocol for Kraken {
             value.wrapping_add(1),
             &text[start + len..]
         ))
+    }
+
+    /// An update holds `"a"` and/or `"b"`: a bid at the best ask when it has bids, else
+    /// an ask at the best bid; the level keeps its timestamp.
+    fn cross(&self, text: &str, book: &SimBook) -> Option<String> {
+        cross_levels(text, book, "\"b\":[", "\"a\":[", |e, _| {
+            format!("[\"{}\",\"{}\",\"{}\"]", e.price, e.qty, e.extra)
+        })
+    }
+
+    fn malformed(&self) -> &'static str {
+        r#"[0,{"a":[[""#
     }
 
     fn greeting(&self, ctx: &ConnCtx) -> Option<String> {

@@ -35,13 +35,15 @@
 //!   own rules (see [`binance`]).
 //! * **Faults** (see [`crate::control`]): a deleted book delta is still applied to the
 //!   simulator's book, so a resubscription or a REST snapshot recovers; a corrupted
-//!   checksum changes only the text sent.
+//!   checksum changes only the text sent, and so does a crossing level: the venue's
+//!   module writes it into the delta's text from the simulator's book after the delta
+//!   ([`Protocol::cross`]), which never holds it.
 //! * After the last frame the connections stay open (with periodic pings and the
 //!   venue's heartbeats).
 
 pub(crate) mod binance;
 mod book;
-mod bybit;
+pub(crate) mod bybit;
 mod coinbase;
 mod kraken;
 mod okx;
@@ -218,6 +220,16 @@ pub(crate) trait Protocol: Send + Sync {
         None
     }
 
+    /// The book delta `text` with one more level that crosses `book` (the simulator's
+    /// book with the delta applied), written as the venue writes its levels: a bid at
+    /// the best ask, else an ask at the best bid (see [`cross_levels`]). `None`: nothing
+    /// to cross (an empty book, or the frame lacks the side).
+    fn cross(&self, text: &str, book: &SimBook) -> Option<String>;
+
+    /// A frame no client of the venue can read: the start of one of its data frames,
+    /// cut short, as a broken connection or a buggy server would deliver it.
+    fn malformed(&self) -> &'static str;
+
     /// A recorded frame as this connection must see it (`None`: unchanged).
     fn rewrite(&self, _text: &str, _ctx: &mut ConnCtx) -> Option<String> {
         None
@@ -249,6 +261,40 @@ pub(crate) trait Protocol: Send + Sync {
     fn display_symbol(&self, symbol: &str) -> String {
         symbol.to_owned()
     }
+}
+
+/// The crossing level of [`Protocol::cross`]: `text` with `level(entry, bid)` written
+/// first into the array after `bid_marker` (a bid at the best ask), or else after
+/// `ask_marker` (an ask at the best bid). A bid above every other bid and an ask below
+/// every other ask go first in venues that sort their levels.
+pub(crate) fn cross_levels(
+    text: &str,
+    book: &SimBook,
+    bid_marker: &str,
+    ask_marker: &str,
+    level: impl Fn(&book::Entry, bool) -> String,
+) -> Option<String> {
+    if let Some(ask) = book.asks().next() {
+        if let Some(t) = insert_first(text, bid_marker, &level(ask, true)) {
+            return Some(t);
+        }
+    }
+    let bid = book.bids().next()?;
+    insert_first(text, ask_marker, &level(bid, false))
+}
+
+/// `text` with `item` as the first element of the JSON array that `marker` (ending in
+/// `[`) opens; `None` when `text` has no `marker`.
+fn insert_first(text: &str, marker: &str, item: &str) -> Option<String> {
+    let at = text.find(marker)? + marker.len();
+    let mut out = String::with_capacity(text.len() + item.len() + 1);
+    out.push_str(&text[..at]);
+    out.push_str(item);
+    if !text[at..].starts_with(']') {
+        out.push(',');
+    }
+    out.push_str(&text[at..]);
+    Some(out)
 }
 
 /// The venue module for a capture's `exchange` header (Binance when it has none).
@@ -693,8 +739,8 @@ impl Replay {
         let mut frame = played.frame.clone();
         let mut state = self.state.lock();
         if let Some((b, levels)) = &played.book {
+            let endpoint = &self.endpoints[played.endpoint];
             if !levels.snapshot {
-                let endpoint = &self.endpoints[played.endpoint];
                 if app.faults.take_gap(endpoint, &played.symbol) {
                     frame.deleted = true;
                 } else if levels.checksum && app.faults.take_corrupt(endpoint, &played.symbol) {
@@ -703,7 +749,17 @@ impl Replay {
                     }
                 }
             }
-            state.books[*b].apply(levels);
+            let book = &mut state.books[*b];
+            // A stale delta (Binance's before the REST snapshot) changes no client's
+            // book: only one that applies can cross it.
+            if book.apply(levels) && !levels.snapshot && !frame.deleted {
+                let book = &*book;
+                if let Some(text) = app.faults.take_cross(endpoint, &played.symbol, || {
+                    self.protocol.cross(&frame.text, book)
+                }) {
+                    frame.text = text.into();
+                }
+            }
         }
         state.next = frame.index + 1;
         state.clock = played.ts;
@@ -782,6 +838,23 @@ mod tests {
                 "{file}"
             );
         }
+    }
+
+    #[test]
+    fn levels_are_inserted_first_in_their_array() {
+        let t = r#"{"b":[["1","2"]],"a":[]}"#;
+        assert_eq!(
+            insert_first(t, "\"b\":[", "X").unwrap(),
+            r#"{"b":[X,["1","2"]],"a":[]}"#
+        );
+        assert_eq!(
+            insert_first(t, "\"a\":[", "Y").unwrap(),
+            r#"{"b":[["1","2"]],"a":[Y]}"#
+        );
+        assert!(insert_first(t, "\"bids\":[", "Z").is_none());
+        // An empty book has nothing to cross.
+        let level = |e: &book::Entry, _| e.price.to_string();
+        assert!(cross_levels(t, &SimBook::new(None), "\"b\":[", "\"a\":[", level).is_none());
     }
 
     #[test]

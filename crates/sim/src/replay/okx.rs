@@ -25,7 +25,8 @@ use anyhow::{anyhow, Result};
 use serde::Deserialize;
 
 use super::{
-    BookFrame, ConnCtx, Protocol, Recorded, RecordedLevel, ReqId, Request, RestAnswer, SimBook, Sub,
+    cross_levels, BookFrame, ConnCtx, Protocol, Recorded, RecordedLevel, ReqId, Request,
+    RestAnswer, SimBook, Sub,
 };
 use crate::format::{crc32, push_json_str};
 
@@ -282,6 +283,23 @@ impl Protocol for Okx {
             value.wrapping_add(1),
             &text[start + len..]
         ))
+    }
+
+    /// The level keeps OKX's four fields, the other side's `"0"` and order count.
+    fn cross(&self, text: &str, book: &SimBook) -> Option<String> {
+        cross_levels(text, book, "\"bids\":[", "\"asks\":[", |e, _| {
+            let mut s = format!("[\"{}\",\"{}\"", e.price, e.qty);
+            if !e.extra.is_empty() {
+                s.push(',');
+                s.push_str(&e.extra);
+            }
+            s.push(']');
+            s
+        })
+    }
+
+    fn malformed(&self) -> &'static str {
+        r#"{"arg":{"channel":"books","instId":"#
     }
 
     fn rate_limited(&self) -> RestAnswer {
