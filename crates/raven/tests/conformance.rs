@@ -10,7 +10,11 @@
 //!   resyncs;
 //! * a **dropped connection** resets its books, announces the interruption on their
 //!   streams, and everything resyncs on the next connection;
-//! * a **stalled connection** is replaced after `stall_timeout_secs`.
+//! * a **stalled connection** is replaced after `stall_timeout_secs`;
+//! * a **malformed frame** is counted and skipped, and nothing else changes;
+//! * a **crossed book** (an update that puts the best bid at or above the best ask) is
+//!   refused, counted, and that book resyncs (by checksum first where the venue sends
+//!   one: either way it is not served crossed).
 //!
 //! After each fault the books must again equal the reference built from the recording
 //! (the simulator's fresh snapshots are of its own book, which kept every frame).
@@ -502,6 +506,99 @@ async fn stalled_connection(venue: &str) {
     );
 }
 
+/// A frame that is not valid for the venue is counted and skipped; nothing is lost.
+async fn malformed_frame(venue: &str) {
+    // The fault goes into frames sent after it on open connections, so it is injected
+    // once the first book synced, with the replay still playing (a few seconds at
+    // this pace; OKX's session is sparse and long, so it plays faster).
+    let speed = if venue == "okx" { "32" } else { "8" };
+    let mut rig = Rig::start(venue, &[], 30, speed).await;
+    let server = &rig.server;
+    wait_until("a book synced", Duration::from_secs(30), || async {
+        server
+            .status()
+            .await
+            .books
+            .iter()
+            .any(|b| b.state == "synced")
+    })
+    .await;
+    rig.fault("{\"fault\":\"malformed\"}").await;
+    rig.converge("after a malformed frame").await;
+    let status = rig.server.status().await;
+    assert!(
+        status
+            .connections
+            .iter()
+            .map(|c| c.malformed_frames)
+            .sum::<u64>()
+            >= 1,
+        "{venue}: the malformed frame is counted: {:?}",
+        status.connections
+    );
+    assert!(
+        status.books.iter().all(|b| b.resyncs == 0),
+        "{venue}: {:?}",
+        status.books
+    );
+    assert!(
+        status.connections.iter().all(|c| c.reconnects == 0),
+        "{venue}: {:?}",
+        status.connections
+    );
+    let m = rig.server.metrics().await;
+    assert!(
+        metric(
+            &m,
+            &format!("raven_feed_malformed_frames_total{{venue=\"{venue}\"}}")
+        ) >= 1.0,
+        "{venue}: malformed frame not in the metrics"
+    );
+}
+
+/// An update that crosses the book is refused and that book resyncs; no crossed book
+/// is ever published (the checker asserts it on every message).
+async fn crossed_book(venue: &str) {
+    let a = adapter(venue);
+    let target = a.target;
+    let mut rig = if a.rest_snapshots {
+        let rig = Rig::start(venue, &[], 30, "2").await;
+        let server = &rig.server;
+        wait_until(
+            "the target book synced",
+            Duration::from_secs(30),
+            || async {
+                server
+                    .status()
+                    .await
+                    .books
+                    .iter()
+                    .any(|b| b.symbol == target && b.state == "synced")
+            },
+        )
+        .await;
+        rig.fault(&fault_json("cross", target)).await;
+        rig
+    } else {
+        Rig::start(venue, &[fault_json("cross", target)], 30, "0").await
+    };
+    rig.converge("after a crossed book").await;
+    let books = rig.book_status().await;
+    let hit = &books[target];
+    assert!(
+        hit.crossed + hit.checksum_mismatches >= 1,
+        "{venue}: the crossed update was not refused: {hit:?}"
+    );
+    assert!(hit.resyncs >= 1, "{hit:?}");
+    if !a.per_connection {
+        for (s, b) in &books {
+            if s != target {
+                assert_eq!(b.resyncs, 0, "{venue}: {s}: {b:?}");
+            }
+        }
+    }
+}
+
 macro_rules! conformance {
     ($($name:ident: $venue:literal;)*) => {$(
         mod $name {
@@ -520,6 +617,16 @@ macro_rules! conformance {
             #[tokio::test]
             async fn a_stalled_connection_is_replaced() {
                 stalled_connection($venue).await;
+            }
+
+            #[tokio::test]
+            async fn a_malformed_frame_is_counted_and_skipped() {
+                malformed_frame($venue).await;
+            }
+
+            #[tokio::test]
+            async fn a_crossed_book_is_refused_and_resynced() {
+                crossed_book($venue).await;
             }
         }
     )*};
