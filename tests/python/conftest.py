@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-RAVEN = os.environ.get("RAVEN_BIN", str(ROOT / "target" / "debug" / "raven"))
+RAVEN = str(Path(os.environ.get("RAVEN_BIN", ROOT / "target" / "debug" / "raven")).resolve())
 
 
 def free_port() -> int:
@@ -112,3 +112,39 @@ rest_url = "http://{addr}"
             p.wait(timeout=10)
         except subprocess.TimeoutExpired:
             p.kill()
+
+
+@pytest.fixture(scope="session")
+def demo_server():
+    """`raven serve --demo`: synthetic Binance spot and USD-M exchanges and a synthetic
+    Bybit linear one, in-process, each on its own protocol."""
+    tmp = Path(tempfile.mkdtemp(prefix="raven-py-demo-"))
+    grpc_port, health_port, metrics_port = free_port(), free_port(), free_port()
+    log = open(tmp / "serve.log", "w")
+    serve = subprocess.Popen(
+        [
+            RAVEN, "serve", "--demo", "--host", "127.0.0.1",
+            "--grpc-port", str(grpc_port), "--health-port", str(health_port),
+            "--metrics-port", str(metrics_port),
+        ],
+        stdout=log,
+        stderr=log,
+        cwd=tmp,
+    )
+    deadline = time.time() + 60
+    while True:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{health_port}/health/ready", timeout=1) as r:
+                if r.status == 200:
+                    break
+        except OSError:
+            pass
+        assert serve.poll() is None, f"raven serve --demo exited: {(tmp / 'serve.log').read_text()}"
+        assert time.time() < deadline, "raven serve --demo did not become ready in 60 s"
+        time.sleep(0.2)
+    yield f"127.0.0.1:{grpc_port}"
+    serve.terminate()
+    try:
+        serve.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        serve.kill()

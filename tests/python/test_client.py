@@ -108,7 +108,7 @@ def test_bad_topics_are_rejected_without_killing_the_stream(stub, pb):
     s.send(
         subscribe=pb2.SubscribeRequest(
             topics=[
-                s.topic("BTCUSDT", pb2.CHANNEL_BOOK, venue="kraken"),
+                s.topic("BTCUSDT", pb2.CHANNEL_BOOK, venue="nowhere"),
                 s.topic("NOPE", pb2.CHANNEL_TRADES),
                 s.topic("SYN0USDT", pb2.CHANNEL_FUNDING),
                 s.topic("SYN0USDT", pb2.CHANNEL_TRADES, depth=5),

@@ -391,7 +391,7 @@ async fn bad_requests_are_rejected_with_a_reason_and_the_session_keeps_working()
     let trades = pb::Channel::Trades as i32;
 
     let cases: Vec<(pb::Topic, &str)> = vec![
-        (wire_topic("kraken", "BTCUSDT", trades, 0), "unknown venue"),
+        (wire_topic("nowhere", "BTCUSDT", trades, 0), "unknown venue"),
         (
             wire_topic("binance_spot", "DOGEUSDT", trades, 0),
             "unknown symbol",
