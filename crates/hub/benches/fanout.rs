@@ -16,7 +16,7 @@ use std::task::{Context, Poll, Waker};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use raven_hub::{Channel, Hub, HubConfig, InstrumentSpec, Next, Session, Subscriber, Tap};
-use raven_model::feed::{BookUpdate, FeedSink};
+use raven_model::feed::{BookChecks, BookUpdate, FeedSink};
 use raven_model::{
     BookLevels, EventKind, InstrumentId, Level, MarketEvent, Price, Qty, Side, Trade, UnixNanos,
     Venue,
@@ -110,6 +110,7 @@ fn setup(
             levels: snapshot(),
             limit: None,
         },
+        &BookChecks::default(),
         UnixNanos(1),
         UnixNanos(2),
     )
@@ -173,6 +174,7 @@ fn fanout(c: &mut Criterion) {
                         hub.book_update(
                             &id,
                             BookUpdate::Delta(delta),
+                            &BookChecks::default(),
                             UnixNanos(10 + seq),
                             UnixNanos(20 + seq),
                         )

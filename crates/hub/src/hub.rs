@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use parking_lot::{Mutex, RwLock};
 use raven_model::book::KnownDepth;
 use raven_model::candle::Candle;
-use raven_model::feed::{BookRejected, BookUpdate, FeedGap, FeedSink};
+use raven_model::feed::{BookChecks, BookRejected, BookUpdate, FeedGap, FeedSink};
 use raven_model::{
     BookLevels, InstrumentId, InstrumentInfo as Listing, MarketEvent, Symbol, UnixNanos, Venue,
 };
@@ -417,17 +417,19 @@ impl FeedSink for Hub {
     fn book_update(
         &self,
         instrument: &InstrumentId,
-        update: BookUpdate,
+        mut update: BookUpdate,
+        checks: &BookChecks,
         exchange_time: UnixNanos,
         receive_time: UnixNanos,
     ) -> Result<(), BookRejected> {
         let Some(state) = self.instruments.get(instrument) else {
             return Ok(());
         };
-        let views = state
-            .state
-            .lock()
-            .book_update(&update, exchange_time, receive_time)?;
+        let views =
+            state
+                .state
+                .lock()
+                .book_update(&mut update, checks, exchange_time, receive_time)?;
         if views {
             self.schedule_views(state);
         }

@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use raven_model::book::OrderBook;
 use raven_model::candle::{Candle, CandleAggregator};
-use raven_model::feed::{BookRejected, BookUpdate, FeedGap};
+use raven_model::feed::{BookChecks, BookRejected, BookUpdate, FeedGap};
 use raven_model::{BookLevels, EventKind, InstrumentId, MarketEvent, QtyUnit, UnixNanos};
 use raven_proto::pb;
 use raven_proto::pb::server_message::Payload;
@@ -438,45 +438,49 @@ impl InstrumentState {
         }
     }
 
-    /// Applies a book update. `Ok(true)` when top-N views want rebuilding.
+    /// Applies a book update under the venue's checks ([`OrderBook::apply_checked`]),
+    /// and publishes it as applied (a top-N venue's delta with the removals of the
+    /// levels it pushed beyond N). A refused update (crossed, checksum mismatch) resets
+    /// the book. `Ok(true)` when top-N views want rebuilding.
     pub fn book_update(
         &mut self,
-        update: &BookUpdate,
+        update: &mut BookUpdate,
+        checks: &BookChecks,
         exchange_time: UnixNanos,
         receive_time: UnixNanos,
     ) -> Result<bool, BookRejected> {
         self.touch(exchange_time, receive_time);
         self.book_times = (exchange_time, receive_time);
+        let snapshot = matches!(update, BookUpdate::Snapshot { .. });
+        if !snapshot && !self.synced {
+            return Err(BookRejected::NotSynced);
+        }
+        let applied = self.book.apply_checked(update, checks);
+        if snapshot {
+            self.book_epoch += 1;
+        }
+        if let Err(rejected) = applied {
+            let reason = match (rejected, snapshot) {
+                (BookRejected::Checksum { .. }, _) => "checksum mismatch",
+                (_, true) => "crossed book in snapshot",
+                (_, false) => "crossed book after delta",
+            };
+            // Counted by the feed that receives the rejection.
+            tracing::warn!(instrument = %self.id, reason, "book rejected; resyncing");
+            self.reset(reason);
+            return Err(rejected);
+        }
         match update {
-            BookUpdate::Snapshot { levels, limit } => {
-                self.book.apply_snapshot(levels, *limit);
-                self.book_epoch += 1;
-                if self.book.is_crossed() {
-                    return Err(self.unsync("crossed book in snapshot"));
-                }
+            BookUpdate::Snapshot { .. } => {
                 self.synced = true;
                 self.publish_book(None, exchange_time, receive_time);
             }
             BookUpdate::Delta(delta) => {
-                if !self.synced {
-                    return Err(BookRejected::NotSynced);
-                }
-                self.book.apply_delta(delta);
-                if self.book.is_crossed() {
-                    return Err(self.unsync("crossed book after delta"));
-                }
                 self.publish_book(Some(delta), exchange_time, receive_time);
             }
         }
         self.views_dirty |= !self.views.is_empty();
         Ok(self.views_dirty)
-    }
-
-    fn unsync(&mut self, reason: &str) -> BookRejected {
-        // Counted by the feed that receives the rejection (`raven_book_rejected_total`).
-        tracing::warn!(instrument = %self.id, reason, "book rejected; resyncing");
-        self.reset(reason);
-        BookRejected::Crossed
     }
 
     /// The book is no longer trustworthy: stop serving it and tell every subscriber.

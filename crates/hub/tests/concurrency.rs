@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use raven_hub::{Channel, Hub, HubConfig, InstrumentSpec, Next};
-use raven_model::feed::{BookUpdate, FeedSink};
+use raven_model::feed::{BookChecks, BookUpdate, FeedSink};
 use raven_model::{InstrumentId, Venue};
 use raven_proto::pb;
 use raven_proto::pb::server_message::Payload;
@@ -84,8 +84,14 @@ fn concurrent_feeds_never_leave_an_unexplained_gap() {
         Vec::new(),
     );
     for i in 0..FEEDS {
-        hub.book_update(&instrument(i), whole(initial_book()), t(1), t(2))
-            .unwrap();
+        hub.book_update(
+            &instrument(i),
+            whole(initial_book()),
+            &BookChecks::default(),
+            t(1),
+            t(2),
+        )
+        .unwrap();
     }
     let mut session = hub.session("stress".into());
     let sub = session.subscriber();
@@ -147,8 +153,14 @@ fn concurrent_feeds_never_leave_an_unexplained_gap() {
                     if n.is_multiple_of(2) {
                         hub.market_event(trade_event(&id, n));
                     } else {
-                        hub.book_update(&id, BookUpdate::Delta(delta(n)), t(n), t(n))
-                            .unwrap();
+                        hub.book_update(
+                            &id,
+                            BookUpdate::Delta(delta(n)),
+                            &BookChecks::default(),
+                            t(n),
+                            t(n),
+                        )
+                        .unwrap();
                     }
                 }
             })

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use raven_hub::{EndReason, HubConfig, Next};
 use raven_model::book::OrderBook;
-use raven_model::feed::{BookUpdate, FeedGap, FeedSink};
+use raven_model::feed::{BookChecks, BookUpdate, FeedGap, FeedSink};
 use raven_model::{Bbo, EventKind, InstrumentId, MarketEvent, Price, Qty, Side, Trade, UnixNanos};
 use raven_proto::pb;
 use raven_proto::pb::server_message::Payload;
@@ -457,8 +457,14 @@ async fn a_view_waiting_since_a_reset_starts_when_another_subscriber_asks_for_it
     drain(&a).await;
     hub.book_reset(&btc(), "gap");
     // Resynced to the same levels; before the view task runs, a second subscriber.
-    hub.book_update(&btc(), whole(initial_book()), t(20), t(21))
-        .unwrap();
+    hub.book_update(
+        &btc(),
+        whole(initial_book()),
+        &BookChecks::default(),
+        t(20),
+        t(21),
+    )
+    .unwrap();
     let mut second = hub.session("second".into());
     let b = second.subscriber();
     subscribe(&mut second, vec![topic(&btc(), pb::Channel::Book, 5)]);
@@ -487,8 +493,14 @@ async fn every_lane_is_bounded_in_bytes_and_snapshots_count() {
         ..HubConfig::default()
     });
     for id in [eth(), btc_perp()] {
-        hub.book_update(&id, whole(initial_book()), t(1), t(2))
-            .unwrap();
+        hub.book_update(
+            &id,
+            whole(initial_book()),
+            &BookChecks::default(),
+            t(1),
+            t(2),
+        )
+        .unwrap();
     }
     let mut session = hub.session("test".into());
     let sub = session.subscriber();
@@ -523,8 +535,14 @@ async fn every_lane_is_bounded_in_bytes_and_snapshots_count() {
         .collect();
     for (i, id) in [btc(), eth(), btc_perp()].iter().enumerate() {
         let d = delta(0);
-        hub.book_update(id, BookUpdate::Delta(d.clone()), t(10), t(11))
-            .unwrap();
+        hub.book_update(
+            id,
+            BookUpdate::Delta(d.clone()),
+            &BookChecks::default(),
+            t(10),
+            t(11),
+        )
+        .unwrap();
         refs[i].apply_delta(&d);
     }
     let later = drain(&sub).await;
@@ -603,14 +621,21 @@ async fn a_depth_limited_snapshot_says_how_deep_the_book_is_known() {
             levels: initial_book(),
             limit: Some(10),
         },
+        &BookChecks::default(),
         t(1),
         t(2),
     )
     .unwrap();
     // A level below the last known bid arrives: held, but not known to be complete.
     let beyond = book_levels(&[("98.5", "1")], &[], 101, 101);
-    hub.book_update(&btc(), BookUpdate::Delta(beyond), t(3), t(4))
-        .unwrap();
+    hub.book_update(
+        &btc(),
+        BookUpdate::Delta(beyond),
+        &BookChecks::default(),
+        t(3),
+        t(4),
+    )
+    .unwrap();
     let mut session = hub.session("test".into());
     let sub = session.subscriber();
     subscribe(
@@ -640,6 +665,7 @@ async fn a_depth_limited_snapshot_says_how_deep_the_book_is_known() {
             levels: initial_book(),
             limit: Some(1000),
         },
+        &BookChecks::default(),
         t(5),
         t(6),
     )

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use raven_hub::{EndReason, Hub, HubConfig, InstrumentSpec, Next, Subscriber};
 use raven_model::book::OrderBook;
-use raven_model::feed::{BookRejected, BookUpdate, FeedSink};
+use raven_model::feed::{BookChecks, BookRejected, BookUpdate, ChecksumFn, FeedSink};
 use raven_model::{CandleInterval, EventKind, MarketEvent, Price, Qty, Side, Trade, UnixNanos};
 use raven_proto::pb;
 use raven_proto::pb::server_message::Payload;
@@ -65,7 +65,13 @@ async fn subscribing_before_sync_waits_for_the_first_snapshot() {
     assert_idle(&sub).await;
 
     assert_eq!(
-        hub.book_update(&btc(), BookUpdate::Delta(delta(0)), t(3), t(4)),
+        hub.book_update(
+            &btc(),
+            BookUpdate::Delta(delta(0)),
+            &BookChecks::default(),
+            t(3),
+            t(4)
+        ),
         Err(BookRejected::NotSynced),
         "a delta before any snapshot has nothing to apply to"
     );
@@ -73,8 +79,14 @@ async fn subscribing_before_sync_waits_for_the_first_snapshot() {
     assert_eq!(hub.book(&btc(), 0).unwrap(), None);
 
     let snap = initial_book();
-    hub.book_update(&btc(), whole(snap.clone()), t(5), t(6))
-        .unwrap();
+    hub.book_update(
+        &btc(),
+        whole(snap.clone()),
+        &BookChecks::default(),
+        t(5),
+        t(6),
+    )
+    .unwrap();
     let mut reference = OrderBook::new();
     reference.apply_snapshot(&snap, None);
     let first = recv(&sub).await;
@@ -164,22 +176,40 @@ async fn book_reset_stops_deltas_until_the_next_snapshot() {
         "a reset book is not served"
     );
     assert_eq!(
-        hub.book_update(&btc(), BookUpdate::Delta(delta(1)), t(30), t(31)),
+        hub.book_update(
+            &btc(),
+            BookUpdate::Delta(delta(1)),
+            &BookChecks::default(),
+            t(30),
+            t(31)
+        ),
         Err(BookRejected::NotSynced)
     );
     assert_idle(&sub).await;
 
     let resync = book_levels(&[("98.0", "3")], &[("102.0", "4")], 500, 500);
-    hub.book_update(&btc(), whole(resync.clone()), t(40), t(41))
-        .unwrap();
+    hub.book_update(
+        &btc(),
+        whole(resync.clone()),
+        &BookChecks::default(),
+        t(40),
+        t(41),
+    )
+    .unwrap();
     reference.apply_snapshot(&resync, None);
     let snap = recv(&sub).await;
     assert_eq!(snap.sequence, first.sequence + 3);
     assert_eq!(snapshot(&snap), &expected_snapshot(&reference, 0, false));
 
     let d = book_levels(&[("98.5", "1")], &[], 501, 501);
-    hub.book_update(&btc(), BookUpdate::Delta(d.clone()), t(42), t(43))
-        .unwrap();
+    hub.book_update(
+        &btc(),
+        BookUpdate::Delta(d.clone()),
+        &BookChecks::default(),
+        t(42),
+        t(43),
+    )
+    .unwrap();
     let msg = recv(&sub).await;
     assert_eq!(msg.sequence, first.sequence + 4);
     assert_eq!(book_delta(&msg), &expected_delta(&d));
@@ -204,7 +234,13 @@ async fn a_crossing_delta_is_rejected_and_never_published() {
     // Bid 100.5 is above the best ask 100.0.
     let crossing = book_levels(&[("100.5", "1")], &[], 101, 101);
     assert_eq!(
-        hub.book_update(&btc(), BookUpdate::Delta(crossing), t(5), t(6)),
+        hub.book_update(
+            &btc(),
+            BookUpdate::Delta(crossing),
+            &BookChecks::default(),
+            t(5),
+            t(6)
+        ),
         Err(BookRejected::Crossed)
     );
     let got = drain(&sub).await;
@@ -235,7 +271,7 @@ async fn a_crossing_delta_is_rejected_and_never_published() {
     // A crossed snapshot is refused the same way.
     let crossed = book_levels(&[("101", "1")], &[("100", "1")], 200, 200);
     assert_eq!(
-        hub.book_update(&btc(), whole(crossed), t(7), t(8)),
+        hub.book_update(&btc(), whole(crossed), &BookChecks::default(), t(7), t(8)),
         Err(BookRejected::Crossed)
     );
     assert!(drain(&late_sub)
@@ -245,8 +281,14 @@ async fn a_crossing_delta_is_rejected_and_never_published() {
     assert_eq!(hub.book(&btc(), 0).unwrap(), None);
 
     let snap = initial_book();
-    hub.book_update(&btc(), whole(snap.clone()), t(9), t(10))
-        .unwrap();
+    hub.book_update(
+        &btc(),
+        whole(snap.clone()),
+        &BookChecks::default(),
+        t(9),
+        t(10),
+    )
+    .unwrap();
     reference.apply_snapshot(&snap, None);
     build_views(&hub);
     let got = drain(&sub).await;
@@ -271,6 +313,72 @@ async fn a_crossing_delta_is_rejected_and_never_published() {
 }
 
 // ------------------------------------------------------------------ trades and requests
+
+/// A made-up venue checksum: the number of levels in the book.
+fn level_count(book: &OrderBook) -> u32 {
+    let (bids, asks) = book.len();
+    (bids + asks) as u32
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_venue_s_checks_run_on_the_hub_s_book_and_what_they_cut_is_published() {
+    let hub = new_hub(HubConfig::default());
+    let mut session = hub.session("test".into());
+    let sub = session.subscriber();
+    let book_topic = topic(&btc(), pb::Channel::Book, 0);
+    subscribe(&mut session, vec![book_topic.clone()]);
+    expect_ack(&sub, &book_topic, pb::ack::Result::Subscribed).await;
+    // A top-10 venue with a checksum: the snapshot's 20 levels.
+    let checks = |expected| BookChecks {
+        depth: Some(10),
+        checksum: Some((expected, level_count as ChecksumFn)),
+    };
+    hub.book_update(&btc(), whole(initial_book()), &checks(20), t(1), t(2))
+        .unwrap();
+    let mut reference = OrderBook::new();
+    reference.apply_snapshot(&initial_book(), Some(10));
+    assert_eq!(
+        snapshot(&recv(&sub).await),
+        &expected_snapshot(&reference, 0, false)
+    );
+
+    // A new best bid pushes 99.0 beyond the 10 the venue keeps: the delta published
+    // carries its removal, which the venue never sends.
+    let d = book_levels(&[("99.95", "1")], &[], 101, 101);
+    hub.book_update(
+        &btc(),
+        BookUpdate::Delta(d.clone()),
+        &checks(20),
+        t(3),
+        t(4),
+    )
+    .unwrap();
+    let mut cut = d.clone();
+    cut.bids.push(lvl("99.0", "0"));
+    assert_eq!(book_delta(&recv(&sub).await), &expected_delta(&cut));
+    reference.apply_delta(&cut);
+    assert_eq!(
+        hub.book(&btc(), 0).unwrap().unwrap().0,
+        reference.snapshot(0)
+    );
+
+    // A checksum the book does not have: refused, and the book reset like a crossed one.
+    let d = book_levels(&[("99.96", "1")], &[], 102, 102);
+    assert_eq!(
+        hub.book_update(&btc(), BookUpdate::Delta(d), &checks(7), t(5), t(6)),
+        Err(BookRejected::Checksum {
+            expected: 7,
+            computed: 20
+        })
+    );
+    let reset = recv(&sub).await;
+    let Some(Payload::BookReset(reset)) = reset.payload else {
+        panic!("{reset:?}")
+    };
+    assert_eq!(reset.reason, "checksum mismatch");
+    assert_eq!(hub.book(&btc(), 0).unwrap(), None, "not served");
+    assert_idle(&sub).await;
+}
 
 #[tokio::test(start_paused = true)]
 async fn a_request_costs_what_it_resolves_to() {
@@ -871,8 +979,14 @@ async fn taps_get_events_closed_candles_and_periodic_samples() {
         }],
         vec![tap],
     );
-    hub.book_update(&btc(), whole(initial_book()), t(1), t(2))
-        .unwrap();
+    hub.book_update(
+        &btc(),
+        whole(initial_book()),
+        &BookChecks::default(),
+        t(1),
+        t(2),
+    )
+    .unwrap();
     let trade = trade_event(&btc(), 1);
     hub.market_event(trade.clone());
     assert_eq!(rx.try_recv().unwrap(), raven_hub::Record::Event(trade));

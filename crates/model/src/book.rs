@@ -20,9 +20,17 @@
 //!   a delta; levels beyond it are only those deltas happened to touch, with unknown
 //!   levels between them. [`OrderBook::known_depth`] says how many of each side's best
 //!   levels are complete.
+//! * A venue's own rules about its book are checked here, on the one book Raven keeps,
+//!   by [`OrderBook::apply_checked`] ([`BookChecks`]): a top-N venue's book is cut to N
+//!   after each update, and the removals the venue never sends are appended to the
+//!   delta, so whoever follows the deltas holds the same book; a checksum is computed
+//!   on the book after the update and a mismatch refuses it. Keeping these checks with
+//!   the book, rather than on a second copy in the adapter, is what lets every update
+//!   be applied exactly once.
 
 use std::collections::BTreeMap;
 
+use crate::feed::{BookChecks, BookRejected, BookUpdate};
 use crate::{BookLevels, Level, Price, Qty};
 
 #[derive(Debug, Clone, Default)]
@@ -77,6 +85,60 @@ impl OrderBook {
             .flatten();
         self.refresh_best_bid();
         self.refresh_best_ask();
+    }
+
+    /// Applies a snapshot or delta under the venue's `checks`, rewriting `update` into
+    /// what was applied: with a depth, each side is cut to it, the levels cut from a
+    /// delta are appended to it with zero quantity, a snapshot keeps only the levels it
+    /// left and its `limit` is at most the depth. With a checksum, the book after the
+    /// update must have it ([`BookRejected::Checksum`]); and it must not be crossed
+    /// ([`BookRejected::Crossed`]). On `Err` the book is wrong and must be resynced.
+    pub fn apply_checked(
+        &mut self,
+        update: &mut BookUpdate,
+        checks: &BookChecks,
+    ) -> Result<(), BookRejected> {
+        match update {
+            BookUpdate::Snapshot { levels, limit } => {
+                if let Some(depth) = checks.depth {
+                    *limit = Some(limit.map_or(depth, |l| l.min(depth)));
+                }
+                self.apply_snapshot(levels, *limit);
+                if let Some(depth) = checks
+                    .depth
+                    .filter(|d| self.bids.len().max(self.asks.len()) > *d)
+                {
+                    // A snapshot deeper than the book keeps: only N per side count, and
+                    // a side that was cut is known down to its new last level.
+                    let cut = self.len();
+                    self.truncate(depth, &mut BookLevels::default());
+                    if cut.0 > depth {
+                        self.known_bid_floor = self.bids.first_key_value().map(|(p, _)| *p);
+                    }
+                    if cut.1 > depth {
+                        self.known_ask_ceiling = self.asks.last_key_value().map(|(p, _)| *p);
+                    }
+                    levels.bids = self.bids().collect();
+                    levels.asks = self.asks().collect();
+                }
+            }
+            BookUpdate::Delta(delta) => {
+                self.apply_delta(delta);
+                if let Some(depth) = checks.depth {
+                    self.truncate(depth, delta);
+                }
+            }
+        }
+        if let Some((expected, checksum)) = checks.checksum {
+            let computed = checksum(self);
+            if computed != expected {
+                return Err(BookRejected::Checksum { expected, computed });
+            }
+        }
+        if self.is_crossed() {
+            return Err(BookRejected::Crossed);
+        }
+        Ok(())
     }
 
     /// How many of the best bid and ask levels are complete: every level the exchange
@@ -221,6 +283,7 @@ fn set_level(side: &mut BTreeMap<Price, Qty>, l: Level) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::feed::ChecksumFn;
 
     fn l(price: &str, qty: &str) -> Level {
         Level {
@@ -270,5 +333,111 @@ mod tests {
         // The next snapshot without a limit knows everything.
         book.apply_snapshot(&levels(&["99"], &["101"]), None);
         assert_eq!(book.known_depth(), (1, 1));
+    }
+
+    fn checked(
+        checks: &BookChecks,
+    ) -> impl FnMut(&mut OrderBook, BookUpdate) -> Result<BookUpdate, BookRejected> + '_ {
+        move |book, mut update| book.apply_checked(&mut update, checks).map(|()| update)
+    }
+
+    #[test]
+    fn a_top_n_book_drops_what_falls_beyond_n_and_says_so() {
+        let checks = BookChecks {
+            depth: Some(2),
+            checksum: None,
+        };
+        let mut apply = checked(&checks);
+        let mut book = OrderBook::new();
+        let snapshot = BookUpdate::Snapshot {
+            levels: levels(&["10", "9", "8"], &["11"]),
+            limit: None,
+        };
+        let Ok(BookUpdate::Snapshot {
+            levels: kept,
+            limit,
+        }) = apply(&mut book, snapshot)
+        else {
+            panic!()
+        };
+        // Only the best 2 count, and the cut side is known down to its last level.
+        assert_eq!(kept.bids, vec![l("10", "1"), l("9", "1")]);
+        assert_eq!(kept.asks, vec![l("11", "1")]);
+        assert_eq!(limit, Some(2));
+        assert_eq!((book.len(), book.known_depth()), ((2, 1), (2, 1)));
+        let delta = BookUpdate::Delta(BookLevels {
+            bids: vec![l("10.5", "2")],
+            ..BookLevels::default()
+        });
+        let Ok(BookUpdate::Delta(applied)) = apply(&mut book, delta) else {
+            panic!()
+        };
+        // The new best bid pushed 9 out: its removal travels with the delta.
+        assert_eq!(applied.bids, vec![l("10.5", "2"), l("9", "0")]);
+        let bids: Vec<Level> = book.bids().collect();
+        assert_eq!(bids, vec![l("10.5", "2"), l("10", "1")]);
+        // Following the delta as sent gives the same book.
+        let mut follower = OrderBook::new();
+        follower.apply_snapshot(&kept, limit);
+        follower.apply_delta(&applied);
+        assert_eq!(follower.bids().collect::<Vec<_>>(), bids);
+    }
+
+    #[test]
+    fn a_checksum_that_differs_is_refused() {
+        fn best_bid_qty(book: &OrderBook) -> u32 {
+            book.best_bid()
+                .map_or(0, |l| l.qty.value().mantissa() as u32)
+        }
+        let with = |expected| BookChecks {
+            depth: None,
+            checksum: Some((expected, best_bid_qty as ChecksumFn)),
+        };
+        let mut book = OrderBook::new();
+        let mut snapshot = BookUpdate::Snapshot {
+            levels: BookLevels {
+                bids: vec![l("10", "3")],
+                ..BookLevels::default()
+            },
+            limit: None,
+        };
+        assert_eq!(book.apply_checked(&mut snapshot, &with(3)), Ok(()));
+        let mut delta = BookUpdate::Delta(BookLevels {
+            bids: vec![l("10", "4")],
+            ..BookLevels::default()
+        });
+        assert_eq!(
+            book.apply_checked(&mut delta.clone(), &with(4)),
+            Ok(()),
+            "the checksum is of the book after the update"
+        );
+        assert_eq!(
+            book.apply_checked(&mut delta, &with(5)),
+            Err(BookRejected::Checksum {
+                expected: 5,
+                computed: 4
+            })
+        );
+    }
+
+    #[test]
+    fn a_crossed_book_is_refused_and_no_checks_is_a_plain_apply() {
+        let none = BookChecks::default();
+        let mut book = OrderBook::new();
+        let mut snapshot = BookUpdate::Snapshot {
+            levels: levels(&["99", "98"], &["101", "102"]),
+            limit: Some(5),
+        };
+        assert_eq!(book.apply_checked(&mut snapshot, &none), Ok(()));
+        assert_eq!(book.known_depth(), (2, 2));
+        let mut delta = BookUpdate::Delta(levels(&["100"], &[]));
+        let before = delta.clone();
+        assert_eq!(book.apply_checked(&mut delta, &none), Ok(()));
+        assert_eq!(delta, before, "nothing added without a depth");
+        let mut crossing = BookUpdate::Delta(levels(&["101.5"], &[]));
+        assert_eq!(
+            book.apply_checked(&mut crossing, &none),
+            Err(BookRejected::Crossed)
+        );
     }
 }

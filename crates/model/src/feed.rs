@@ -10,7 +10,13 @@
 //! that may have a hole ([`FeedSink::feed_gap`]) — the connection carrying it went away,
 //! or the exchange's own numbering skipped. The sink turns both into explicit messages
 //! for its consumers; nothing is ever lost silently.
+//!
+//! The adapter also says how its venue's books are checked ([`BookChecks`]): a top-N
+//! depth and the checksum a message carries. The checks run where the one book lives,
+//! in the sink, through [`OrderBook::apply_checked`]: the adapter keeps no copy of its
+//! own, so each update is applied once.
 
+use crate::book::OrderBook;
 use crate::{BookLevels, InstrumentId, MarketEvent, UnixNanos};
 
 /// A change to one instrument's book, already checked against the exchange's sequence
@@ -29,6 +35,25 @@ pub enum BookUpdate {
     Delta(BookLevels),
 }
 
+/// A venue's book checksum of a book, computed the way the venue documents (which
+/// levels, how they are written, CRC32 and its signedness), as the unsigned 32-bit
+/// value. A venue that sends a signed value gives its unsigned bits (`i32 as u32`).
+pub type ChecksumFn = fn(&OrderBook) -> u32;
+
+/// What the venue's rules say about its books, checked on every update by
+/// [`OrderBook::apply_checked`]. The default checks nothing (Binance: a full-depth
+/// book kept by its update ids alone).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct BookChecks {
+    /// The levels per side the venue keeps, for a top-N book: levels pushed beyond N
+    /// are dropped (the venue sends no removal for them) and a snapshot is known at
+    /// most N deep.
+    pub depth: Option<usize>,
+    /// The checksum the message carries and the venue's function that computes it from
+    /// the book after the update.
+    pub checksum: Option<(u32, ChecksumFn)>,
+}
+
 /// Why the sink refused a book update. The adapter must resync that instrument.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum BookRejected {
@@ -36,6 +61,10 @@ pub enum BookRejected {
     Crossed,
     #[error("delta for a book that has no snapshot")]
     NotSynced,
+    /// The book after the update does not have the venue's checksum: Raven's copy is
+    /// wrong (an update was lost or misapplied).
+    #[error("book checksum mismatch: the venue sent {expected}, the book gives {computed}")]
+    Checksum { expected: u32, computed: u32 },
 }
 
 /// What the adapter knows about data of an instrument's event streams (trades, BBO,
@@ -65,13 +94,15 @@ pub trait FeedSink: Send + Sync + 'static {
     /// A trade, BBO, mark price or liquidation.
     fn market_event(&self, event: MarketEvent);
 
-    /// A book snapshot or delta. `Err` means the sink's book is now unusable and the
-    /// adapter must resync this instrument (it must not send more deltas before a
-    /// snapshot).
+    /// A book snapshot or delta, to apply under the venue's `checks` (a sink keeping
+    /// the book uses [`OrderBook::apply_checked`]). `Ok` means it applied and passed
+    /// them; `Err` means the sink's book is now unusable and the adapter must resync
+    /// this instrument (it must not send more deltas before a snapshot).
     fn book_update(
         &self,
         instrument: &InstrumentId,
         update: BookUpdate,
+        checks: &BookChecks,
         exchange_time: UnixNanos,
         receive_time: UnixNanos,
     ) -> Result<(), BookRejected>;

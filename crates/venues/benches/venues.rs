@@ -1,7 +1,8 @@
 //! How fast each in-stream venue's frames become books and events, on its recorded
-//! capture: parse + normalize, and for book updates also the sequence/checksum judgment
-//! ([`BookSync`], with the venue's checksum and depth) and the apply to an
-//! [`OrderBook`] — the whole per-message cost before the hub. Throughput is in
+//! capture: parse + normalize, and for book updates also the sequence judgment
+//! ([`BookSync`]) and the one apply to the book under the venue's checks
+//! ([`OrderBook::apply_checked`]: its depth, the message's checksum) — production's
+//! per-message book work, done once, without the hub's publishing. Throughput is in
 //! messages (frames) per second, per channel.
 //!
 //! Book updates are measured from books already started by the recorded snapshots
@@ -14,9 +15,8 @@ use std::path::PathBuf;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use raven_model::book::OrderBook;
-use raven_model::feed::BookUpdate;
 use raven_model::{EventKind, InstrumentId, UnixNanos, Venue};
-use raven_venues::engine::{BookSync, FrameParser, Parsed, Step, VenueProtocol};
+use raven_venues::engine::{book_checks, BookSync, FrameParser, Parsed, Step, VenueProtocol};
 
 /// The `recv` frames of one capture, by connection.
 fn frames(file: &str) -> HashMap<String, Vec<String>> {
@@ -71,20 +71,12 @@ impl Books {
     fn apply(&mut self, out: &mut Vec<Parsed>, protocol: &impl VenueProtocol) {
         for p in out.drain(..) {
             let Parsed::Book(msg) = p else { continue };
-            let (sync, book) = self.0.entry(msg.instrument.clone()).or_insert_with(|| {
-                (
-                    BookSync::new(protocol.book_checksum(), protocol.book_depth()),
-                    OrderBook::new(),
-                )
-            });
-            match sync.on_message(msg) {
-                Step::Apply(BookUpdate::Snapshot { levels, limit }) => {
-                    book.apply_snapshot(&levels, limit)
-                }
-                Step::Apply(BookUpdate::Delta(levels)) => {
-                    black_box(book.apply_delta(&levels));
-                }
-                _ => {}
+            let (sync, book) = self.0.entry(msg.instrument.clone()).or_default();
+            let checks = book_checks(protocol, msg.checksum);
+            if let Step::Apply(mut update) = sync.on_message(msg) {
+                let applied = book.apply_checked(&mut update, &checks);
+                assert!(applied.is_ok(), "the recording's books are whole");
+                black_box(update);
             }
         }
     }

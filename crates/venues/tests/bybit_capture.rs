@@ -8,20 +8,22 @@
 //! stream must be caught for the book they touch and no other; and the recorded REST
 //! listings must give the instruments Bybit describes.
 
+mod support;
+
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::str::FromStr;
 
 use raven_model::book::OrderBook;
-use raven_model::feed::BookUpdate;
 use raven_model::{EventKind, InstrumentId, InstrumentKind, QtyUnit, TradeId, UnixNanos, Venue};
 use raven_venues::bybit::{
     BybitConfig, BybitParser, BybitProtocol, Category, DEFAULT_WS_URL_LINEAR, DEFAULT_WS_URL_SPOT,
     VENUES,
 };
-use raven_venues::engine::{BookSync, Channels, FrameParser, Loss, Parsed, Step, VenueProtocol};
+use raven_venues::engine::{Channels, FrameParser, Loss, Parsed, VenueProtocol};
 use rust_decimal::Decimal;
 use serde_json::Value;
+use support::{EngineBook, Outcome};
 
 /// One line of the recording.
 struct Line {
@@ -346,11 +348,12 @@ fn reference_books(frames: &[(UnixNanos, String)]) -> BTreeMap<String, (RefSide,
     books
 }
 
-/// The engine's side of the story: every parsed book message through [`BookSync`], each
-/// applied update on an [`OrderBook`].
+/// The engine's side of the story: every parsed book message judged by its sync, each
+/// update applied once to its book under Bybit's checks (its depth).
 struct EngineBooks {
-    books: HashMap<InstrumentId, (BookSync, OrderBook)>,
-    losses: Vec<(InstrumentId, Loss)>,
+    books: HashMap<InstrumentId, EngineBook>,
+    /// Gaps and refused updates.
+    losses: Vec<(InstrumentId, Outcome)>,
     stale: usize,
     waiting: usize,
 }
@@ -366,22 +369,11 @@ fn engine_books(category: Category, parsed: Vec<Parsed>) -> EngineBooks {
     for o in parsed {
         let Parsed::Book(msg) = o else { continue };
         let id = msg.instrument.clone();
-        let (sync, book) = e.books.entry(id.clone()).or_insert_with(|| {
-            (
-                BookSync::new(p.book_checksum(), p.book_depth()),
-                OrderBook::new(),
-            )
-        });
-        match sync.on_message(msg) {
-            Step::Apply(BookUpdate::Snapshot { levels, limit }) => {
-                book.apply_snapshot(&levels, limit)
-            }
-            Step::Apply(BookUpdate::Delta(levels)) => {
-                book.apply_delta(&levels);
-            }
-            Step::Waiting => e.waiting += 1,
-            Step::Stale => e.stale += 1,
-            Step::Lost(loss) => e.losses.push((id, loss)),
+        match e.books.entry(id.clone()).or_default().on_message(&p, msg) {
+            Outcome::Applied { .. } => {}
+            Outcome::Waiting => e.waiting += 1,
+            Outcome::Stale => e.stale += 1,
+            lost => e.losses.push((id, lost)),
         }
     }
     e
@@ -417,12 +409,16 @@ fn engine_books_equal_books_built_from_the_raw_json() {
         assert_eq!(reference.len(), e.books.len());
         for (symbol, r) in &reference {
             let id = InstrumentId::new(venue(s.category), symbol);
-            let (sync, book) = &e.books[&id];
+            let EngineBook {
+                sync,
+                book,
+                checksums_verified,
+            } = &e.books[&id];
             assert!(sync.is_live(), "{id} not synced");
             assert_eq!(book.len(), (200, 200), "{id}");
             assert_same_book(book, r, &id.to_string());
             // Bybit sends no checksum: none to verify, none verified.
-            assert_eq!(sync.checksums_verified(), 0);
+            assert_eq!(*checksums_verified, 0);
         }
     }
     assert_eq!(book_messages, 2148);
@@ -457,11 +453,11 @@ fn a_deleted_delta_loses_that_book_only() {
         let id = InstrumentId::new(venue(category), symbol);
         assert_eq!(e.losses.len(), 1, "{:?}", e.losses);
         assert_eq!(e.losses[0].0, id);
-        assert!(matches!(e.losses[0].1, Loss::Gap { .. }));
+        assert!(matches!(e.losses[0].1, Outcome::Lost(Loss::Gap { .. })));
         // The rest of that book's deltas wait for a snapshot that never comes.
         assert!(e.waiting > 0);
-        for (other, (sync, _)) in &e.books {
-            assert_eq!(sync.is_live(), *other != id, "{other}");
+        for (other, b) in &e.books {
+            assert_eq!(b.sync.is_live(), *other != id, "{other}");
         }
     }
 }
@@ -478,7 +474,7 @@ fn a_replayed_delta_is_stale_not_a_loss() {
     assert!(e.losses.is_empty());
     assert_eq!(e.stale, 1);
     let id = InstrumentId::new(venue(Category::Linear), "SOLUSDT");
-    assert_same_book(&e.books[&id].1, &reference["SOLUSDT"], "SOLUSDT");
+    assert_same_book(&e.books[&id].book, &reference["SOLUSDT"], "SOLUSDT");
 }
 
 #[test]
@@ -500,7 +496,8 @@ fn a_restart_with_u_1_starts_the_book_again() {
     let (_, parsed) = parse_all(Category::Linear, &s.frames);
     let e = engine_books(Category::Linear, parsed);
     assert!(e.losses.is_empty(), "{:?}", e.losses);
-    let (sync, book) = &e.books[&InstrumentId::new(venue(Category::Linear), "DOGEUSDT")];
+    let EngineBook { sync, book, .. } =
+        &e.books[&InstrumentId::new(venue(Category::Linear), "DOGEUSDT")];
     assert!(sync.is_live());
     let levels: Vec<String> = book
         .bids()

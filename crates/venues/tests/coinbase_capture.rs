@@ -25,19 +25,18 @@
 //! which prints `frames 1030, book_snapshot 2, book_update 773, levels 74193,
 //! trades_update 79, trades_snapshot 200, bbo 160, control 30`.
 
+mod support;
+
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::str::FromStr;
 
-use raven_model::book::OrderBook;
-use raven_model::feed::BookUpdate;
 use raven_model::{EventKind, InstrumentKind, QtyUnit, Side, UnixNanos, Venue};
 use raven_venues::coinbase::{CoinbaseConfig, CoinbaseProtocol, DEFAULT_WS_URL, VENUES};
-use raven_venues::engine::{
-    BookSync, Channels, FrameParser, Parsed, Sequence, Step, VenueProtocol,
-};
+use raven_venues::engine::{Channels, FrameParser, Parsed, Sequence, VenueProtocol};
 use rust_decimal::Decimal;
 use serde_json::Value;
+use support::{EngineBook, Outcome};
 
 const SYMBOLS: [&str; 2] = ["BTC-USD", "ETH-USD"];
 
@@ -205,10 +204,11 @@ fn reference_books(frames: &[String]) -> HashMap<String, RefBook> {
     books
 }
 
-/// The parsed book messages through the engine's book sync into real books.
+/// The parsed book messages on the engine's path: judged by the book sync, applied once
+/// to real books.
 struct Synced {
-    books: HashMap<String, OrderBook>,
-    syncs: HashMap<String, BookSync>,
+    books: HashMap<String, EngineBook>,
+    /// Gaps and refused updates.
     lost: usize,
     applied: usize,
 }
@@ -217,7 +217,6 @@ fn sync_books(outputs: &[Vec<Parsed>]) -> Synced {
     let p = protocol();
     let mut s = Synced {
         books: HashMap::new(),
-        syncs: HashMap::new(),
         lost: 0,
         applied: 0,
     };
@@ -225,24 +224,15 @@ fn sync_books(outputs: &[Vec<Parsed>]) -> Synced {
         let Parsed::Book(msg) = msg else { continue };
         assert_eq!(msg.sequence, Sequence::None);
         let symbol = msg.instrument.symbol.as_str().to_owned();
-        let sync = s
-            .syncs
-            .entry(symbol.clone())
-            .or_insert_with(|| BookSync::new(p.book_checksum(), p.book_depth()));
-        match sync.on_message(msg.clone()) {
-            Step::Apply(BookUpdate::Snapshot { levels, limit }) => {
-                s.books
-                    .entry(symbol)
-                    .or_default()
-                    .apply_snapshot(&levels, limit);
-                s.applied += 1;
-            }
-            Step::Apply(BookUpdate::Delta(levels)) => {
-                s.books.get_mut(&symbol).unwrap().apply_delta(&levels);
-                s.applied += 1;
-            }
-            Step::Lost(_) => s.lost += 1,
-            Step::Waiting | Step::Stale => {}
+        match s
+            .books
+            .entry(symbol)
+            .or_default()
+            .on_message(&p, msg.clone())
+        {
+            Outcome::Applied { .. } => s.applied += 1,
+            Outcome::Lost(_) | Outcome::Rejected(_) => s.lost += 1,
+            Outcome::Waiting | Outcome::Stale => {}
         }
     }
     s
@@ -265,7 +255,7 @@ fn books_sync_and_equal_an_independent_reference() {
     assert_eq!(s.lost, 0);
     assert_eq!(s.applied, 775);
     for symbol in SYMBOLS {
-        assert!(s.syncs[symbol].is_live(), "{symbol}");
+        assert!(s.books[symbol].sync.is_live(), "{symbol}");
     }
     // Coinbase's level2 carries no checksum: none verified, none to verify.
     let carrying_checksum = c
@@ -273,13 +263,13 @@ fn books_sync_and_equal_an_independent_reference() {
         .iter()
         .filter(|f| f.contains("\"l2_data\"") && f.contains("\"checksum\""))
         .count();
-    let verified: u64 = s.syncs.values().map(BookSync::checksums_verified).sum();
+    let verified: u64 = s.books.values().map(|b| b.checksums_verified).sum();
     assert_eq!((verified, carrying_checksum), (0, 0));
 
     let reference = reference_books(&c.frames);
     assert_eq!(reference.len(), 2);
     for (symbol, [ref_bids, ref_asks]) in &reference {
-        let book = &s.books[symbol];
+        let book = &s.books[symbol].book;
         let want = |m: &BTreeMap<Decimal, String>| -> Vec<(Decimal, String)> {
             m.iter().map(|(p, q)| (*p, q.clone())).collect()
         };
@@ -379,7 +369,7 @@ fn a_lost_message_of_any_channel_is_a_connection_sequence_jump() {
             } else {
                 "ETH-USD"
             };
-            let book = &s.books[product];
+            let book = &s.books[product].book;
             let [ref_bids, ref_asks] = &reference[product];
             let reference_levels: Vec<(Decimal, String)> = ref_bids
                 .iter()

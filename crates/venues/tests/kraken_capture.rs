@@ -4,19 +4,22 @@
 //!
 //! Every count asserted here was computed from the raw capture independently of Raven,
 //! with Python; the one-liners are next to the numbers. The books are checked twice:
-//! through the engine's `BookSync` with Kraken's checksum and depth, and against a
-//! reference book built here straight from the raw JSON by the documented rules.
+//! on the engine's path (`BookSync`, then one apply under Kraken's checksum and depth),
+//! and against a reference book built here straight from the raw JSON by the documented
+//! rules.
+
+mod support;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 
-use raven_model::book::OrderBook;
-use raven_model::feed::BookUpdate;
+use raven_model::feed::BookRejected;
 use raven_model::{EventKind, InstrumentKind, QtyUnit, TradeId, UnixNanos, Venue};
-use raven_venues::engine::{BookMessage, BookSync, FrameParser, Loss, Parsed, Step, VenueProtocol};
+use raven_venues::engine::{BookMessage, FrameParser, Parsed, VenueProtocol};
 use raven_venues::kraken::{KrakenConfig, KrakenProtocol, DEFAULT_WS_URL, VENUES};
 use rust_decimal::Decimal;
 use serde_json::Value;
+use support::{EngineBook, Outcome};
 
 /// One line of the capture that matters here.
 enum Entry {
@@ -310,46 +313,36 @@ fn reference_books(
     (books, with_checksum)
 }
 
-/// What the engine does with book messages: one `BookSync` per book with Kraken's
-/// checksum and depth, every applied update kept in a book like the sink's.
+/// What the engine does with book messages: one `BookSync` per book, every update it
+/// passes applied once to the book under Kraken's checksum and depth, as the sink does.
 struct Engine {
-    syncs: HashMap<String, BookSync>,
-    books: HashMap<String, OrderBook>,
-    lost: Vec<(String, Loss)>,
+    books: HashMap<String, EngineBook>,
+    /// Gaps and refused updates.
+    lost: Vec<(String, Outcome)>,
 }
 
 impl Engine {
     fn run(protocol: &KrakenProtocol, messages: Vec<BookMessage>) -> Engine {
         let mut e = Engine {
-            syncs: HashMap::new(),
             books: HashMap::new(),
             lost: Vec::new(),
         };
         for m in messages {
             let symbol = m.instrument.symbol.as_str().to_owned();
-            let sync = e
-                .syncs
+            let outcome = e
+                .books
                 .entry(symbol.clone())
-                .or_insert_with(|| BookSync::new(protocol.book_checksum(), protocol.book_depth()));
-            match sync.on_message(m) {
-                Step::Apply(BookUpdate::Snapshot { levels, limit }) => {
-                    e.books
-                        .entry(symbol)
-                        .or_default()
-                        .apply_snapshot(&levels, limit);
-                }
-                Step::Apply(BookUpdate::Delta(levels)) => {
-                    e.books.entry(symbol).or_default().apply_delta(&levels);
-                }
-                Step::Lost(loss) => e.lost.push((symbol, loss)),
-                Step::Waiting | Step::Stale => {}
+                .or_default()
+                .on_message(protocol, m);
+            if matches!(outcome, Outcome::Lost(_) | Outcome::Rejected(_)) {
+                e.lost.push((symbol, outcome));
             }
         }
         e
     }
 
     fn verified(&self) -> u64 {
-        self.syncs.values().map(BookSync::checksums_verified).sum()
+        self.books.values().map(|b| b.checksums_verified).sum()
     }
 }
 
@@ -369,11 +362,11 @@ fn books_stay_in_sync_and_equal_a_reference_built_from_the_raw_json() {
     );
     assert!(engine.lost.is_empty(), "{:?}", engine.lost);
     assert_eq!(engine.verified(), with_checksum as u64);
-    assert_eq!(engine.syncs.len(), 10);
-    assert!(engine.syncs.values().all(BookSync::is_live));
+    assert_eq!(engine.books.len(), 10);
+    assert!(engine.books.values().all(|b| b.sync.is_live()));
     assert_eq!(reference.len(), 10);
     for (pair, [asks, bids]) in &reference {
-        let book = &engine.books[pair];
+        let book = &engine.books[pair].book;
         let text = |l: raven_model::Level| (l.price.to_string(), l.qty.to_string());
         let ours_asks: Vec<_> = book.asks().map(text).collect();
         let ours_bids: Vec<_> = book.bids().map(text).collect();
@@ -405,17 +398,19 @@ fn a_deleted_update_loses_that_book_only() {
     assert_eq!(engine.lost.len(), 1, "{:?}", engine.lost);
     let (pair, loss) = &engine.lost[0];
     assert_eq!(pair, "XMR/USD");
-    assert!(matches!(loss, Loss::Checksum { .. }));
+    assert!(matches!(
+        loss,
+        Outcome::Rejected(BookRejected::Checksum { .. })
+    ));
     // The lost book waits for a snapshot (none comes in the recording); the nine others
     // verify every checksum they did before.
-    assert!(!engine.syncs["XMR/USD"].is_live());
+    assert!(!engine.books["XMR/USD"].sync.is_live());
     let whole = Engine::run(&protocol, all);
-    for (pair, sync) in &engine.syncs {
+    for (pair, book) in &engine.books {
         if pair != "XMR/USD" {
-            assert!(sync.is_live(), "{pair}");
+            assert!(book.sync.is_live(), "{pair}");
             assert_eq!(
-                sync.checksums_verified(),
-                whole.syncs[pair].checksums_verified(),
+                book.checksums_verified, whole.books[pair].checksums_verified,
                 "{pair}"
             );
         }
@@ -439,10 +434,10 @@ fn a_corrupted_checksum_is_caught() {
     assert_eq!(engine.lost[0].0, "ADA/XBT");
     assert_eq!(
         engine.lost[0].1,
-        Loss::Checksum {
+        Outcome::Rejected(BookRejected::Checksum {
             expected: recorded ^ 1,
             computed: recorded
-        }
+        })
     );
 }
 

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use parking_lot::Mutex;
-use raven_model::feed::{BookRejected, BookUpdate, FeedGap, FeedSink};
+use raven_model::feed::{BookChecks, BookRejected, BookUpdate, FeedGap, FeedSink};
 use raven_model::{EventKind, InstrumentId, MarketEvent, UnixNanos};
 use raven_venues::binance::{spawn, BinanceConfig, Market};
 use raven_venues::status::{BookSyncState, FeedStatus};
@@ -54,6 +54,7 @@ impl FeedSink for Recorder {
         &self,
         _instrument: &InstrumentId,
         update: BookUpdate,
+        _checks: &BookChecks,
         _exchange_time: UnixNanos,
         _receive_time: UnixNanos,
     ) -> Result<(), BookRejected> {

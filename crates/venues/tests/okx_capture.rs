@@ -24,19 +24,20 @@
 //! → 410 frames: 18 `subscribe` acks, 3 book snapshots, 287 book updates (290 book
 //! messages, all with a non-zero checksum), 74 trades in 74 pushes, 28 tickers.
 
+mod support;
+
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::str::FromStr;
 
 use raven_model::book::OrderBook;
-use raven_model::feed::BookUpdate;
+use raven_model::feed::BookRejected;
 use raven_model::{EventKind, InstrumentKind, QtyUnit, TradeId, UnixNanos, Venue};
-use raven_venues::engine::{
-    BookSync, Channels, FrameParser, Loss, Parsed, Sequence, Step, VenueProtocol,
-};
+use raven_venues::engine::{Channels, FrameParser, Loss, Parsed, Sequence, VenueProtocol};
 use raven_venues::okx::{OkxConfig, OkxProtocol, DEFAULT_WS_URL, VENUE};
 use rust_decimal::Decimal;
 use serde_json::Value;
+use support::{EngineBook, Outcome};
 
 const SYMBOLS: [&str; 3] = ["BTC-USD-220527", "UNI-USD-SWAP", "BTC-USDT"];
 
@@ -102,48 +103,43 @@ fn parse_all(frames: &[(UnixNanos, String)]) -> Vec<Parsed> {
 
 #[derive(Default)]
 struct BookRun {
-    books: HashMap<String, OrderBook>,
-    syncs: HashMap<String, BookSync>,
-    losses: Vec<(String, Loss)>,
+    books: HashMap<String, EngineBook>,
+    /// Gaps and refused updates, in order.
+    losses: Vec<(String, Outcome)>,
     waiting: HashMap<String, usize>,
     stale: usize,
 }
 
 impl BookRun {
-    /// The book messages through the engine's sync, each applied update into a book.
+    /// The book messages on the engine's path: each judged by its sync, then applied
+    /// once to its book under OKX's checks.
     fn of(outputs: Vec<Parsed>) -> Self {
         let p = protocol();
         let mut run = BookRun::default();
         for o in outputs {
             let Parsed::Book(m) = o else { continue };
             let symbol = m.instrument.symbol.as_str().to_owned();
-            let sync = run
-                .syncs
+            match run
+                .books
                 .entry(symbol.clone())
-                .or_insert_with(|| BookSync::new(p.book_checksum(), p.book_depth()));
-            match sync.on_message(m) {
-                Step::Apply(BookUpdate::Snapshot { levels, limit }) => run
-                    .books
-                    .entry(symbol)
-                    .or_default()
-                    .apply_snapshot(&levels, limit),
-                Step::Apply(BookUpdate::Delta(levels)) => {
-                    run.books.entry(symbol).or_default().apply_delta(&levels);
-                }
-                Step::Waiting => *run.waiting.entry(symbol).or_default() += 1,
-                Step::Stale => run.stale += 1,
-                Step::Lost(loss) => run.losses.push((symbol, loss)),
+                .or_default()
+                .on_message(&p, m)
+            {
+                Outcome::Applied { .. } => {}
+                Outcome::Waiting => *run.waiting.entry(symbol).or_default() += 1,
+                Outcome::Stale => run.stale += 1,
+                lost => run.losses.push((symbol, lost)),
             }
         }
         run
     }
 
     fn checksums_verified(&self) -> u64 {
-        self.syncs.values().map(BookSync::checksums_verified).sum()
+        self.books.values().map(|b| b.checksums_verified).sum()
     }
 
     fn live(&self, symbol: &str) -> bool {
-        self.syncs.get(symbol).is_some_and(BookSync::is_live)
+        self.books.get(symbol).is_some_and(|b| b.sync.is_live())
     }
 }
 
@@ -214,7 +210,7 @@ fn assert_matches_reference(run: &BookRun, frames: &[(UnixNanos, String)], symbo
     let reference = reference_books(frames);
     for symbol in symbols {
         let (ref_bids, ref_asks) = &reference[*symbol];
-        let (bids, asks) = levels(&run.books[*symbol]);
+        let (bids, asks) = levels(&run.books[*symbol].book);
         assert_eq!(bids, reference_levels(ref_bids, true), "{symbol} bids");
         assert_eq!(asks, reference_levels(ref_asks, false), "{symbol} asks");
         assert!(!bids.is_empty() && !asks.is_empty(), "{symbol}");
@@ -277,7 +273,7 @@ fn books_sync_verify_every_checksum_and_match_a_reference_built_from_the_raw_jso
     assert_eq!(run.checksums_verified(), 290);
     assert_matches_reference(&run, &frames, &SYMBOLS);
     // The spot book was full: 400 levels a side.
-    assert_eq!(run.books["BTC-USDT"].len(), (400, 400));
+    assert_eq!(run.books["BTC-USDT"].book.len(), (400, 400));
 }
 
 #[test]
@@ -346,7 +342,9 @@ fn a_deleted_delta_loses_that_book_only_by_its_checksum() {
     let mut frames = frames();
     frames.remove(nth_update(&frames, "BTC-USDT", 0));
     let run = BookRun::of(parse_all(&frames));
-    let [(symbol, Loss::Checksum { expected, computed })] = run.losses.as_slice() else {
+    let [(symbol, Outcome::Rejected(BookRejected::Checksum { expected, computed }))] =
+        run.losses.as_slice()
+    else {
         panic!("{:?}", run.losses)
     };
     assert_eq!(symbol, "BTC-USDT");
@@ -375,10 +373,10 @@ fn a_corrupted_checksum_is_caught() {
     assert_eq!(symbol, "UNI-USD-SWAP");
     assert_eq!(
         *loss,
-        Loss::Checksum {
+        Outcome::Rejected(BookRejected::Checksum {
             expected: (recorded ^ 1) as i32 as u32,
             computed: recorded as i32 as u32,
-        }
+        })
     );
     assert!(run.live("BTC-USDT") && run.live("BTC-USD-220527"));
 }
@@ -421,7 +419,7 @@ fn today_s_sequence_ids_chain_the_books_and_a_deleted_delta_is_a_gap() {
     let mut gapped = today.clone();
     gapped.remove(nth_update(&gapped, "BTC-USD-220527", 20));
     let run = BookRun::of(parse_all(&gapped));
-    let [(symbol, Loss::Gap { book, sequence })] = run.losses.as_slice() else {
+    let [(symbol, Outcome::Lost(Loss::Gap { book, sequence }))] = run.losses.as_slice() else {
         panic!("{:?}", run.losses)
     };
     assert_eq!(symbol, "BTC-USD-220527");

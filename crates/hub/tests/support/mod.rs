@@ -9,7 +9,7 @@ use std::time::Duration;
 use prost::Message;
 use raven_hub::{Channel, Hub, HubConfig, InstrumentSpec, Next, Session, Subscriber};
 use raven_model::book::OrderBook;
-use raven_model::feed::{BookUpdate, FeedSink};
+use raven_model::feed::{BookChecks, BookUpdate, FeedSink};
 use raven_model::{
     BookLevels, CandleInterval, EventKind, InstrumentId, Level, MarketEvent, Price, Qty, Side,
     Trade, UnixNanos, Venue,
@@ -378,8 +378,14 @@ pub fn book_delta(msg: &pb::ServerMessage) -> &pb::BookDelta {
 pub fn synced_hub(config: HubConfig) -> (Arc<Hub>, OrderBook) {
     let hub = new_hub(config);
     let snap = initial_book();
-    hub.book_update(&btc(), whole(snap.clone()), t(1), t(2))
-        .unwrap();
+    hub.book_update(
+        &btc(),
+        whole(snap.clone()),
+        &BookChecks::default(),
+        t(1),
+        t(2),
+    )
+    .unwrap();
     let mut reference = OrderBook::new();
     reference.apply_snapshot(&snap, None);
     (hub, reference)
@@ -388,8 +394,14 @@ pub fn synced_hub(config: HubConfig) -> (Arc<Hub>, OrderBook) {
 /// Publishes delta `n` to BTCUSDT and applies it to the reference book.
 pub fn publish_delta(hub: &Hub, reference: &mut OrderBook, n: u64) -> BookLevels {
     let d = delta(n);
-    hub.book_update(&btc(), BookUpdate::Delta(d.clone()), t(10 + n), t(20 + n))
-        .unwrap();
+    hub.book_update(
+        &btc(),
+        BookUpdate::Delta(d.clone()),
+        &BookChecks::default(),
+        t(10 + n),
+        t(20 + n),
+    )
+    .unwrap();
     reference.apply_delta(&d);
     d
 }

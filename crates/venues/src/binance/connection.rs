@@ -47,7 +47,7 @@ use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use metrics::Counter;
-use raven_model::feed::{BookRejected, BookUpdate, FeedGap, FeedSink};
+use raven_model::feed::{BookChecks, BookRejected, BookUpdate, FeedGap, FeedSink};
 use raven_model::{EventKind, InstrumentId, MarketEvent, UnixNanos, Venue};
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
@@ -455,10 +455,13 @@ impl Feed {
     /// resyncs).
     fn apply(&mut self, instrument: &InstrumentId, diff: DepthDiff) -> bool {
         let (et, rt) = (diff.exchange_time, diff.receive_time);
-        match self
-            .sink
-            .book_update(instrument, BookUpdate::Delta(diff.into_levels()), et, rt)
-        {
+        match self.sink.book_update(
+            instrument,
+            BookUpdate::Delta(diff.into_levels()),
+            &BookChecks::default(),
+            et,
+            rt,
+        ) {
             Ok(()) => true,
             Err(rejected) => {
                 self.rejected(instrument, rejected);
@@ -515,7 +518,10 @@ impl Feed {
                     levels: snapshot.into_levels(),
                     limit: Some(self.snapshot_limit),
                 };
-                if let Err(rejected) = self.sink.book_update(&instrument, update, et, rt) {
+                if let Err(rejected) =
+                    self.sink
+                        .book_update(&instrument, update, &BookChecks::default(), et, rt)
+                {
                     return self.rejected(&instrument, rejected);
                 }
                 for diff in replay {

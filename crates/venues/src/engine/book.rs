@@ -3,31 +3,26 @@
 //! Most venues (Bybit, OKX, Kraken, Coinbase) send the book's snapshot on the same
 //! stream as its deltas, right after the subscription, so there is nothing to buffer
 //! or join: the snapshot starts the book, and each delta must follow it by the venue's
-//! [`Sequence`] rule. What a venue adds is checked here too:
-//! * a **checksum** ([`ChecksumFn`]) of the book after each message: the book is kept
-//!   here as well (a shadow of the sink's), the venue's function computes the value,
-//!   and any difference means Raven's copy is wrong;
-//! * a **depth** (top-N books): levels pushed beyond N are dropped, and the delta passed
-//!   on carries their removal, so the sink's book and every subscriber's stay equal to
-//!   this one (the venue sends no removal for them).
+//! [`Sequence`] rule. That judgment is all this does. What a venue adds — a checksum
+//! of the book after each message, a top-N depth — is checked on the book itself, in
+//! the sink ([`raven_model::book::OrderBook::apply_checked`], under the
+//! [`raven_model::feed::BookChecks`] the connection builds): the adapter keeps no
+//! shadow copy, so each update is applied once.
 //!
-//! A gap, a failed checksum or a message before any snapshot leave the book waiting for
-//! the next snapshot ([`BookSync::reset`] is the caller's resubscribe). Nothing here does
-//! I/O or reads a clock; every transition is unit-tested.
+//! A gap or a message before any snapshot leave the book waiting for the next snapshot
+//! ([`BookSync::reset`] is the caller's resubscribe, also after the sink refused an
+//! update). Nothing here does I/O or reads a clock; every transition is unit-tested.
 
-use raven_model::book::OrderBook;
 use raven_model::feed::BookUpdate;
 use raven_model::BookLevels;
 
-use super::protocol::{BookMessage, ChecksumFn, Sequence};
+use super::protocol::{BookMessage, Sequence};
 
 /// Why the book lost sync.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Loss {
     /// The delta does not follow the book: something was lost between them.
     Gap { book: u64, sequence: Sequence },
-    /// The book after the message does not have the venue's checksum.
-    Checksum { expected: u32, computed: u32 },
 }
 
 impl Loss {
@@ -35,7 +30,6 @@ impl Loss {
     pub fn reason(&self) -> &'static str {
         match self {
             Loss::Gap { .. } => "sequence gap",
-            Loss::Checksum { .. } => "checksum mismatch",
         }
     }
 }
@@ -49,42 +43,25 @@ pub enum Step {
     Waiting,
     /// A repeat of what the book already holds: dropped.
     Stale,
-    /// The book is wrong or incomplete: reset it and get a new snapshot.
+    /// The book is incomplete: reset it and get a new snapshot.
     Lost(Loss),
 }
 
 /// The sync state of one book.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct BookSync {
     /// The book's sequence number once a snapshot started it.
     at: Option<u64>,
     live: bool,
-    /// The shadow book, kept when there is a checksum or a depth to keep.
-    book: Option<OrderBook>,
-    checksum: Option<ChecksumFn>,
-    depth: Option<usize>,
-    checksums_verified: u64,
 }
 
 impl BookSync {
-    pub fn new(checksum: Option<ChecksumFn>, depth: Option<usize>) -> Self {
-        Self {
-            at: None,
-            live: false,
-            book: (checksum.is_some() || depth.is_some()).then(OrderBook::new),
-            checksum,
-            depth,
-            checksums_verified: 0,
-        }
+    pub fn new() -> Self {
+        Self::default()
     }
 
     pub fn is_live(&self) -> bool {
         self.live
-    }
-
-    /// Checksums that matched so far.
-    pub fn checksums_verified(&self) -> u64 {
-        self.checksums_verified
     }
 
     /// Forget the book; the next snapshot starts it again.
@@ -135,44 +112,21 @@ impl BookSync {
                 }
             }
         }
-        let mut levels = BookLevels {
+        let levels = BookLevels {
             bids: msg.bids,
             asks: msg.asks,
             first_update_id: if msg.snapshot { last } else { first },
             last_update_id: last,
         };
-        if let Some(book) = &mut self.book {
-            if msg.snapshot {
-                book.apply_snapshot(&levels, self.depth);
-                if let Some(depth) = self.depth {
-                    // A snapshot deeper than the book keeps: only N per side count.
-                    book.truncate(depth, &mut BookLevels::default());
-                    levels.bids = book.bids().collect();
-                    levels.asks = book.asks().collect();
-                }
-            } else {
-                book.apply_delta(&levels);
-                if let Some(depth) = self.depth {
-                    book.truncate(depth, &mut levels);
-                }
-            }
-            if let (Some(expected), Some(checksum)) = (msg.checksum, self.checksum) {
-                let computed = checksum(book);
-                if computed != expected {
-                    self.reset();
-                    return Step::Lost(Loss::Checksum { expected, computed });
-                }
-                self.checksums_verified += 1;
-            }
-        }
         self.live = true;
         if !matches!(msg.sequence, Sequence::None) {
             self.at = Some(last);
         }
         Step::Apply(if msg.snapshot {
+            // The venue's depth, if any, bounds it where it is applied.
             BookUpdate::Snapshot {
                 levels,
-                limit: self.depth,
+                limit: None,
             }
         } else {
             BookUpdate::Delta(levels)
@@ -211,7 +165,7 @@ mod tests {
 
     #[test]
     fn deltas_wait_for_a_snapshot_then_follow_it() {
-        let mut s = BookSync::new(None, None);
+        let mut s = BookSync::new();
         assert_eq!(
             s.on_message(msg(false, contiguous(5, 5), vec![], vec![])),
             Step::Waiting
@@ -244,7 +198,7 @@ mod tests {
 
     #[test]
     fn chained_sequences_accept_empty_updates_and_catch_breaks() {
-        let mut s = BookSync::new(None, None);
+        let mut s = BookSync::new();
         let chained = |prev, last| Sequence::Chained { prev, last };
         s.on_message(msg(true, chained(u64::MAX, 100), vec![], vec![]));
         // An update without change repeats its sequence number.
@@ -266,50 +220,5 @@ mod tests {
             s.on_message(msg(false, chained(3, 5), vec![], vec![])),
             Step::Lost(_)
         ));
-    }
-
-    #[test]
-    fn a_top_n_book_drops_what_falls_beyond_n_and_says_so() {
-        let mut s = BookSync::new(None, Some(2));
-        let snap = msg(
-            true,
-            Sequence::None,
-            vec![lv("10", "1"), lv("9", "1"), lv("8", "1")],
-            vec![lv("11", "1")],
-        );
-        let Step::Apply(BookUpdate::Snapshot { levels, limit }) = s.on_message(snap) else {
-            panic!()
-        };
-        assert_eq!(levels.bids, vec![lv("10", "1"), lv("9", "1")]);
-        assert_eq!(limit, Some(2));
-        let Step::Apply(BookUpdate::Delta(levels)) =
-            s.on_message(msg(false, Sequence::None, vec![lv("10.5", "2")], vec![]))
-        else {
-            panic!()
-        };
-        // The new best bid pushed 9 out: its removal travels with the delta.
-        assert_eq!(levels.bids, vec![lv("10.5", "2"), lv("9", "0")]);
-    }
-
-    #[test]
-    fn a_checksum_that_differs_loses_the_book() {
-        fn best_bid_qty(book: &OrderBook) -> u32 {
-            book.best_bid()
-                .map_or(0, |l| l.qty.value().mantissa() as u32)
-        }
-        let mut s = BookSync::new(Some(best_bid_qty), None);
-        let mut m = msg(true, Sequence::None, vec![lv("10", "3")], vec![]);
-        m.checksum = Some(3);
-        assert!(matches!(s.on_message(m), Step::Apply(_)));
-        let mut m = msg(false, Sequence::None, vec![lv("10", "4")], vec![]);
-        m.checksum = Some(5);
-        assert_eq!(
-            s.on_message(m),
-            Step::Lost(Loss::Checksum {
-                expected: 5,
-                computed: 4
-            })
-        );
-        assert_eq!(s.checksums_verified(), 1);
     }
 }

@@ -7,12 +7,13 @@
 //!   the venue's request-rate limit; the venue answers each book subscription with a
 //!   snapshot, which starts that book ([`BookSync`]).
 //! * **Read.** Each text frame goes to the venue's [`FrameParser`]; its outputs are
-//!   judged here: book messages by their sequence and checksum, numbered trades by a
+//!   judged here: book messages by their sequence (then applied by the sink under the
+//!   venue's checks: its depth, the message's checksum), numbered trades by a
 //!   [`StreamSequencer`] (repeats dropped, regressions counted), a connection-wide
 //!   sequence number ([`Parsed::ConnectionSequence`]) for continuity of everything.
 //!   Malformed frames are counted and skipped.
-//! * **Resync one book.** A gap, a checksum mismatch or a book the sink refuses
-//!   (crossed) resets that book alone (the sink stops serving it; subscribers get a
+//! * **Resync one book.** A gap, or a book the sink refuses (a checksum mismatch,
+//!   crossed) resets that book alone (the sink stops serving it; subscribers get a
 //!   `BookReset`) and sends the venue's resubscribe frames for it; its next snapshot
 //!   starts it again. A venue that cannot resubscribe one book has the connection
 //!   replaced instead.
@@ -35,7 +36,7 @@ use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use metrics::Counter;
-use raven_model::feed::{BookRejected, FeedGap, FeedSink};
+use raven_model::feed::{BookRejected, BookUpdate, FeedGap, FeedSink};
 use raven_model::{EventKind, InstrumentId, MarketEvent, UnixNanos, Venue};
 use tokio::sync::watch;
 use tokio::time::Instant;
@@ -43,7 +44,10 @@ use tokio_tungstenite::tungstenite::Message;
 
 use super::book::{BookSync, Loss, Step};
 use super::malformed::MalformedLog;
-use super::protocol::{Channels, ConnectionPlan, FrameParser, Keepalive, Parsed, VenueProtocol};
+use super::protocol::{
+    book_checks, BookMessage, Channels, ConnectionPlan, FrameParser, Keepalive, Parsed,
+    VenueProtocol,
+};
 use crate::backoff::{Backoff, BackoffConfig};
 use crate::sequencer::{Delivery, Source, StreamSequencer};
 use crate::status::{
@@ -111,8 +115,6 @@ impl Counters {
 struct Book {
     sync: BookSync,
     status: Arc<BookStatus>,
-    /// Checksums of `sync` already counted in status and metrics.
-    verified_counted: u64,
 }
 
 /// What the connection loop must do after a frame.
@@ -163,16 +165,14 @@ impl<P: VenueProtocol> Conn<P> {
             .iter()
             .map(|s| InstrumentId::new(venue, s))
             .collect();
-        let (checksum, depth) = (protocol.book_checksum(), protocol.book_depth());
         let books = if settings.books {
             symbols
                 .iter()
                 .map(|id| {
                     let book_status = status.book(id).unwrap_or_else(|| status.register_book(id));
                     let book = Book {
-                        sync: BookSync::new(checksum, depth),
+                        sync: BookSync::new(),
                         status: book_status,
-                        verified_counted: 0,
                     };
                     (id.clone(), book)
                 })
@@ -287,31 +287,34 @@ impl<P: VenueProtocol> Conn<P> {
         Verdict::Continue
     }
 
-    fn on_book(&mut self, msg: super::protocol::BookMessage) -> Verdict {
+    fn on_book(&mut self, msg: BookMessage) -> Verdict {
         let instrument = msg.instrument.clone();
         let (et, rt) = (msg.exchange_time, msg.receive_time);
         let Some(book) = self.books.get_mut(&instrument) else {
             return Verdict::Continue;
         };
         book.status.message();
-        let step = book.sync.on_message(msg);
-        let verified = book.sync.checksums_verified();
-        if verified > book.verified_counted {
-            let n = verified - book.verified_counted;
-            book.verified_counted = verified;
-            book.status.checksums_verified(n);
-            self.counters.checksums_verified.increment(n);
-        }
-        match step {
+        let checks = book_checks(&*self.protocol, msg.checksum);
+        match book.sync.on_message(msg) {
             Step::Apply(update) => {
-                let snapshot = matches!(update, raven_model::feed::BookUpdate::Snapshot { .. });
-                match self.sink.book_update(&instrument, update, et, rt) {
+                let snapshot = matches!(update, BookUpdate::Snapshot { .. });
+                match self.sink.book_update(&instrument, update, &checks, et, rt) {
                     Ok(()) => {
+                        if checks.checksum.is_some() {
+                            book.status.checksums_verified(1);
+                            self.counters.checksums_verified.increment(1);
+                        }
                         if snapshot {
                             book.status.set_state(BookSyncState::Synced);
                             tracing::debug!(connection = %self.name, %instrument, "book synced");
                         }
                         Verdict::Continue
+                    }
+                    Err(BookRejected::Checksum { expected, computed }) => {
+                        tracing::warn!(connection = %self.name, %instrument, expected, computed, "book checksum mismatch, resyncing the book");
+                        book.status.checksum_mismatch();
+                        self.counters.checksum_mismatches.increment(1);
+                        self.resync(&instrument, "checksum mismatch")
                     }
                     Err(rejected) => self.rejected(&instrument, rejected),
                 }
@@ -322,18 +325,10 @@ impl<P: VenueProtocol> Conn<P> {
                 Verdict::Continue
             }
             Step::Lost(loss) => {
-                match loss {
-                    Loss::Gap { book: at, sequence } => {
-                        tracing::info!(connection = %self.name, %instrument, book = at, ?sequence, "book sequence gap, resyncing the book");
-                        book.status.gap();
-                        self.counters.gaps.increment(1);
-                    }
-                    Loss::Checksum { expected, computed } => {
-                        tracing::warn!(connection = %self.name, %instrument, expected, computed, "book checksum mismatch, resyncing the book");
-                        book.status.checksum_mismatch();
-                        self.counters.checksum_mismatches.increment(1);
-                    }
-                }
+                let Loss::Gap { book: at, sequence } = loss;
+                tracing::info!(connection = %self.name, %instrument, book = at, ?sequence, "book sequence gap, resyncing the book");
+                book.status.gap();
+                self.counters.gaps.increment(1);
                 self.resync(&instrument, loss.reason())
             }
         }
@@ -643,5 +638,114 @@ async fn session<P: VenueProtocol>(
                 return End::Lost(format!("no frame for {:?}", settings.stall_timeout));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kraken::{KrakenConfig, KrakenProtocol, DEFAULT_WS_URL, VENUES};
+    use parking_lot::Mutex;
+    use raven_model::book::OrderBook;
+    use raven_model::feed::{BookChecks, BookUpdate};
+
+    /// Keeps real books and applies each update under its checks, as the hub does.
+    #[derive(Default)]
+    struct Sink {
+        books: Mutex<HashMap<InstrumentId, OrderBook>>,
+        resets: Mutex<Vec<String>>,
+    }
+
+    impl FeedSink for Sink {
+        fn market_event(&self, _event: MarketEvent) {}
+
+        fn book_update(
+            &self,
+            instrument: &InstrumentId,
+            mut update: BookUpdate,
+            checks: &BookChecks,
+            _exchange_time: UnixNanos,
+            _receive_time: UnixNanos,
+        ) -> Result<(), BookRejected> {
+            let mut books = self.books.lock();
+            let book = books.entry(instrument.clone()).or_default();
+            book.apply_checked(&mut update, checks)
+        }
+
+        fn book_reset(&self, instrument: &InstrumentId, reason: &str) {
+            self.books.lock().remove(instrument);
+            self.resets.lock().push(reason.to_owned());
+        }
+
+        fn feed_gap(&self, _instrument: &InstrumentId, _gap: FeedGap, _receive_time: UnixNanos) {}
+    }
+
+    /// Kraken's documented checksum example (asks 0.05005…0.05050, bids 0.05000…0.04950,
+    /// each 0.00000500: checksum 974947235) as a depth-10 snapshot of XBT/USD.
+    fn snapshot() -> String {
+        let level = |p: u32| format!(r#"["0.{p:05}","0.00000500","1582905487.0"]"#);
+        let asks: Vec<String> = (0..10).map(|i| level(5005 + 5 * i)).collect();
+        let bids: Vec<String> = [5000, 4995, 4990, 4980, 4975, 4970, 4965, 4960, 4955, 4950]
+            .into_iter()
+            .map(level)
+            .collect();
+        format!(
+            r#"[0,{{"as":[{}],"bs":[{}]}},"book-10","XBT/USD"]"#,
+            asks.join(","),
+            bids.join(",")
+        )
+    }
+
+    #[test]
+    fn the_sink_checks_each_checksum_once_and_a_mismatch_resyncs_that_book() {
+        let venue = Venue::new(VENUES[0]).unwrap();
+        let config = KrakenConfig {
+            book_depth: 10,
+            ..KrakenConfig::default()
+        };
+        let protocol = Arc::new(KrakenProtocol::new(venue, DEFAULT_WS_URL, &config));
+        let channels = Channels {
+            book: true,
+            ..Channels::default()
+        };
+        let plan = protocol.plan(&["XBT/USD".to_owned()], &channels).remove(0);
+        let settings = ConnectionSettings {
+            venue,
+            name: "kraken#test".to_owned(),
+            books: true,
+            channels,
+            stall_timeout: Duration::from_secs(30),
+            backoff: BackoffConfig::default(),
+        };
+        let sink = Arc::new(Sink::default());
+        let status = FeedStatus::new();
+        let mut conn = Conn::new(protocol, &plan, &settings, sink.clone(), &status);
+        conn.on_connected(&plan, UnixNanos(1), false);
+        while conn.next_outgoing().is_some() {}
+        let book = || status.snapshot().books.remove(0);
+
+        assert_eq!(conn.on_text(&snapshot(), UnixNanos(2)), Verdict::Continue);
+        assert_eq!(book().state, BookSyncState::Synced);
+        // A far ask the depth-10 book drops again: the top 10 keep the example's checksum.
+        let far = r#"[0,{"a":[["0.06000","1.00000000","1582905488.0"]],"c":"974947235"},"book-10","XBT/USD"]"#;
+        assert_eq!(conn.on_text(far, UnixNanos(3)), Verdict::Continue);
+        assert_eq!(
+            (book().checksums_verified, book().checksum_mismatches),
+            (1, 0)
+        );
+        assert_eq!(sink.books.lock().values().next().unwrap().len(), (10, 10));
+        // A new best bid with the old checksum: Raven's book is not the venue's.
+        let wrong = r#"[0,{"b":[["0.05001","1.00000000","1582905489.0"]],"c":"974947235"},"book-10","XBT/USD"]"#;
+        assert_eq!(conn.on_text(wrong, UnixNanos(4)), Verdict::Continue);
+        let info = book();
+        assert_eq!((info.checksums_verified, info.checksum_mismatches), (1, 1));
+        assert_eq!((info.state, info.resyncs), (BookSyncState::Resyncing, 1));
+        assert_eq!(*sink.resets.lock(), ["checksum mismatch"]);
+        // The venue is asked for a fresh snapshot of that book (unsubscribe, subscribe).
+        assert_eq!(std::iter::from_fn(|| conn.next_outgoing()).count(), 2);
+        // Until it comes, updates of the book go nowhere.
+        assert_eq!(conn.on_text(far, UnixNanos(5)), Verdict::Continue);
+        assert!(sink.books.lock().is_empty());
+        assert_eq!(book().checksums_verified, 1);
     }
 }

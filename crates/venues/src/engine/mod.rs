@@ -8,7 +8,8 @@
 //! * [`family`]: an in-stream family's registry entry (settings read and checked);
 //! * [`connection`]: one connection's loop (subscribe, read, keep alive, resync one
 //!   book, reconnect) and its synchronous heart;
-//! * [`book`]: one in-stream book kept in sequence, checksummed, cut to its depth;
+//! * [`book`]: one in-stream book kept in sequence (its checksum and depth are checked
+//!   by the sink, on its book);
 //! * [`symbols`]: the subscribed symbols of a connection;
 //! * [`ordinals`]: keys for trades that have no number;
 //! * [`malformed`]: counting and logging unusable frames.
@@ -25,8 +26,8 @@ pub mod venue;
 pub use book::{BookSync, Loss, Step};
 pub use ordinals::Ordinals;
 pub use protocol::{
-    BookMessage, Channels, ChecksumFn, ConnectionPlan, FrameParser, Keepalive, ParseError, Parsed,
-    Sequence, VenueProtocol,
+    book_checks, BookMessage, Channels, ChecksumFn, ConnectionPlan, FrameParser, Keepalive,
+    ParseError, Parsed, Sequence, VenueProtocol,
 };
 pub use symbols::SymbolMap;
 pub use venue::{spawn, EngineConfig};

@@ -8,7 +8,8 @@
 //! * how to read a frame ([`FrameParser`]), into venue-neutral [`Parsed`] outputs;
 //! * how its books are kept in sequence ([`Sequence`]) and checked ([`ChecksumFn`]),
 //!   how deep they are ([`VenueProtocol::book_depth`]) and how to get a fresh snapshot
-//!   of one book ([`VenueProtocol::resubscribe_book`]);
+//!   of one book ([`VenueProtocol::resubscribe_book`]); the checks of each message
+//!   ([`book_checks`]) go with it to the sink, which applies them to its book;
 //! * its application keepalive ([`Keepalive`]);
 //! * where its instrument listings are ([`VenueProtocol::instrument_paths`]).
 //!
@@ -18,7 +19,7 @@
 
 use std::time::Duration;
 
-use raven_model::book::OrderBook;
+use raven_model::feed::BookChecks;
 use raven_model::{InstrumentId, InstrumentInfo, Level, MarketEvent, UnixNanos};
 
 /// Why a frame or REST body was refused. The engine counts it as malformed and skips it.
@@ -74,11 +75,20 @@ pub struct Keepalive {
     pub frame: String,
 }
 
-/// A venue's book checksum of a book, computed the way the venue documents (which
-/// levels, how they are written, CRC32 and its signedness), as the unsigned 32-bit
-/// value. The parser puts the venue's value in [`BookMessage::checksum`] as the same
-/// unsigned bits (`i32 as u32` for a signed one).
-pub type ChecksumFn = fn(&OrderBook) -> u32;
+/// A venue's book checksum (defined in the model, where the book is checked). The
+/// parser puts the venue's value in [`BookMessage::checksum`] as the unsigned bits the
+/// function returns (`i32 as u32` for a signed one).
+pub use raven_model::feed::ChecksumFn;
+
+/// The checks of one book message of `protocol`'s venue, for the sink's
+/// [`raven_model::book::OrderBook::apply_checked`]: the venue's depth, and its checksum
+/// when the message carries one.
+pub fn book_checks<P: VenueProtocol>(protocol: &P, checksum: Option<u32>) -> BookChecks {
+    BookChecks {
+        depth: protocol.book_depth(),
+        checksum: checksum.zip(protocol.book_checksum()),
+    }
+}
 
 /// How a book message's sequence numbers chain.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

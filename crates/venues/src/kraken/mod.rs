@@ -149,10 +149,13 @@ impl crate::engine::family::FamilyConfig for KrakenConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::{BookSync, FrameParser, Parsed, Sequence, Step};
+    use crate::engine::{book_checks, BookSync, FrameParser, Parsed, Sequence, Step};
+    use raven_model::book::OrderBook;
+    use raven_model::feed::{BookRejected, BookUpdate};
     use raven_model::UnixNanos;
 
-    /// The engine's path for one pair at depth 10: snapshot, updates, a truncation the
+    /// The engine's path for one pair at depth 10 (the sync's judgment, then one apply
+    /// under Kraken's checks, as the sink does): snapshot, updates, a truncation the
     /// venue never announces, and a checksum that catches a lost update.
     #[test]
     fn a_depth_10_book_is_cut_and_checked_through_the_engine() {
@@ -163,7 +166,9 @@ mod tests {
         };
         let protocol = KrakenProtocol::new(venue, DEFAULT_WS_URL, &config);
         let mut parser = protocol.parser(&["XBT/USD".to_owned()]);
-        let mut sync = BookSync::new(protocol.book_checksum(), protocol.book_depth());
+        let mut sync = BookSync::new();
+        let mut book = OrderBook::new();
+        let mut verified = 0;
         let mut feed = |text: &str| {
             let mut out = Vec::new();
             parser.parse(text, UnixNanos(1), &mut out).unwrap();
@@ -171,7 +176,15 @@ mod tests {
                 panic!("{out:?}")
             };
             assert_eq!(m.sequence, Sequence::None);
-            sync.on_message(m.clone())
+            let checks = book_checks(&protocol, m.checksum);
+            let Step::Apply(mut update) = sync.on_message(m.clone()) else {
+                panic!("not applied")
+            };
+            let applied = book.apply_checked(&mut update, &checks);
+            if applied.is_ok() && checks.checksum.is_some() {
+                verified += 1;
+            }
+            applied.map(|()| update)
         };
         // The documented example book: asks 0.05005…0.05050, bids 0.05000…0.04950.
         let asks: Vec<String> = (0..10)
@@ -186,14 +199,14 @@ mod tests {
             asks.join(","),
             bids.join(",")
         );
-        assert!(matches!(feed(&snapshot), Step::Apply(_)));
+        assert!(matches!(feed(&snapshot), Ok(BookUpdate::Snapshot { .. })));
         // An update with the documented checksum of that book: a level far away that
         // the depth-10 book drops again, so the top 10 stay the example's.
-        let step = feed(
+        let applied = feed(
             r#"[0,{"a":[["0.06000","1.00000000","1582905488.0"]],"c":"974947235"},"book-10","XBT/USD"]"#,
         );
-        let Step::Apply(raven_model::feed::BookUpdate::Delta(levels)) = step else {
-            panic!("{step:?}")
+        let Ok(BookUpdate::Delta(levels)) = applied else {
+            panic!("{applied:?}")
         };
         assert_eq!(
             levels.asks.len(),
@@ -205,9 +218,12 @@ mod tests {
             feed(
                 r#"[0,{"b":[["0.04999","1.00000000","1582905489.0"]],"c":"974947235"},"book-10","XBT/USD"]"#
             ),
-            Step::Lost(_)
+            Err(BookRejected::Checksum {
+                expected: 974_947_235,
+                ..
+            })
         ));
-        assert_eq!(sync.checksums_verified(), 1);
+        assert_eq!(verified, 1);
         assert_eq!(protocol.instrument_paths(), ["/0/public/AssetPairs"]);
         assert_eq!(protocol.resubscribe_book("XBT/USD").len(), 2);
     }

@@ -1,6 +1,7 @@
 //! What the venue tests share: the recorded captures (shared/data/captures) as entries in
-//! the order they happened, and a sink that keeps real books like the hub and records
-//! everything else it is told.
+//! the order they happened, a sink that keeps real books like the hub and records
+//! everything else it is told, and one in-stream book on the engine's path without a
+//! socket ([`EngineBook`]).
 #![allow(dead_code)] // each test binary uses a different part
 
 use std::collections::HashMap;
@@ -10,12 +11,13 @@ use std::time::Duration;
 
 use parking_lot::Mutex;
 use raven_model::book::OrderBook;
-use raven_model::feed::{BookRejected, BookUpdate, FeedGap, FeedSink};
+use raven_model::feed::{BookChecks, BookRejected, BookUpdate, FeedGap, FeedSink};
 use raven_model::{InstrumentId, MarketEvent, UnixNanos, Venue};
 use raven_venues::binance::connection::{ConnectionConfig, Feed};
 use raven_venues::binance::parse::parse_snapshot;
 use raven_venues::binance::snapshot::{self, FetcherConfig, SnapshotReply};
 use raven_venues::binance::Market;
+use raven_venues::engine::{book_checks, BookMessage, BookSync, Loss, Step, VenueProtocol};
 use raven_venues::status::FeedStatus;
 use raven_venues::BackoffConfig;
 
@@ -90,27 +92,22 @@ impl FeedSink for BookSink {
     fn book_update(
         &self,
         instrument: &InstrumentId,
-        update: BookUpdate,
+        mut update: BookUpdate,
+        checks: &BookChecks,
         _exchange_time: UnixNanos,
         _receive_time: UnixNanos,
     ) -> Result<(), BookRejected> {
         let mut books = self.books.lock();
-        match update {
-            BookUpdate::Snapshot { levels, limit } => {
+        let book = match update {
+            BookUpdate::Snapshot { .. } => {
                 *self.snapshots.lock() += 1;
-                books
-                    .entry(instrument.clone())
-                    .or_default()
-                    .apply_snapshot(&levels, limit);
+                books.entry(instrument.clone()).or_default()
             }
-            BookUpdate::Delta(levels) => {
-                let book = books.get_mut(instrument).ok_or(BookRejected::NotSynced)?;
-                book.apply_delta(&levels);
-                if book.is_crossed() {
-                    books.remove(instrument);
-                    return Err(BookRejected::Crossed);
-                }
-            }
+            BookUpdate::Delta(_) => books.get_mut(instrument).ok_or(BookRejected::NotSynced)?,
+        };
+        if let Err(rejected) = book.apply_checked(&mut update, checks) {
+            books.remove(instrument);
+            return Err(rejected);
         }
         Ok(())
     }
@@ -190,4 +187,53 @@ pub fn replay_through_feed(
         }
     }
     (sink, status)
+}
+
+/// What became of one book message on the engine's path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Applied to the book; `checked`: it carried a checksum, and the book matched it.
+    Applied { checked: bool },
+    /// No snapshot yet.
+    Waiting,
+    /// A repeat, dropped.
+    Stale,
+    /// [`BookSync`] found a gap.
+    Lost(Loss),
+    /// The book refused it (a checksum mismatch, crossed).
+    Rejected(BookRejected),
+}
+
+/// One in-stream book as the engine's connection keeps it, without a socket: the
+/// sequence judged by [`BookSync`], each update applied once to the book with the
+/// checks the connection builds ([`book_checks`]), as the sink does; a refused update
+/// resets the sync, as the connection's resync does.
+#[derive(Default)]
+pub struct EngineBook {
+    pub sync: BookSync,
+    pub book: OrderBook,
+    /// Updates applied with a matching checksum: what the connection counts.
+    pub checksums_verified: u64,
+}
+
+impl EngineBook {
+    pub fn on_message(&mut self, protocol: &impl VenueProtocol, msg: BookMessage) -> Outcome {
+        let checks = book_checks(protocol, msg.checksum);
+        match self.sync.on_message(msg) {
+            Step::Apply(mut update) => match self.book.apply_checked(&mut update, &checks) {
+                Ok(()) => {
+                    let checked = checks.checksum.is_some();
+                    self.checksums_verified += u64::from(checked);
+                    Outcome::Applied { checked }
+                }
+                Err(rejected) => {
+                    self.sync.reset();
+                    Outcome::Rejected(rejected)
+                }
+            },
+            Step::Waiting => Outcome::Waiting,
+            Step::Stale => Outcome::Stale,
+            Step::Lost(loss) => Outcome::Lost(loss),
+        }
+    }
 }
