@@ -246,8 +246,11 @@ impl Faults {
             }
             Fault::TradeGap { symbol } => add(&self.trade_gaps, None, symbol),
             Fault::Malformed { endpoint } => {
-                self.malformed.lock().push(endpoint.clone());
-                self.malformed_epoch.fetch_add(1, Relaxed);
+                let mut faults = self.malformed.lock();
+                faults.push(endpoint.clone());
+                // Under the lock: a connection that sees the new count and then takes
+                // the lock sees the fault too.
+                self.malformed_epoch.store(faults.len() as u64, Relaxed);
             }
             Fault::Cross { symbol, endpoint } => add(&self.crosses, endpoint.as_deref(), symbol),
         }
@@ -386,26 +389,22 @@ impl Faults {
     /// The malformed faults applied so far: a new connection starts from here, so only
     /// faults applied while it is open reach it.
     pub(crate) fn malformed_seen(&self) -> u64 {
-        self.malformed_epoch.load(Relaxed)
+        self.malformed.lock().len() as u64
     }
 
     /// True (and counted) when a connection on `endpoint` that saw the malformed faults
     /// up to `seen` must insert a malformed frame now; `seen` moves to the latest.
     pub(crate) fn take_malformed(&self, seen: &mut u64, endpoint: &str) -> bool {
-        let now = self.malformed_epoch.load(Relaxed);
-        if now == *seen {
+        // The common case, no new fault, without the lock.
+        if self.malformed_epoch.load(Relaxed) == *seen {
             return false;
         }
-        let from = std::mem::replace(seen, now) as usize;
-        let hit = self
-            .malformed
-            .lock()
-            .get(from..now as usize)
-            .is_some_and(|faults| {
-                faults
-                    .iter()
-                    .any(|e| e.as_deref().is_none_or(|e| e == endpoint))
-            });
+        let faults = self.malformed.lock();
+        let from = std::mem::replace(seen, faults.len() as u64) as usize;
+        let hit = faults.get(from..).is_some_and(|new| {
+            new.iter()
+                .any(|e| e.as_deref().is_none_or(|e| e == endpoint))
+        });
         if hit {
             self.counters.malformed.fetch_add(1, Relaxed);
         }

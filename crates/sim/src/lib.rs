@@ -114,9 +114,13 @@ impl Default for SimArgs {
 /// contracts (named as Raven names the venue).
 #[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SimVenue {
+    /// Binance spot (`/api/v3`, streams on `/stream`).
     Spot,
+    /// Binance USD-M futures (`/fapi/v1`).
     Usdm,
+    /// Binance COIN-M futures (`/dapi/v1`).
     Coinm,
+    /// Bybit v5 linear perpetuals (`/v5/public/linear`, `/v5/market/...`).
     #[value(name = "bybit_linear")]
     BybitLinear,
 }

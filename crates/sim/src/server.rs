@@ -40,8 +40,9 @@ use crate::{synthetic::Market, App, Source};
 #[derive(Debug, Clone)]
 pub(crate) struct Frame {
     pub stream: u32,
-    /// Replay: the frame's index in the recording (a connection that subscribes late
-    /// takes frames from an index on). Synthetic: 0.
+    /// The frame's number: replay, its index in the recording; synthetic, its number
+    /// in the market's output. A connection that subscribes late takes frames from a
+    /// number on (a replayed or Bybit book joined with a snapshot).
     pub index: u64,
     pub text: Utf8Bytes,
     /// Deleted by a fault: not sent, but a venue that numbers its messages per

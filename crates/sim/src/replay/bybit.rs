@@ -1,4 +1,5 @@
-//! Bybit v5 public streams (`/v5/public/linear`, `/spot`, `/inverse`, `/option`).
+//! Bybit v5 public streams (`/v5/public/linear`, `/spot`, `/inverse`, `/option`). The
+//! synthetic Bybit market speaks the client side of this protocol too.
 //!
 //! Rules, from Bybit's v5 docs ("Connect" and "Orderbook" pages, seen 2026-05) and the
 //! recording (2026-08-09):

@@ -37,7 +37,7 @@
 //!   simulator's book, so a resubscription or a REST snapshot recovers; a corrupted
 //!   checksum changes only the text sent, and so does a crossing level: the venue's
 //!   module writes it into the delta's text from the simulator's book after the delta
-//!   ([`Protocol::cross`]), which never holds it.
+//!   (`Protocol::cross`), which never holds it.
 //! * After the last frame the connections stay open (with periodic pings and the
 //!   venue's heartbeats).
 

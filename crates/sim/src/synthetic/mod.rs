@@ -3,14 +3,14 @@
 //!
 //! Captures are short; load tests, soak tests and the offline demo need a market that
 //! never ends, scales to any number of symbols and any rate, and still obeys every rule
-//! a connector checks. One random walk ([`walk`]) moves every symbol's integer-tick book
+//! a connector checks. One random walk (`walk`) moves every symbol's integer-tick book
 //! and decides trades, liquidations and update ids; a venue's format only writes what
 //! a step did in that venue's frames and answers its REST listings:
 //!
-//! * [`binance`]: combined streams on `/stream` (`@depth@100ms` diffs, `@aggTrade`,
+//! * `binance`: combined streams on `/stream` (`@depth@100ms` diffs, `@aggTrade`,
 //!   `@trade`, `@bookTicker`; futures add `pu`, `@markPrice@1s` and `@forceOrder`), REST
 //!   depth snapshots and `exchangeInfo`;
-//! * [`bybit`]: `/v5/public/linear` with `orderbook.200` snapshot and deltas,
+//! * `bybit`: `/v5/public/linear` with `orderbook.200` snapshot and deltas,
 //!   `publicTrade`, `tickers` (best bid and ask, mark and index price, funding),
 //!   `allLiquidation`, and `GET /v5/market/instruments-info`.
 //!
@@ -21,7 +21,7 @@
 //! connection takes every frame generated since it connected. Bybit sends a snapshot on
 //! the stream after each subscription (and a ticker snapshot, so a client knows every
 //! field before the deltas); it is written under the book's lock together with the
-//! number of the next frame ([`Frame::index`]: one counter for the whole market, taken
+//! number of the next frame (`Frame::index`: one counter for the whole market, taken
 //! under the same lock for each frame), and the connection takes exactly the frames from
 //! that number on, so the snapshot's `u` is followed by `u + 1`.
 //!
