@@ -23,7 +23,7 @@ mod listing;
 mod time;
 
 pub use candle::{Candle, CandleAggregator, CandleInterval};
-pub use decimal::{DecimalError, DecimalText, Price, Qty};
+pub use decimal::{digit_run, DecimalError, DecimalText, Price, Qty};
 pub use event::{
     Bbo, BookLevels, EventKind, Level, Liquidation, MarkPrice, MarketEvent, Side, Trade, TradeId,
 };

@@ -309,6 +309,32 @@ proptest! {
         let (a, b) = (Qty::parse(&x).unwrap(), Qty::parse(&y).unwrap());
         prop_assert_eq!(a.cmp(&b), fixed_point(&x).cmp(&fixed_point(&y)));
     }
+
+    #[test]
+    fn price_ordering_is_numeric((x, _) in decimal_text(), (y, _) in decimal_text()) {
+        prop_assume!(fixed_point(&x) > 0 && fixed_point(&y) > 0);
+        let (a, b) = (Price::parse(&x).unwrap(), Price::parse(&y).unwrap());
+        prop_assert_eq!(a.cmp(&b), fixed_point(&x).cmp(&fixed_point(&y)));
+        prop_assert_eq!(a.cmp(&b) == std::cmp::Ordering::Equal, a == b);
+    }
+
+    /// Any mantissa a `Decimal` holds, at any two scales: the rescaling comparison is
+    /// `Decimal`'s, including where it overflows and falls back.
+    #[test]
+    fn price_ordering_is_decimal_ordering(
+        a in 1u128..(1 << 96), sa in 0u32..=28,
+        b in 1u128..(1 << 96), sb in 0u32..=28,
+        shift_a in 0u32..96, shift_b in 0u32..96,
+    ) {
+        // Mantissas of every width, not only near 2^96.
+        let d = |m: u128, shift: u32, s: u32| {
+            Decimal::from_i128_with_scale((m >> shift).max(1) as i128, s)
+        };
+        let (x, y) = (d(a, shift_a, sa), d(b, shift_b, sb));
+        let (px, py) = (Price::new(x).unwrap(), Price::new(y).unwrap());
+        prop_assert_eq!(px.cmp(&py), x.cmp(&y));
+        prop_assert_eq!(px.cmp(&py) == std::cmp::Ordering::Equal, px == py);
+    }
 }
 
 /// An independent oracle for ordering: the text as an integer count of 1e-18 units.

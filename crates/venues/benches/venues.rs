@@ -16,7 +16,9 @@ use std::path::PathBuf;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use raven_model::book::OrderBook;
 use raven_model::{EventKind, InstrumentId, UnixNanos, Venue};
-use raven_venues::engine::{book_checks, BookSync, FrameParser, Parsed, Step, VenueProtocol};
+use raven_venues::engine::{
+    book_checks, BookSync, BuildSymbolHasher, FrameParser, Parsed, Step, VenueProtocol,
+};
 
 /// The `recv` frames of one capture, by connection.
 fn frames(file: &str) -> HashMap<String, Vec<String>> {
@@ -63,9 +65,10 @@ fn kind(out: &[Parsed]) -> Kind {
     Kind::Other
 }
 
-/// One venue's books as they stand after the recorded snapshots.
+/// One venue's books as they stand after the recorded snapshots, by instrument as the
+/// connection keeps them.
 #[derive(Clone)]
-struct Books(HashMap<InstrumentId, (BookSync, OrderBook)>);
+struct Books(HashMap<InstrumentId, (BookSync, OrderBook), BuildSymbolHasher>);
 
 impl Books {
     fn apply(&mut self, out: &mut Vec<Parsed>, protocol: &impl VenueProtocol) {
@@ -92,7 +95,7 @@ fn bench_venue<P: VenueProtocol>(
     let symbols: Vec<String> = symbols.iter().map(|s| s.to_string()).collect();
     // Classify each frame by what it gives, and start the books from the snapshots.
     let mut parser = protocol.parser(&symbols);
-    let mut books = Books(HashMap::new());
+    let mut books = Books(HashMap::default());
     let mut by_kind: HashMap<Kind, Vec<&str>> = HashMap::new();
     let mut out = Vec::new();
     let mut started = false;

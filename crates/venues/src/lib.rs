@@ -19,7 +19,8 @@
 //! * [`backoff`]: exponential backoff with jitter, shared by reconnects and REST retries;
 //! * [`supervise`]: restarting a venue's failed connection tasks;
 //! * [`handle`]: a running venue;
-//! * [`task`]: what supervising a task needs (the text of its panic).
+//! * [`task`]: what supervising a task needs (the text of its panic);
+//! * `scan`: the byte cursor of every venue's fast frame scanner.
 
 pub mod backoff;
 pub mod binance;
@@ -31,6 +32,7 @@ pub mod http;
 pub mod kraken;
 pub mod okx;
 pub mod registry;
+mod scan;
 pub mod sequencer;
 pub mod status;
 pub mod supervise;

@@ -13,7 +13,9 @@
 //! the caller falls back to the general parser, which is the reference. The tests hold
 //! the two to the same answer on every recorded frame and on mutated ones.
 
-use raven_model::{Level, Price, Qty};
+use raven_model::Level;
+
+use crate::scan::Cursor;
 
 /// The fields of a depth frame, as the general parser would produce them.
 #[derive(Debug, PartialEq, Eq)]
@@ -29,31 +31,31 @@ pub(super) struct ScannedDepth<'a> {
 
 /// Scans a canonical depth frame; `None` for anything else.
 pub(super) fn scan(text: &str) -> Option<ScannedDepth<'_>> {
-    let mut c = Cursor { text, i: 0 };
-    c.lit("{\"stream\":")?;
+    let mut c = Cursor::new(text);
+    c.lit(b"{\"stream\":")?;
     c.string()?;
-    c.lit(",\"data\":{\"e\":\"depthUpdate\",\"E\":")?;
+    c.lit(b",\"data\":{\"e\":\"depthUpdate\",\"E\":")?;
     let event_time = c.number()?;
-    if c.eat(",\"T\":") {
+    if c.eat(b",\"T\":") {
         c.number()?;
     }
-    c.lit(",\"s\":")?;
+    c.lit(b",\"s\":")?;
     let symbol = c.string()?;
-    c.lit(",\"U\":")?;
+    c.lit(b",\"U\":")?;
     let first = c.number()?;
-    c.lit(",\"u\":")?;
+    c.lit(b",\"u\":")?;
     let last = c.number()?;
-    let prev = if c.eat(",\"pu\":") {
+    let prev = if c.eat(b",\"pu\":") {
         Some(c.number()?)
     } else {
         None
     };
-    c.lit(",\"b\":")?;
-    let bids = c.levels()?;
-    c.lit(",\"a\":")?;
-    let asks = c.levels()?;
-    c.lit("}}")?;
-    (c.i == text.len()).then_some(ScannedDepth {
+    c.lit(b",\"b\":")?;
+    let bids = c.levels(16, false)?;
+    c.lit(b",\"a\":")?;
+    let asks = c.levels(16, false)?;
+    c.lit(b"}}")?;
+    c.at_end().then_some(ScannedDepth {
         symbol,
         event_time,
         first,
@@ -62,85 +64,6 @@ pub(super) fn scan(text: &str) -> Option<ScannedDepth<'_>> {
         bids,
         asks,
     })
-}
-
-struct Cursor<'a> {
-    text: &'a str,
-    i: usize,
-}
-
-impl<'a> Cursor<'a> {
-    fn rest(&self) -> &'a [u8] {
-        &self.text.as_bytes()[self.i..]
-    }
-
-    fn eat(&mut self, lit: &str) -> bool {
-        let hit = self.rest().starts_with(lit.as_bytes());
-        if hit {
-            self.i += lit.len();
-        }
-        hit
-    }
-
-    fn lit(&mut self, lit: &str) -> Option<()> {
-        self.eat(lit).then_some(())
-    }
-
-    /// An unsigned integer without sign, exponent or leading zeros that fits a `u64`.
-    fn number(&mut self) -> Option<u64> {
-        let digits = self
-            .rest()
-            .iter()
-            .take_while(|b| b.is_ascii_digit())
-            .count();
-        if digits == 0 || (digits > 1 && self.rest()[0] == b'0') {
-            return None;
-        }
-        let mut n: u64 = 0;
-        for &b in &self.rest()[..digits] {
-            n = n.checked_mul(10)?.checked_add(u64::from(b - b'0'))?;
-        }
-        self.i += digits;
-        Some(n)
-    }
-
-    /// A string without escapes (Binance never escapes symbols, prices or quantities).
-    fn string(&mut self) -> Option<&'a str> {
-        self.lit("\"")?;
-        let len = self
-            .rest()
-            .iter()
-            .position(|&b| b == b'"' || b == b'\\' || b < 0x20)?;
-        if self.rest()[len] != b'"' {
-            return None;
-        }
-        // Quotes are ASCII, so both ends are char boundaries.
-        let s = self.text.get(self.i..self.i + len)?;
-        self.i += len + 1;
-        Some(s)
-    }
-
-    /// `[["price","qty"],…]` into exact levels; a value the model refuses is `None`
-    /// here, so the general parser reports it.
-    fn levels(&mut self) -> Option<Vec<Level>> {
-        self.lit("[")?;
-        let mut out = Vec::with_capacity(16);
-        if self.eat("]") {
-            return Some(out);
-        }
-        loop {
-            self.lit("[")?;
-            let price = Price::parse(self.string()?).ok()?;
-            self.lit(",")?;
-            let qty = Qty::parse(self.string()?).ok()?;
-            self.lit("]")?;
-            out.push(Level { price, qty });
-            if self.eat("]") {
-                return Some(out);
-            }
-            self.lit(",")?;
-        }
-    }
 }
 
 #[cfg(test)]

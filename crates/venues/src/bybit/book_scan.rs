@@ -16,7 +16,9 @@
 //! caller falls back to the general parser, which is the reference. The tests hold the
 //! two to the same answer on every recorded book frame and on reformatted ones.
 
-use raven_model::{Level, Price, Qty};
+use raven_model::Level;
+
+use crate::scan::Cursor;
 
 /// The fields of a book frame Raven uses, as the general parser produces them too.
 #[derive(Debug, PartialEq, Eq)]
@@ -36,37 +38,38 @@ pub(super) struct ScannedBook<'a> {
 
 /// Scans a canonical book frame; `None` for anything else.
 pub(super) fn scan(text: &str) -> Option<ScannedBook<'_>> {
-    let mut c = Cursor { text, i: 0 };
-    c.lit("{\"topic\":")?;
+    let mut c = Cursor::new(text);
+    c.lit(b"{\"topic\":")?;
     c.string()?;
-    let (kind, ts) = if c.eat(",\"type\":") {
+    let (kind, ts) = if c.eat(b",\"type\":") {
         let kind = c.string()?;
-        c.lit(",\"ts\":")?;
+        c.lit(b",\"ts\":")?;
         (kind, c.number()?)
     } else {
-        c.lit(",\"ts\":")?;
+        c.lit(b",\"ts\":")?;
         let ts = c.number()?;
-        c.lit(",\"type\":")?;
+        c.lit(b",\"type\":")?;
         (c.string()?, ts)
     };
-    c.lit(",\"data\":{\"s\":")?;
+    c.lit(b",\"data\":{\"s\":")?;
     let symbol = c.string()?;
-    c.lit(",\"b\":")?;
-    let bids = c.levels()?;
-    c.lit(",\"a\":")?;
-    let asks = c.levels()?;
-    c.lit(",\"u\":")?;
+    c.lit(b",\"b\":")?;
+    // Deltas average 4 to 5 levels a side: one allocation for most.
+    let bids = c.levels(8, false)?;
+    c.lit(b",\"a\":")?;
+    let asks = c.levels(8, false)?;
+    c.lit(b",\"u\":")?;
     let update_id = c.number()?;
-    c.lit(",\"seq\":")?;
+    c.lit(b",\"seq\":")?;
     c.number()?;
-    c.lit("}")?;
-    let cts = if c.eat(",\"cts\":") {
+    c.lit(b"}")?;
+    let cts = if c.eat(b",\"cts\":") {
         Some(c.number()?)
     } else {
         None
     };
-    c.lit("}")?;
-    (c.i == text.len()).then_some(ScannedBook {
+    c.lit(b"}")?;
+    c.at_end().then_some(ScannedBook {
         kind,
         ts,
         cts,
@@ -75,83 +78,6 @@ pub(super) fn scan(text: &str) -> Option<ScannedBook<'_>> {
         asks,
         update_id,
     })
-}
-
-struct Cursor<'a> {
-    text: &'a str,
-    i: usize,
-}
-
-impl<'a> Cursor<'a> {
-    fn rest(&self) -> &'a [u8] {
-        &self.text.as_bytes()[self.i..]
-    }
-
-    fn eat(&mut self, lit: &str) -> bool {
-        let hit = self.rest().starts_with(lit.as_bytes());
-        if hit {
-            self.i += lit.len();
-        }
-        hit
-    }
-
-    fn lit(&mut self, lit: &str) -> Option<()> {
-        self.eat(lit).then_some(())
-    }
-
-    /// An unsigned integer without sign, exponent or leading zeros that fits a `u64`.
-    fn number(&mut self) -> Option<u64> {
-        let rest = self.rest();
-        let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
-        if digits == 0 || (digits > 1 && rest[0] == b'0') {
-            return None;
-        }
-        let mut n: u64 = 0;
-        for &b in &rest[..digits] {
-            n = n.checked_mul(10)?.checked_add(u64::from(b - b'0'))?;
-        }
-        self.i += digits;
-        Some(n)
-    }
-
-    /// A string without escapes (Bybit escapes no topic, symbol, price or size).
-    fn string(&mut self) -> Option<&'a str> {
-        self.lit("\"")?;
-        let rest = self.rest();
-        let len = rest
-            .iter()
-            .position(|&b| b == b'"' || b == b'\\' || b < 0x20)?;
-        if rest[len] != b'"' {
-            return None;
-        }
-        // Quotes are ASCII, so both ends are char boundaries.
-        let s = self.text.get(self.i..self.i + len)?;
-        self.i += len + 1;
-        Some(s)
-    }
-
-    /// `[["p","q"],…]` or `[]`, parsed to exact levels (invalid decimals: `None`, and the
-    /// general parser gives the error).
-    fn levels(&mut self) -> Option<Vec<Level>> {
-        self.lit("[")?;
-        if self.eat("]") {
-            return Some(Vec::new());
-        }
-        // Deltas average 4 to 5 levels a side: one allocation for most.
-        let mut out = Vec::with_capacity(8);
-        loop {
-            self.lit("[")?;
-            let price = Price::parse(self.string()?).ok()?;
-            self.lit(",")?;
-            let qty = Qty::parse(self.string()?).ok()?;
-            self.lit("]")?;
-            out.push(Level { price, qty });
-            if self.eat("]") {
-                return Some(out);
-            }
-            self.lit(",")?;
-        }
-    }
 }
 
 #[cfg(test)]

@@ -50,6 +50,7 @@ use serde::Deserialize;
 use super::book_scan::{self, ScannedBook};
 use super::tickers::{TickerFields, Tickers};
 use crate::engine::{BookMessage, FrameParser, Ordinals, ParseError, Parsed, Sequence, SymbolMap};
+use crate::scan::Cursor;
 
 /// Reads one Bybit connection's frames (spot or linear: the frames differ only in
 /// which fields are present).
@@ -276,9 +277,9 @@ impl FrameParser for BybitParser {
 
 /// The `topic` of a frame that starts with it, as every Bybit data frame does.
 fn fast_topic(text: &str) -> Option<&str> {
-    let rest = text.strip_prefix("{\"topic\":\"")?;
-    let end = rest.find(['"', '\\'])?;
-    (rest.as_bytes()[end] == b'"').then(|| &rest[..end])
+    let mut c = Cursor::new(text);
+    c.lit(b"{\"topic\":")?;
+    c.string()
 }
 
 /// A request's reply: an acknowledgement (or pong), or a refusal.

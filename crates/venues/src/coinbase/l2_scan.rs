@@ -18,9 +18,10 @@
 //! general parser ([`super::parse`]), which is the reference and reports the error. The
 //! tests hold the two to the same answer on every recorded frame and on mutated ones.
 
-use raven_model::{Level, Price, Qty};
+use raven_model::Level;
 
 use super::parse::{BookEvent, LatestTime};
+use crate::scan::Cursor;
 
 /// An `l2_data` frame, as the general parser would read it.
 #[derive(Debug, PartialEq, Eq)]
@@ -32,137 +33,83 @@ pub(super) struct ScannedL2<'a> {
 
 /// Scans a canonical `l2_data` frame; `None` for anything else.
 pub(super) fn scan(text: &str) -> Option<ScannedL2<'_>> {
-    let mut c = Cursor { text, i: 0 };
-    c.lit("{\"channel\":\"l2_data\",")?;
-    if c.eat("\"client_id\":") {
+    let mut c = Cursor::new(text);
+    c.lit(b"{\"channel\":\"l2_data\",")?;
+    if c.eat(b"\"client_id\":") {
         c.string()?;
-        c.lit(",")?;
+        c.lit(b",")?;
     }
-    c.lit("\"timestamp\":")?;
+    c.lit(b"\"timestamp\":")?;
     let timestamp = c.string()?;
-    c.lit(",\"sequence_num\":")?;
+    c.lit(b",\"sequence_num\":")?;
     let sequence_num = c.number()?;
-    c.lit(",\"events\":[")?;
+    c.lit(b",\"events\":[")?;
     let mut events = Vec::with_capacity(1);
-    if !c.eat("]") {
+    if !c.eat(b"]") {
         loop {
-            events.push(c.event()?);
-            if c.eat("]") {
+            events.push(event(&mut c)?);
+            if c.eat(b"]") {
                 break;
             }
-            c.lit(",")?;
+            c.lit(b",")?;
         }
     }
-    c.lit("}")?;
-    (c.i == text.len()).then_some(ScannedL2 {
+    c.lit(b"}")?;
+    c.at_end().then_some(ScannedL2 {
         timestamp,
         sequence_num,
         events,
     })
 }
 
-struct Cursor<'a> {
-    text: &'a str,
-    i: usize,
+fn event<'a>(c: &mut Cursor<'a>) -> Option<BookEvent<'a>> {
+    c.lit(b"{\"type\":")?;
+    let snapshot = match c.string()? {
+        "snapshot" => true,
+        "update" => false,
+        _ => return None,
+    };
+    c.lit(b",\"product_id\":")?;
+    let product_id = c.string()?;
+    c.lit(b",\"updates\":[")?;
+    let mut event = BookEvent {
+        snapshot,
+        product_id,
+        bids: Vec::new(),
+        asks: Vec::new(),
+        latest: LatestTime::default(),
+    };
+    if !c.eat(b"]") {
+        loop {
+            level(c, &mut event)?;
+            if c.eat(b"]") {
+                break;
+            }
+            c.lit(b",")?;
+        }
+    }
+    c.lit(b"}")?;
+    Some(event)
 }
 
-impl<'a> Cursor<'a> {
-    fn rest(&self) -> &'a [u8] {
-        &self.text.as_bytes()[self.i..]
+fn level<'a>(c: &mut Cursor<'a>, event: &mut BookEvent<'a>) -> Option<()> {
+    c.lit(b"{\"side\":")?;
+    let side = c.string()?;
+    c.lit(b",\"event_time\":")?;
+    let time = c.string_like(event.latest.text())?;
+    c.lit(b",\"price_level\":")?;
+    let price = c.price()?;
+    c.lit(b",\"new_quantity\":")?;
+    let qty = c.qty()?;
+    c.lit(b"}")?;
+    event.latest.see(time).ok()?;
+    let level = Level { price, qty };
+    match side {
+        "bid" => event.bids.push(level),
+        "offer" => event.asks.push(level),
+        _ => return None,
     }
-
-    fn eat(&mut self, lit: &str) -> bool {
-        let hit = self.rest().starts_with(lit.as_bytes());
-        if hit {
-            self.i += lit.len();
-        }
-        hit
-    }
-
-    fn lit(&mut self, lit: &str) -> Option<()> {
-        self.eat(lit).then_some(())
-    }
-
-    /// An unsigned integer without sign, exponent or leading zeros that fits a `u64`.
-    fn number(&mut self) -> Option<u64> {
-        let rest = self.rest();
-        let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
-        if digits == 0 || (digits > 1 && rest[0] == b'0') {
-            return None;
-        }
-        let mut n: u64 = 0;
-        for &b in &rest[..digits] {
-            n = n.checked_mul(10)?.checked_add(u64::from(b - b'0'))?;
-        }
-        self.i += digits;
-        Some(n)
-    }
-
-    /// A string without escapes (Coinbase escapes none of these values).
-    fn string(&mut self) -> Option<&'a str> {
-        self.lit("\"")?;
-        let rest = self.rest();
-        let len = rest
-            .iter()
-            .position(|&b| b == b'"' || b == b'\\' || b < 0x20)?;
-        if rest[len] != b'"' {
-            return None;
-        }
-        // Quotes are ASCII, so both ends are char boundaries.
-        let s = self.text.get(self.i..self.i + len)?;
-        self.i += len + 1;
-        Some(s)
-    }
-
-    fn event(&mut self) -> Option<BookEvent<'a>> {
-        self.lit("{\"type\":")?;
-        let snapshot = match self.string()? {
-            "snapshot" => true,
-            "update" => false,
-            _ => return None,
-        };
-        self.lit(",\"product_id\":")?;
-        let product_id = self.string()?;
-        self.lit(",\"updates\":[")?;
-        let mut event = BookEvent {
-            snapshot,
-            product_id,
-            bids: Vec::new(),
-            asks: Vec::new(),
-            latest: LatestTime::default(),
-        };
-        if !self.eat("]") {
-            loop {
-                self.level(&mut event)?;
-                if self.eat("]") {
-                    break;
-                }
-                self.lit(",")?;
-            }
-        }
-        self.lit("}")?;
-        Some(event)
-    }
-
-    fn level(&mut self, event: &mut BookEvent<'a>) -> Option<()> {
-        self.lit("{\"side\":")?;
-        let side = self.string()?;
-        self.lit(",\"event_time\":")?;
-        let time = self.string()?;
-        self.lit(",\"price_level\":")?;
-        let price = Price::parse(self.string()?).ok()?;
-        self.lit(",\"new_quantity\":")?;
-        let qty = Qty::parse(self.string()?).ok()?;
-        self.lit("}")?;
-        event.latest.see(time).ok()?;
-        let level = Level { price, qty };
-        match side {
-            "bid" => event.bids.push(level),
-            "offer" => event.asks.push(level),
-            _ => return None,
-        }
-        Some(())
-    }
+    Some(())
 }
 
 #[cfg(test)]

@@ -90,6 +90,11 @@ impl<'a> LatestTime<'a> {
     pub fn time(&self) -> Option<UnixNanos> {
         self.time
     }
+
+    /// The text of the time seen last.
+    pub fn text(&self) -> &'a str {
+        self.text
+    }
 }
 
 /// One `l2_data` event, from the scanner or the general parser.

@@ -48,6 +48,7 @@ use super::protocol::{
     book_checks, BookMessage, Channels, ConnectionPlan, FrameParser, Keepalive, Parsed,
     VenueProtocol,
 };
+use super::symbols::BuildSymbolHasher;
 use crate::backoff::{Backoff, BackoffConfig};
 use crate::sequencer::{Delivery, Source, StreamSequencer};
 use crate::status::{
@@ -132,7 +133,8 @@ pub struct Conn<P: VenueProtocol> {
     name: String,
     protocol: Arc<P>,
     parser: P::Parser,
-    books: HashMap<InstrumentId, Book>,
+    /// By instrument, looked up once per book message.
+    books: HashMap<InstrumentId, Book, BuildSymbolHasher>,
     channels: Channels,
     trades: HashMap<InstrumentId, StreamSequencer<MarketEvent>>,
     symbols: Vec<InstrumentId>,
@@ -178,7 +180,7 @@ impl<P: VenueProtocol> Conn<P> {
                 })
                 .collect()
         } else {
-            HashMap::new()
+            HashMap::default()
         };
         let trades = symbols
             .iter()

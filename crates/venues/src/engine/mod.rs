@@ -29,5 +29,5 @@ pub use protocol::{
     book_checks, BookMessage, Channels, ChecksumFn, ConnectionPlan, FrameParser, Keepalive,
     ParseError, Parsed, Sequence, VenueProtocol,
 };
-pub use symbols::SymbolMap;
+pub use symbols::{BuildSymbolHasher, SymbolHasher, SymbolMap};
 pub use venue::{spawn, EngineConfig};

@@ -6,7 +6,8 @@
 //! 2026-08), and v2 (`/v2`), where new features go. This family implements v1:
 //! * [`streams`]: subscribe messages (`book`, `trade`, `spread`) packed per connection,
 //!   the book resync (unsubscribe + subscribe gives a fresh snapshot), the `ping`;
-//! * [`parse`]: v1's array frames and events into Raven's outputs;
+//! * [`parse`]: v1's array frames and events into Raven's outputs (book frames through
+//!   a scanner of their compact shape, `book_scan`);
 //! * [`checksum`]: the CRC32 over the best 10 levels that every book
 //!   update carries, the only continuity check v1 books have ([`crate::engine::Sequence::None`]);
 //! * [`instruments`]: the pairs of REST `AssetPairs`;
@@ -33,6 +34,7 @@
 //! sequential trade ids; `{"method":"ping"}` and a `heartbeat` channel; a `level3`
 //! order-by-order book with its own checksum.
 
+mod book_scan;
 pub mod checksum;
 pub mod config;
 pub mod instruments;

@@ -14,7 +14,9 @@
 //! The channel name and pair are read first, by scanning back from the end of the frame,
 //! so each frame is deserialized once, straight into the typed shape its channel has,
 //! with strings borrowed from the frame and prices going from the exchange's text to
-//! [`Price`]/[`Qty`] exactly. The channels:
+//! [`Price`]/[`Qty`] exactly; book frames, nearly all of a book connection's input, are
+//! read by a scanner of their one compact shape ([`super::book_scan`]) and fall back
+//! to serde for anything else. The channels:
 //! * `book-N`: a snapshot `{"as":[…],"bs":[…]}`, then updates `{"a":[…]}` and/or
 //!   `{"b":[…]}`, asks and bids possibly in two objects of one frame, the checksum `"c"`
 //!   in the last. A level is `[price, volume, timestamp]`, with a fourth element `"r"`
@@ -47,6 +49,7 @@ use raven_model::{
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 
+use super::book_scan;
 use crate::engine::{BookMessage, FrameParser, Ordinals, ParseError, Parsed, Sequence, SymbolMap};
 
 /// Reads one Kraken v1 connection's frames.
@@ -88,6 +91,14 @@ impl KrakenParser {
         receive_time: UnixNanos,
         out: &mut Vec<Parsed>,
     ) -> Result<(), ParseError> {
+        // Book frames, nearly all of a book connection's input, in one forward pass.
+        if let Some(book) = book_scan::scan(text).filter(|b| b.channel.starts_with("book-")) {
+            let instrument = self.symbols.get(book.pair)?.clone();
+            out.push(Parsed::Book(
+                book.parts.into_message(instrument, receive_time)?,
+            ));
+            return Ok(());
+        }
         let (channel, pair) = channel_and_pair(text)?;
         let kind = if channel.starts_with("book-") {
             Channel::Book
@@ -102,10 +113,7 @@ impl KrakenParser {
         let instrument = self.symbols.get(&pair)?.clone();
         match kind {
             Channel::Book => {
-                let mut book = BookParts::default();
-                let mut de = serde_json::Deserializer::from_str(text);
-                BookFrame(&mut book).deserialize(&mut de)?;
-                de.end()?;
+                let book = general_book(text)?;
                 out.push(Parsed::Book(book.into_message(instrument, receive_time)?));
             }
             Channel::Trade => {
@@ -380,15 +388,24 @@ struct TickerSide<'a>(&'a str, IgnoredAny, &'a str);
 // ---------------------------------------------------------------------------------------
 // Book frames.
 
-/// What the objects of one book frame said, merged.
-#[derive(Default)]
-struct BookParts {
-    snapshot: bool,
-    update: bool,
-    bids: Vec<Level>,
-    asks: Vec<Level>,
-    checksum: Option<u32>,
-    latest: UnixNanos,
+/// What the objects of one book frame said, merged (by [`super::book_scan`] or serde).
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(super) struct BookParts {
+    pub snapshot: bool,
+    pub update: bool,
+    pub bids: Vec<Level>,
+    pub asks: Vec<Level>,
+    pub checksum: Option<u32>,
+    pub latest: UnixNanos,
+}
+
+/// A book frame read by serde: the reference, for any frame the scanner does not take.
+pub(super) fn general_book(text: &str) -> Result<BookParts, ParseError> {
+    let mut book = BookParts::default();
+    let mut de = serde_json::Deserializer::from_str(text);
+    BookFrame(&mut book).deserialize(&mut de)?;
+    de.end()?;
+    Ok(book)
 }
 
 impl BookParts {
@@ -532,21 +549,31 @@ impl<'de> Visitor<'de> for Levels<'_> {
 // Times.
 
 /// Seconds since the epoch with an optional fraction (`"1618678142.557535"`) as exact
-/// nanoseconds; digits past the ninth decimal are dropped.
-fn epoch_nanos(text: &str) -> Result<UnixNanos, ParseError> {
+/// nanoseconds; digits past the ninth decimal are dropped. One pass over the bytes:
+/// every book level carries one.
+pub(super) fn epoch_nanos(text: &str) -> Result<UnixNanos, ParseError> {
     let invalid = || ParseError::Invalid(format!("timestamp {text:?}"));
-    let (secs, frac) = text.split_once('.').unwrap_or((text, ""));
-    if secs.is_empty() || !secs.bytes().all(|b| b.is_ascii_digit()) {
+    let b = text.as_bytes();
+    let int_len = b.iter().take_while(|c| c.is_ascii_digit()).count();
+    let frac = match b.get(int_len) {
+        None => &[][..],
+        Some(b'.') => &b[int_len + 1..],
+        Some(_) => return Err(invalid()),
+    };
+    let point_without_digits = int_len < b.len() && frac.is_empty();
+    if int_len == 0 || point_without_digits || !frac.iter().all(u8::is_ascii_digit) {
         return Err(invalid());
     }
-    if !frac.bytes().all(|b| b.is_ascii_digit()) || (frac.is_empty() && text.contains('.')) {
-        return Err(invalid());
+    let mut secs: u64 = 0;
+    for &c in &b[..int_len] {
+        secs = secs
+            .checked_mul(10)
+            .and_then(|s| s.checked_add(u64::from(c - b'0')))
+            .ok_or_else(invalid)?;
     }
-    let secs: u64 = secs.parse().map_err(|_| invalid())?;
     let mut nanos: u64 = 0;
     for i in 0..9 {
-        let digit = frac.as_bytes().get(i).map_or(0, |b| u64::from(b - b'0'));
-        nanos = nanos * 10 + digit;
+        nanos = nanos * 10 + frac.get(i).map_or(0, |c| u64::from(c - b'0'));
     }
     secs.checked_mul(1_000_000_000)
         .and_then(|n| n.checked_add(nanos))
@@ -876,6 +903,10 @@ mod tests {
             "1e9",
             "99999999999999999999",
             "18446744074.0",
+            "1.5.5",
+            "1.5x",
+            " 1",
+            "+1",
         ] {
             assert!(epoch_nanos(bad).is_err(), "{bad}");
         }

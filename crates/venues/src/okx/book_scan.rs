@@ -16,9 +16,8 @@
 //! the caller falls back to serde, which is the reference. The tests hold the two to
 //! the same answer on every recorded frame, on today's shape and on mutated frames.
 
-use raven_model::{Level, Price, Qty};
-
 use super::book::{BookData, Levels};
+use crate::scan::Cursor;
 
 /// A book push as the general parser reads it.
 #[derive(Debug, PartialEq, Eq)]
@@ -31,31 +30,31 @@ pub(super) struct ScannedBook<'a> {
 
 /// Scans a canonical book push; `None` for anything else.
 pub(super) fn scan(text: &str) -> Option<ScannedBook<'_>> {
-    let mut c = Cursor { text, i: 0 };
-    c.lit("{\"arg\":{\"channel\":")?;
+    let mut c = Cursor::new(text);
+    c.lit(b"{\"arg\":{\"channel\":")?;
     let channel = c.string()?;
-    c.lit(",\"instId\":")?;
+    c.lit(b",\"instId\":")?;
     let inst_id = c.string()?;
-    c.lit("}")?;
-    let action = if c.eat(",\"action\":") {
+    c.lit(b"}")?;
+    let action = if c.eat(b",\"action\":") {
         Some(c.string()?)
     } else {
         None
     };
-    c.lit(",\"data\":[{\"asks\":")?;
-    let asks = c.levels()?;
-    c.lit(",\"bids\":")?;
-    let bids = c.levels()?;
-    if c.eat(",\"instId\":") {
+    c.lit(b",\"data\":[{\"asks\":")?;
+    let asks = c.levels(32, true)?;
+    c.lit(b",\"bids\":")?;
+    let bids = c.levels(32, true)?;
+    if c.eat(b",\"instId\":") {
         c.string()?;
     }
-    c.lit(",\"ts\":")?;
+    c.lit(b",\"ts\":")?;
     let ts = c.string()?;
-    let checksum = c.field(",\"checksum\":")?;
-    let prev_seq_id = c.field(",\"prevSeqId\":")?;
-    let seq_id = c.field(",\"seqId\":")?;
-    c.lit("}]}")?;
-    (c.i == text.len()).then_some(ScannedBook {
+    let checksum = field(&mut c, b",\"checksum\":")?;
+    let prev_seq_id = field(&mut c, b",\"prevSeqId\":")?;
+    let seq_id = field(&mut c, b",\"seqId\":")?;
+    c.lit(b"}]}")?;
+    c.at_end().then_some(ScannedBook {
         channel,
         inst_id,
         action,
@@ -70,103 +69,12 @@ pub(super) fn scan(text: &str) -> Option<ScannedBook<'_>> {
     })
 }
 
-struct Cursor<'a> {
-    text: &'a str,
-    i: usize,
-}
-
-impl<'a> Cursor<'a> {
-    fn rest(&self) -> &'a [u8] {
-        &self.text.as_bytes()[self.i..]
-    }
-
-    fn eat(&mut self, lit: &str) -> bool {
-        let hit = self.rest().starts_with(lit.as_bytes());
-        if hit {
-            self.i += lit.len();
-        }
-        hit
-    }
-
-    fn lit(&mut self, lit: &str) -> Option<()> {
-        self.eat(lit).then_some(())
-    }
-
-    /// An optional integer field: `Some(None)` when absent, `None` when malformed.
-    fn field(&mut self, key: &str) -> Option<Option<i64>> {
-        if self.eat(key) {
-            Some(Some(self.integer()?))
-        } else {
-            Some(None)
-        }
-    }
-
-    /// A JSON integer (optional `-`, no leading zeros, no fraction or exponent) that
-    /// fits an `i64`.
-    fn integer(&mut self) -> Option<i64> {
-        let negative = self.eat("-");
-        let digits = self
-            .rest()
-            .iter()
-            .take_while(|b| b.is_ascii_digit())
-            .count();
-        if digits == 0 || (digits > 1 && self.rest()[0] == b'0') {
-            return None;
-        }
-        let mut n: i64 = 0;
-        for &b in &self.rest()[..digits] {
-            let d = i64::from(b - b'0');
-            n = n
-                .checked_mul(10)?
-                .checked_add(if negative { -d } else { d })?;
-        }
-        self.i += digits;
-        // A fraction or exponent is not an integer: leave it to the general parser.
-        if matches!(self.rest().first(), Some(b'.' | b'e' | b'E')) {
-            return None;
-        }
-        Some(n)
-    }
-
-    /// A string without escapes (OKX escapes no id, price or size).
-    fn string(&mut self) -> Option<&'a str> {
-        self.lit("\"")?;
-        let len = self
-            .rest()
-            .iter()
-            .position(|&b| b == b'"' || b == b'\\' || b < 0x20)?;
-        if self.rest()[len] != b'"' {
-            return None;
-        }
-        // Quotes are ASCII, so both ends are char boundaries.
-        let s = self.text.get(self.i..self.i + len)?;
-        self.i += len + 1;
-        Some(s)
-    }
-
-    /// `[["price","size",…],…]` into exact levels, the strings after the size skipped;
-    /// a value the model refuses is `None` here, so the general parser reports it.
-    fn levels(&mut self) -> Option<Vec<Level>> {
-        self.lit("[")?;
-        let mut out = Vec::with_capacity(32);
-        if self.eat("]") {
-            return Some(out);
-        }
-        loop {
-            self.lit("[")?;
-            let price = Price::parse(self.string()?).ok()?;
-            self.lit(",")?;
-            let qty = Qty::parse(self.string()?).ok()?;
-            while self.eat(",") {
-                self.string()?;
-            }
-            self.lit("]")?;
-            out.push(Level { price, qty });
-            if self.eat("]") {
-                return Some(out);
-            }
-            self.lit(",")?;
-        }
+/// An optional integer field: `Some(None)` when absent, `None` when malformed.
+fn field<const N: usize>(c: &mut Cursor<'_>, key: &[u8; N]) -> Option<Option<i64>> {
+    if c.eat(key) {
+        Some(Some(c.integer()?))
+    } else {
+        Some(None)
     }
 }
 
