@@ -576,7 +576,7 @@ async fn history_answers_are_shared_per_client_and_end_when_nobody_reads_them() 
         let tx = conn.transaction().unwrap();
         {
             let mut insert = tx
-                .prepare("INSERT INTO trades VALUES ('binance_spot', 'SYN0USDT', ?1, ?1, ?1, '100.5', '0.001', 'buy', ?2)")
+                .prepare("INSERT INTO trades VALUES ('binance_spot', 'SYN0USDT', ?1, ?1, ?1, '100.5', '0.001', 'buy', ?2, CAST(?2 AS TEXT))")
                 .unwrap();
             for i in 0..ROWS {
                 let t = start as i64 + i * 1_000_000;
