@@ -336,7 +336,7 @@ impl Feed {
             replies,
             counters: Counters::new(config.venue),
             snapshot_limit: config.snapshot_limit as usize,
-            malformed: MalformedLog::default(),
+            malformed: MalformedLog::new(config.venue),
             last_frame: UnixNanos::default(),
             handing_over: false,
             deliveries: Vec::new(),
@@ -368,7 +368,7 @@ impl Feed {
     /// Counts and (rate-limited) logs a frame that could not be used.
     pub fn malformed(&mut self, error: &dyn std::fmt::Display) {
         self.conn.malformed();
-        self.malformed.record(self.venue, &self.name, error);
+        self.malformed.record(&self.name, error);
     }
 
     /// An event goes through its stream's sequencer: duplicates are dropped, a jump in

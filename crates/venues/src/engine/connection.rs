@@ -129,7 +129,6 @@ pub enum Verdict {
 /// The synchronous heart of a connection: frames in; sink calls, frames to send, and
 /// a verdict out.
 pub struct Conn<P: VenueProtocol> {
-    venue: Venue,
     name: String,
     protocol: Arc<P>,
     parser: P::Parser,
@@ -190,7 +189,6 @@ impl<P: VenueProtocol> Conn<P> {
             status.register_connection(venue, &settings.name, plan.streams, settings.stall_timeout);
         let parser = protocol.parser(&plan.symbols);
         Self {
-            venue,
             name: settings.name.clone(),
             protocol,
             parser,
@@ -201,7 +199,7 @@ impl<P: VenueProtocol> Conn<P> {
             sink,
             conn,
             counters: Counters::new(venue),
-            malformed: MalformedLog::default(),
+            malformed: MalformedLog::new(venue),
             outbox: VecDeque::new(),
             connection_sequence: None,
             last_frame: UnixNanos::default(),
@@ -260,7 +258,7 @@ impl<P: VenueProtocol> Conn<P> {
     /// Counts and (rate-limited) logs a frame that could not be used.
     pub fn malformed(&mut self, error: &dyn std::fmt::Display) {
         self.conn.malformed();
-        self.malformed.record(self.venue, &self.name, error);
+        self.malformed.record(&self.name, error);
     }
 
     fn on_parsed(&mut self, output: Parsed, receive_time: UnixNanos) -> Verdict {

@@ -15,16 +15,25 @@ use crate::status;
 /// At most one warning per this interval about malformed frames, per connection.
 pub const LOG_INTERVAL: Duration = Duration::from_secs(10);
 
-#[derive(Debug, Default)]
 pub struct MalformedLog {
+    /// Resolved at start, so the series exists (at zero) before the first bad frame.
+    counter: metrics::Counter,
     since_log: u64,
     last_log: Option<Instant>,
 }
 
 impl MalformedLog {
+    pub fn new(venue: Venue) -> Self {
+        Self {
+            counter: metrics::counter!(status::METRIC_MALFORMED, "venue" => venue.as_str()),
+            since_log: 0,
+            last_log: None,
+        }
+    }
+
     /// Counts one malformed frame of `connection` and logs it if due.
-    pub fn record(&mut self, venue: Venue, connection: &str, error: &dyn std::fmt::Display) {
-        metrics::counter!(status::METRIC_MALFORMED, "venue" => venue.as_str()).increment(1);
+    pub fn record(&mut self, connection: &str, error: &dyn std::fmt::Display) {
+        self.counter.increment(1);
         self.since_log += 1;
         let now = Instant::now();
         if self
