@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use raven_hub::{EndReason, Hub, HubConfig, InstrumentSpec, Next, Subscriber};
 use raven_model::book::OrderBook;
-use raven_model::feed::{BookChecks, BookRejected, BookUpdate, ChecksumFn, FeedSink};
+use raven_model::feed::{BookChecks, BookChecksum, BookRejected, BookUpdate, FeedSink};
 use raven_model::{CandleInterval, EventKind, MarketEvent, Price, Qty, Side, Trade, UnixNanos};
 use raven_proto::pb;
 use raven_proto::pb::server_message::Payload;
@@ -331,7 +331,13 @@ async fn a_venue_s_checks_run_on_the_hub_s_book_and_what_they_cut_is_published()
     // A top-10 venue with a checksum: the snapshot's 20 levels.
     let checks = |expected| BookChecks {
         depth: Some(10),
-        checksum: Some((expected, level_count as ChecksumFn)),
+        checksum: Some((
+            expected,
+            BookChecksum {
+                levels: usize::MAX,
+                compute: level_count,
+            },
+        )),
     };
     hub.book_update(&btc(), whole(initial_book()), &checks(20), t(1), t(2))
         .unwrap();

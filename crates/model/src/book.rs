@@ -30,7 +30,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::feed::{BookChecks, BookRejected, BookUpdate};
+use crate::feed::{BookChecks, BookChecksum, BookRejected, BookUpdate};
 use crate::{BookLevels, Level, Price, Qty};
 
 #[derive(Debug, Clone, Default)]
@@ -44,6 +44,30 @@ pub struct OrderBook {
     known_bid_floor: Option<Price>,
     /// Asks at or below this price are complete; `None`: the whole side is.
     known_ask_ceiling: Option<Price>,
+    /// The venue checksum last computed, while no change has reached the levels it
+    /// read (see [`OrderBook::apply_checked`]).
+    checksum_memo: Option<ChecksumMemo>,
+}
+
+/// A book's checksum and the worst price of each side among the levels it was computed
+/// from: a change at a worse price leaves those levels, and so the checksum, as they
+/// were. `None` for a side the checksum read whole (fewer levels than it reads): any
+/// change there counts.
+#[derive(Debug, Clone, Copy)]
+struct ChecksumMemo {
+    value: u32,
+    bid_edge: Option<Price>,
+    ask_edge: Option<Price>,
+}
+
+impl ChecksumMemo {
+    fn keeps_bid(&self, price: Price) -> bool {
+        self.bid_edge.is_some_and(|edge| price < edge)
+    }
+
+    fn keeps_ask(&self, price: Price) -> bool {
+        self.ask_edge.is_some_and(|edge| price > edge)
+    }
 }
 
 /// How many of the bid and ask sides' best levels are complete (see
@@ -67,6 +91,7 @@ impl OrderBook {
     /// `limit` is the most levels per side the snapshot could hold (`None`: the whole
     /// book); a side that came back full may go deeper (see the module docs).
     pub fn apply_snapshot(&mut self, snapshot: &BookLevels, limit: Option<usize>) {
+        self.checksum_memo = None;
         self.bids.clear();
         self.asks.clear();
         for l in snapshot.bids.iter().filter(|l| !l.qty.is_zero()) {
@@ -130,7 +155,7 @@ impl OrderBook {
             }
         }
         if let Some((expected, checksum)) = checks.checksum {
-            let computed = checksum(self);
+            let computed = self.checksum(checksum);
             if computed != expected {
                 return Err(BookRejected::Checksum { expected, computed });
             }
@@ -139,6 +164,31 @@ impl OrderBook {
             return Err(BookRejected::Crossed);
         }
         Ok(())
+    }
+
+    /// The venue's checksum of the book: the last one computed while no change since
+    /// has reached the best `checksum.levels` of either side, else computed afresh.
+    /// Only the venue's rule ever checks a book (one instrument, one venue), so the
+    /// memo is never another rule's.
+    fn checksum(&mut self, checksum: BookChecksum) -> u32 {
+        if let Some(memo) = self.checksum_memo {
+            return memo.value;
+        }
+        let value = (checksum.compute)(self);
+        // The worst level read per side, when the side has more than that.
+        let n = checksum.levels;
+        self.checksum_memo = Some(ChecksumMemo {
+            value,
+            bid_edge: (self.bids.len() > n)
+                .then(|| n.checked_sub(1).and_then(|i| self.bids.keys().rev().nth(i)))
+                .flatten()
+                .copied(),
+            ask_edge: (self.asks.len() > n)
+                .then(|| n.checked_sub(1).and_then(|i| self.asks.keys().nth(i)))
+                .flatten()
+                .copied(),
+        });
+        value
     }
 
     /// How many of the best bid and ask levels are complete: every level the exchange
@@ -160,14 +210,20 @@ impl OrderBook {
     pub fn apply_delta(&mut self, delta: &BookLevels) -> ApplyOutcome {
         let mut out = ApplyOutcome::default();
         let mut bid_touched = false;
+        let mut memo_kept = self.checksum_memo.is_some();
         for l in &delta.bids {
             bid_touched |= self.best_bid.is_none_or(|b| l.price >= b.price);
+            memo_kept = memo_kept && self.checksum_memo.is_some_and(|m| m.keeps_bid(l.price));
             out.unknown_removals += usize::from(set_level(&mut self.bids, *l));
         }
         let mut ask_touched = false;
         for l in &delta.asks {
             ask_touched |= self.best_ask.is_none_or(|a| l.price <= a.price);
+            memo_kept = memo_kept && self.checksum_memo.is_some_and(|m| m.keeps_ask(l.price));
             out.unknown_removals += usize::from(set_level(&mut self.asks, *l));
+        }
+        if !memo_kept {
+            self.checksum_memo = None;
         }
         if bid_touched {
             self.refresh_best_bid();
@@ -186,6 +242,9 @@ impl OrderBook {
     pub fn truncate(&mut self, depth: usize, removed: &mut BookLevels) {
         while self.bids.len() > depth {
             if let Some((price, _)) = self.bids.pop_first() {
+                if self.checksum_memo.is_some_and(|m| !m.keeps_bid(price)) {
+                    self.checksum_memo = None;
+                }
                 removed.bids.push(Level {
                     price,
                     qty: Qty::ZERO,
@@ -194,6 +253,9 @@ impl OrderBook {
         }
         while self.asks.len() > depth {
             if let Some((price, _)) = self.asks.pop_last() {
+                if self.checksum_memo.is_some_and(|m| !m.keeps_ask(price)) {
+                    self.checksum_memo = None;
+                }
                 removed.asks.push(Level {
                     price,
                     qty: Qty::ZERO,
@@ -283,7 +345,7 @@ fn set_level(side: &mut BTreeMap<Price, Qty>, l: Level) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::feed::ChecksumFn;
+    use crate::feed::BookChecksum;
 
     fn l(price: &str, qty: &str) -> Level {
         Level {
@@ -391,7 +453,13 @@ mod tests {
         }
         let with = |expected| BookChecks {
             depth: None,
-            checksum: Some((expected, best_bid_qty as ChecksumFn)),
+            checksum: Some((
+                expected,
+                BookChecksum {
+                    levels: 1,
+                    compute: best_bid_qty,
+                },
+            )),
         };
         let mut book = OrderBook::new();
         let mut snapshot = BookUpdate::Snapshot {

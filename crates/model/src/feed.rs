@@ -35,10 +35,20 @@ pub enum BookUpdate {
     Delta(BookLevels),
 }
 
-/// A venue's book checksum of a book, computed the way the venue documents (which
-/// levels, how they are written, CRC32 and its signedness), as the unsigned 32-bit
-/// value. A venue that sends a signed value gives its unsigned bits (`i32 as u32`).
-pub type ChecksumFn = fn(&OrderBook) -> u32;
+/// A venue's book checksum rule: the function that computes it from a book, the way
+/// the venue documents (which levels, how they are written, CRC32 and its signedness),
+/// as the unsigned 32-bit value (a venue that sends a signed value gives its unsigned
+/// bits, `i32 as u32`), and how many of each side's best levels it reads.
+///
+/// `levels` is what lets a book skip the work: most updates of a deep book change
+/// nothing among its best levels, and then its checksum is the one it had
+/// ([`OrderBook::apply_checked`] keeps it). A rule that reads whole sides says
+/// `usize::MAX`.
+#[derive(Debug, Clone, Copy)]
+pub struct BookChecksum {
+    pub levels: usize,
+    pub compute: fn(&OrderBook) -> u32,
+}
 
 /// What the venue's rules say about its books, checked on every update by
 /// [`OrderBook::apply_checked`]. The default checks nothing (Binance: a full-depth
@@ -51,7 +61,7 @@ pub struct BookChecks {
     pub depth: Option<usize>,
     /// The checksum the message carries and the venue's function that computes it from
     /// the book after the update.
-    pub checksum: Option<(u32, ChecksumFn)>,
+    pub checksum: Option<(u32, BookChecksum)>,
 }
 
 /// Why the sink refused a book update. The adapter must resync that instrument.

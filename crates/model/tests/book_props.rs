@@ -13,6 +13,7 @@ use std::hash::{Hash, Hasher};
 
 use proptest::prelude::*;
 use raven_model::book::OrderBook;
+use raven_model::feed::{BookChecks, BookChecksum, BookRejected, BookUpdate};
 use raven_model::{BookLevels, Level, Price, Qty};
 use rust_decimal::Decimal;
 
@@ -224,6 +225,66 @@ proptest! {
             prop_assert_eq!(&top.bids[..], &ref_bids[..ref_bids.len().min(n)]);
             prop_assert_eq!(&top.asks[..], &ref_asks[..ref_asks.len().min(n)]);
             prop_assert_eq!(top.last_update_id, last_id);
+        }
+    }
+}
+
+/// A checksum of the best `K` levels of each side, sensitive to their text (scale
+/// included) as a venue's is.
+fn top<const K: usize>(book: &OrderBook) -> u32 {
+    let text: Vec<String> = book
+        .bids()
+        .take(K)
+        .chain(book.asks().take(K))
+        .map(|l| format!("{}:{}", l.price, l.qty))
+        .collect();
+    hash_of(&text) as u32
+}
+
+fn rule(levels: usize) -> BookChecksum {
+    let compute = match levels {
+        1 => top::<1>,
+        2 => top::<2>,
+        3 => top::<3>,
+        4 => top::<4>,
+        _ => top::<5>,
+    };
+    BookChecksum {
+        levels: levels.clamp(1, 5),
+        compute,
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    /// The book keeps its checksum while updates miss the levels it reads: what it
+    /// answers must always be what computing afresh gives, with a top-N depth cut or
+    /// without.
+    #[test]
+    fn a_kept_checksum_is_the_fresh_one(
+        ops in ops(),
+        levels in 1usize..=5,
+        depth in prop::option::of(1usize..=8),
+    ) {
+        let checksum = rule(levels);
+        let mut book = OrderBook::new();
+        let mut fresh = OrderBook::new();
+        for op in ops {
+            let update = match op {
+                Op::Snapshot(levels, limit) => BookUpdate::Snapshot { levels, limit },
+                Op::Delta(levels) => BookUpdate::Delta(levels),
+            };
+            let unchecked = BookChecks { depth, checksum: None };
+            let _ = fresh.apply_checked(&mut update.clone(), &unchecked);
+            let expected = (checksum.compute)(&fresh);
+            let checks = BookChecks { depth, checksum: Some((expected, checksum)) };
+            match book.apply_checked(&mut update.clone(), &checks) {
+                Ok(()) | Err(BookRejected::Crossed) => {}
+                Err(other) => prop_assert!(false, "{other}"),
+            }
+            prop_assert_eq!(book.bids().collect::<Vec<_>>(), fresh.bids().collect::<Vec<_>>());
+            prop_assert_eq!(book.asks().collect::<Vec<_>>(), fresh.asks().collect::<Vec<_>>());
         }
     }
 }

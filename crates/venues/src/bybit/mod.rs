@@ -31,7 +31,7 @@ mod tickers;
 use raven_model::{InstrumentInfo, Venue};
 
 use crate::engine::{
-    Channels, ChecksumFn, ConnectionPlan, Keepalive, ParseError, SymbolMap, VenueProtocol,
+    Channels, BookChecksum, ConnectionPlan, Keepalive, ParseError, SymbolMap, VenueProtocol,
 };
 pub use config::BybitConfig;
 pub use parse::BybitParser;
@@ -129,7 +129,7 @@ impl VenueProtocol for BybitProtocol {
     }
 
     /// Bybit's book messages carry no checksum.
-    fn book_checksum(&self) -> Option<ChecksumFn> {
+    fn book_checksum(&self) -> Option<BookChecksum> {
         None
     }
 

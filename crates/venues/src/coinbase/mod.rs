@@ -35,7 +35,7 @@ pub mod time;
 use raven_model::{InstrumentInfo, Venue};
 
 use crate::engine::{
-    Channels, ChecksumFn, ConnectionPlan, Keepalive, ParseError, SymbolMap, VenueProtocol,
+    Channels, BookChecksum, ConnectionPlan, Keepalive, ParseError, SymbolMap, VenueProtocol,
 };
 
 pub use config::CoinbaseConfig;
@@ -93,7 +93,7 @@ impl VenueProtocol for CoinbaseProtocol {
     }
 
     /// None: level2 carries no checksum.
-    fn book_checksum(&self) -> Option<ChecksumFn> {
+    fn book_checksum(&self) -> Option<BookChecksum> {
         None
     }
 

@@ -6,7 +6,7 @@
 //! once per family:
 //! * which connections to open and what to send on them ([`VenueProtocol::plan`]);
 //! * how to read a frame ([`FrameParser`]), into venue-neutral [`Parsed`] outputs;
-//! * how its books are kept in sequence ([`Sequence`]) and checked ([`ChecksumFn`]),
+//! * how its books are kept in sequence ([`Sequence`]) and checked ([`BookChecksum`]),
 //!   how deep they are ([`VenueProtocol::book_depth`]) and how to get a fresh snapshot
 //!   of one book ([`VenueProtocol::resubscribe_book`]); the checks of each message
 //!   ([`book_checks`]) go with it to the sink, which applies them to its book;
@@ -78,7 +78,7 @@ pub struct Keepalive {
 /// A venue's book checksum (defined in the model, where the book is checked). The
 /// parser puts the venue's value in [`BookMessage::checksum`] as the unsigned bits the
 /// function returns (`i32 as u32` for a signed one).
-pub use raven_model::feed::ChecksumFn;
+pub use raven_model::feed::BookChecksum;
 
 /// The checks of one book message of `protocol`'s venue, for the sink's
 /// [`raven_model::book::OrderBook::apply_checked`]: the venue's depth, and its checksum
@@ -173,7 +173,7 @@ pub trait VenueProtocol: Send + Sync + 'static {
     fn keepalive(&self) -> Option<Keepalive>;
 
     /// The venue's book checksum, if its book messages carry one.
-    fn book_checksum(&self) -> Option<ChecksumFn>;
+    fn book_checksum(&self) -> Option<BookChecksum>;
 
     /// The levels per side the venue keeps in the subscribed book, when it is a
     /// top-N book: levels pushed beyond N are dropped locally (the venue sends no

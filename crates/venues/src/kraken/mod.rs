@@ -43,7 +43,7 @@ pub mod streams;
 
 use raven_model::{InstrumentInfo, Venue};
 
-use crate::engine::{Channels, ChecksumFn, ConnectionPlan, Keepalive, ParseError, VenueProtocol};
+use crate::engine::{Channels, BookChecksum, ConnectionPlan, Keepalive, ParseError, VenueProtocol};
 pub use config::KrakenConfig;
 pub use parse::KrakenParser;
 
@@ -93,8 +93,11 @@ impl VenueProtocol for KrakenProtocol {
         Some(streams::keepalive())
     }
 
-    fn book_checksum(&self) -> Option<ChecksumFn> {
-        Some(checksum::checksum)
+    fn book_checksum(&self) -> Option<BookChecksum> {
+        Some(BookChecksum {
+            levels: checksum::CHECKSUM_DEPTH,
+            compute: checksum::checksum,
+        })
     }
 
     fn book_depth(&self) -> Option<usize> {

@@ -59,7 +59,7 @@ use raven_model::{InstrumentInfo, Venue};
 pub use config::{BookChannel, OkxConfig};
 pub use parse::OkxParser;
 
-use crate::engine::{Channels, ChecksumFn, ConnectionPlan, Keepalive, ParseError, VenueProtocol};
+use crate::engine::{Channels, BookChecksum, ConnectionPlan, Keepalive, ParseError, VenueProtocol};
 
 /// The venue's name.
 pub const VENUE: &str = "okx";
@@ -115,9 +115,12 @@ impl VenueProtocol for OkxProtocol {
         Some(streams::keepalive(&self.config))
     }
 
-    fn book_checksum(&self) -> Option<ChecksumFn> {
+    fn book_checksum(&self) -> Option<BookChecksum> {
         match self.config.book_channel {
-            BookChannel::Books => Some(checksum::checksum),
+            BookChannel::Books => Some(BookChecksum {
+                levels: checksum::CHECKSUM_LEVELS,
+                compute: checksum::checksum,
+            }),
             // `books5` pushes carry no checksum.
             BookChannel::Books5 => None,
         }
