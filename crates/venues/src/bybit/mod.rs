@@ -31,7 +31,7 @@ mod tickers;
 use raven_model::{InstrumentInfo, Venue};
 
 use crate::engine::{
-    Channels, BookChecksum, ConnectionPlan, Keepalive, ParseError, SymbolMap, VenueProtocol,
+    BookChecksum, Channels, ConnectionPlan, Keepalive, ParseError, SymbolMap, VenueProtocol,
 };
 pub use config::BybitConfig;
 pub use parse::BybitParser;

@@ -35,7 +35,7 @@ pub mod time;
 use raven_model::{InstrumentInfo, Venue};
 
 use crate::engine::{
-    Channels, BookChecksum, ConnectionPlan, Keepalive, ParseError, SymbolMap, VenueProtocol,
+    BookChecksum, Channels, ConnectionPlan, Keepalive, ParseError, SymbolMap, VenueProtocol,
 };
 
 pub use config::CoinbaseConfig;

@@ -26,7 +26,7 @@ pub mod venue;
 pub use book::{BookSync, Loss, Step};
 pub use ordinals::Ordinals;
 pub use protocol::{
-    book_checks, BookMessage, Channels, BookChecksum, ConnectionPlan, FrameParser, Keepalive,
+    book_checks, BookChecksum, BookMessage, Channels, ConnectionPlan, FrameParser, Keepalive,
     ParseError, Parsed, Sequence, VenueProtocol,
 };
 pub use symbols::{BuildSymbolHasher, SymbolHasher, SymbolMap};

@@ -43,7 +43,7 @@ pub mod streams;
 
 use raven_model::{InstrumentInfo, Venue};
 
-use crate::engine::{Channels, BookChecksum, ConnectionPlan, Keepalive, ParseError, VenueProtocol};
+use crate::engine::{BookChecksum, Channels, ConnectionPlan, Keepalive, ParseError, VenueProtocol};
 pub use config::KrakenConfig;
 pub use parse::KrakenParser;
 

@@ -59,7 +59,7 @@ use raven_model::{InstrumentInfo, Venue};
 pub use config::{BookChannel, OkxConfig};
 pub use parse::OkxParser;
 
-use crate::engine::{Channels, BookChecksum, ConnectionPlan, Keepalive, ParseError, VenueProtocol};
+use crate::engine::{BookChecksum, Channels, ConnectionPlan, Keepalive, ParseError, VenueProtocol};
 
 /// The venue's name.
 pub const VENUE: &str = "okx";
