@@ -747,10 +747,14 @@ pub async fn serve(
     health_reporter
         .set_serving::<MarketDataServer<MarketDataService>>()
         .await;
+    // Both reflection versions: grpcurl and current tools ask v1; Python's
+    // grpcio-reflection, Postman and older grpcurl still ask only v1alpha.
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
-        .build_v1();
-    let reflection = reflection?;
+        .build_v1()?;
+    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
+        .build_v1alpha()?;
     let service = MarketDataServer::new(MarketDataService::new(status, config, history, stop))
         .max_decoding_message_size(MAX_CLIENT_MESSAGE_BYTES);
     // Market data is many small messages: Nagle's algorithm would hold them back for
@@ -761,6 +765,7 @@ pub async fn serve(
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .add_service(health_service)
         .add_service(reflection)
+        .add_service(reflection_v1alpha)
         .add_service(service)
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await?;

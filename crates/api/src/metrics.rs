@@ -44,6 +44,16 @@ pub const ERROR_KINDS: &[&str] = &[
     "history",
 ];
 
+/// The `method` label values of `response_latency_seconds` and
+/// `raven_grpc_requests_total`: the MarketData methods.
+pub const METHODS: &[&str] = &[
+    "Subscribe",
+    "GetOrderBook",
+    "ListInstruments",
+    "GetHistory",
+    "GetStatus",
+];
+
 /// Installs the process-wide recorder. Call once, before anything records.
 pub fn install() -> Result<PrometheusHandle, metrics_exporter_prometheus::BuildError> {
     let handle = PrometheusBuilder::new()
@@ -53,6 +63,10 @@ pub fn install() -> Result<PrometheusHandle, metrics_exporter_prometheus::BuildE
     // Series that exist from the start, so dashboards and alerts read 0, not "no data",
     // until the first event.
     metrics::gauge!("grpc_active_connections").set(0.0);
+    for method in METHODS {
+        // Registered, not recorded: the histogram's series exist with zero counts.
+        let _ = metrics::histogram!("response_latency_seconds", "method" => *method);
+    }
     for kind in ERROR_KINDS {
         metrics::counter!("errors_total", "kind" => *kind).absolute(0);
     }

@@ -13,6 +13,16 @@ use raven_proto::pb::server_message::Payload;
 use serde_json::{json, Value};
 use tokio_stream::StreamExt;
 
+/// `println!` that returns the write's error rather than panicking: a reader that goes
+/// away (`raven sub … | head`) ends the command, and `main` ends it quietly, as Unix
+/// tools do.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        writeln!(std::io::stdout().lock(), $($arg)*).map_err(crate::stdout_error)
+    }};
+}
+
 #[derive(clap::Args, Debug)]
 pub struct ServerArg {
     /// gRPC address of the Raven server.
@@ -47,7 +57,7 @@ pub struct SubArgs {
 pub struct BookArgs {
     #[command(flatten)]
     pub server: ServerArg,
-    /// Venue: binance_spot, binance_usdm, binance_coinm.
+    /// Venue, as the server names it (binance_spot, coinbase, okx, ...).
     pub venue: String,
     /// Exchange symbol, e.g. BTCUSDT.
     pub symbol: String,
@@ -180,9 +190,9 @@ pub async fn sub(args: SubArgs) -> anyhow::Result<ExitCode> {
             continue;
         }
         if args.json {
-            println!("{}", message_json(&msg));
+            say!("{}", message_json(&msg))?;
         } else {
-            println!("{}", message_text(&msg));
+            say!("{}", message_text(&msg))?;
         }
         if is_data {
             data += 1;
@@ -413,22 +423,25 @@ pub async fn book(args: BookArgs) -> anyhow::Result<ExitCode> {
         Err(status) => bail!("{} ({})", status.message(), status.code()),
     };
     if args.json {
-        println!(
+        say!(
             "{}",
             json!({"venue": args.venue, "symbol": args.symbol, "last_update_id": book.last_update_id, "bids": levels_json(&book.bids), "asks": levels_json(&book.asks)})
-        );
+        )?;
         return Ok(ExitCode::SUCCESS);
     }
-    println!(
+    say!(
         "{} {}  last_update_id={}",
         args.venue,
         args.symbol.to_uppercase(),
         book.last_update_id
-    );
-    println!(
+    )?;
+    say!(
         "{:>20} {:>20} | {:<20} {:<20}",
-        "bid qty", "bid", "ask", "ask qty"
-    );
+        "bid qty",
+        "bid",
+        "ask",
+        "ask qty"
+    )?;
     for i in 0..book.bids.len().max(book.asks.len()) {
         let (bq, bp) = book
             .bids
@@ -438,7 +451,7 @@ pub async fn book(args: BookArgs) -> anyhow::Result<ExitCode> {
             .asks
             .get(i)
             .map_or(("", ""), |l| (l.price.as_str(), l.quantity.as_str()));
-        println!("{bq:>20} {bp:>20} | {ap:<20} {aq:<20}");
+        say!("{bq:>20} {bp:>20} | {ap:<20} {aq:<20}")?;
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -456,16 +469,16 @@ pub async fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
         let subs: Vec<Value> = s.subscribers.iter().map(|x| json!({"id": x.id, "peer": x.peer, "topics": x.topics, "queue_depth": x.queue_depth, "queue_capacity": x.queue_capacity, "conflations": x.conflations, "dropped": x.dropped, "queue_bytes": x.queue_bytes, "queue_max_bytes": x.queue_max_bytes})).collect();
         let instruments: Vec<Value> = s.instruments.iter().map(|i| json!({"venue": i.venue, "symbol": i.symbol, "interruptions": i.interruptions, "trade_id_gaps": i.trade_id_gaps, "trades_missing": i.trades_missing, "late_trades": i.late_trades, "rejected_trades": i.rejected_trades, "future_events": i.future_events})).collect();
         let stores: Vec<Value> = s.stores.iter().map(|x| json!({"name": x.name, "state": x.state, "reason": x.reason, "dropped": x.dropped})).collect();
-        println!(
+        say!(
             "{}",
             json!({"ready": s.ready, "uptime_ms": s.uptime_ms, "connections": conns, "books": books, "subscribers": subs, "stores": stores, "instruments": instruments})
-        );
+        )?;
         return Ok(ExitCode::SUCCESS);
     }
-    println!("ready={} uptime={}s", s.ready, s.uptime_ms / 1000);
-    println!("\nconnections:");
+    say!("ready={} uptime={}s", s.ready, s.uptime_ms / 1000)?;
+    say!("\nconnections:")?;
     for c in &s.connections {
-        println!(
+        say!(
             "  {:<18} {:<10} streams={:<4} frames={:<10} malformed={} reconnects={} restarts={} age={}ms",
             c.name,
             c.state,
@@ -475,25 +488,25 @@ pub async fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
             c.reconnects,
             c.restarts,
             c.last_message_age_ms
-        );
+        )?;
     }
-    println!("\nbooks:");
+    say!("\nbooks:")?;
     for b in &s.books {
-        println!(
+        say!(
             "  {:<14} {:<14} {:<10} levels={}/{} (complete {}/{}) gaps={} resyncs={} crossed={} snapshot_failures={} checksums={}/{} age={}ms",
             b.venue, b.symbol, b.state, b.bid_levels, b.ask_levels, b.known_bid_levels, b.known_ask_levels, b.gaps, b.resyncs, b.crossed, b.snapshot_failures, b.checksums_verified, b.checksums_verified + b.checksum_mismatches, b.last_message_age_ms
-        );
+        )?;
     }
-    println!("\nstreams:");
+    say!("\nstreams:")?;
     for i in &s.instruments {
-        println!(
+        say!(
             "  {:<14} {:<14} interruptions={} trade_id_gaps={} (missing {}) late_trades={} rejected_trades={} future_events={}",
             i.venue, i.symbol, i.interruptions, i.trade_id_gaps, i.trades_missing, i.late_trades, i.rejected_trades, i.future_events
-        );
+        )?;
     }
-    println!("\nsubscribers:");
+    say!("\nsubscribers:")?;
     for x in &s.subscribers {
-        println!(
+        say!(
             "  #{:<4} {:<22} topics={} queue={}/{} ({} of {} bytes) conflations={} dropped={}",
             x.id,
             x.peer,
@@ -504,14 +517,17 @@ pub async fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
             x.queue_max_bytes,
             x.conflations,
             x.dropped
-        );
+        )?;
     }
-    println!("\nstores:");
+    say!("\nstores:")?;
     for x in &s.stores {
-        println!(
+        say!(
             "  {:<10} {:<9} dropped={} {}",
-            x.name, x.state, x.dropped, x.reason
-        );
+            x.name,
+            x.state,
+            x.dropped,
+            x.reason
+        )?;
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -531,7 +547,7 @@ pub async fn health(args: HealthArgs) -> anyhow::Result<ExitCode> {
         Ok(resp) => {
             let ok = resp.status().is_success();
             let body = resp.text().await.unwrap_or_default();
-            println!("{body}");
+            say!("{body}")?;
             Ok(if ok {
                 ExitCode::SUCCESS
             } else {

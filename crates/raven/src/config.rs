@@ -1,8 +1,8 @@
 //! Configuration: defaults, then the TOML file, then environment variables, then flags.
 //!
 //! The TOML file describes *what* to collect (venues, symbols, channels); the guide's
-//! environment variables (`SERVER_HOST`, `SERVER_PORT`, `HEALTH_PORT`, `METRICS_PORT`)
-//! say *where* to serve it, so a container can be re-pointed without a new file; flags
+//! environment variables (`SERVER_HOST`, `SERVER_PORT`, `HEALTH_PORT`, `METRICS_PORT`,
+//! and Raven's `HEALTH_HOST` and `METRICS_HOST`) say *where* to serve it, so a container can be re-pointed without a new file; flags
 //! override both for one run. Every error names the key it is about and why it is
 //! wrong, and the process exits non-zero before anything starts.
 
@@ -28,12 +28,17 @@ pub struct Config {
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct ServerConfig {
-    /// Address every listener binds (env SERVER_HOST).
+    /// Address the gRPC listener binds, and the others unless they say (env SERVER_HOST).
     pub host: IpAddr,
     /// gRPC port (env SERVER_PORT).
     pub grpc_port: u16,
+    /// Address of the health endpoints (env HEALTH_HOST); unset: `host`. Set it to
+    /// 127.0.0.1 to keep them private while gRPC serves beyond the machine.
+    pub health_host: Option<IpAddr>,
     /// Health endpoints port (env HEALTH_PORT).
     pub health_port: u16,
+    /// Address of the Prometheus metrics (env METRICS_HOST); unset: `host`.
+    pub metrics_host: Option<IpAddr>,
     /// Prometheus metrics port (env METRICS_PORT).
     pub metrics_port: u16,
     /// Heartbeat on idle Subscribe streams, milliseconds.
@@ -61,7 +66,9 @@ impl Default for ServerConfig {
         Self {
             host: IpAddr::from([0, 0, 0, 0]),
             grpc_port: 50051,
+            health_host: None,
             health_port: 8080,
+            metrics_host: None,
             metrics_port: 9090,
             heartbeat_ms: 5000,
             data_dir: PathBuf::from("data"),
@@ -398,11 +405,19 @@ impl Config {
         if let Some(db) = get("INFLUXDB_DATABASE") {
             influx.database = db;
         }
+        let address = |key: &str, v: String| {
+            v.trim()
+                .parse::<IpAddr>()
+                .map_err(|_| invalid(key, format!("{v:?} is not an IP address")))
+        };
         if let Some(v) = get("SERVER_HOST") {
-            self.server.host = v
-                .trim()
-                .parse()
-                .map_err(|_| invalid("SERVER_HOST", format!("{v:?} is not an IP address")))?;
+            self.server.host = address("SERVER_HOST", v)?;
+        }
+        if let Some(v) = get("HEALTH_HOST") {
+            self.server.health_host = Some(address("HEALTH_HOST", v)?);
+        }
+        if let Some(v) = get("METRICS_HOST") {
+            self.server.metrics_host = Some(address("METRICS_HOST", v)?);
         }
         for (key, slot) in [
             ("SERVER_PORT", &mut self.server.grpc_port),
@@ -830,5 +845,29 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("METRICS_PORT"), "{e}");
+    }
+
+    #[test]
+    fn health_and_metrics_bind_their_own_host_or_the_server_s() {
+        let mut c = parse(
+            "[server]
+host = \"0.0.0.0\"
+metrics_host = \"127.0.0.1\"
+",
+        )
+        .unwrap();
+        assert_eq!(c.server.health_host, None, "unset: the server's host");
+        assert_eq!(c.server.metrics_host, Some(IpAddr::from([127, 0, 0, 1])));
+        c.apply_env(|k| (k == "HEALTH_HOST").then(|| "::1".to_owned()))
+            .unwrap();
+        assert_eq!(c.server.health_host, Some("::1".parse().unwrap()));
+        let e = c
+            .apply_env(|k| (k == "METRICS_HOST").then(|| "localhost".to_owned()))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("METRICS_HOST") && e.contains("IP address"),
+            "{e}"
+        );
     }
 }

@@ -75,7 +75,7 @@ pub async fn history(args: HistoryArgs) -> anyhow::Result<ExitCode> {
     while let Some(item) = stream.next().await {
         match item {
             Ok(record) => {
-                out.row(&fields(&record))?;
+                out.row(&fields(&record)).map_err(crate::stdout_error)?;
                 count += 1;
             }
             Err(s) => {
@@ -85,7 +85,7 @@ pub async fn history(args: HistoryArgs) -> anyhow::Result<ExitCode> {
         }
     }
     // What arrived before a failure is printed, then the failure is reported.
-    out.finish()?;
+    out.finish().map_err(crate::stdout_error)?;
     if let Some(e) = failed {
         return Err(e);
     }

@@ -81,10 +81,28 @@ fn main() -> ExitCode {
     telemetry.shutdown();
     match result {
         Ok(code) => code,
+        // The reader of our output went away (`raven sub … | head`): it has what it
+        // wanted, so stop quietly, as Unix tools do.
+        Err(e) if e.is::<StdoutClosed>() => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("raven: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// A client command's standard output went away (its reader closed the pipe).
+#[derive(Debug, thiserror::Error)]
+#[error("standard output closed")]
+pub struct StdoutClosed;
+
+/// The error of a write to standard output: [`StdoutClosed`] for a closed pipe, which
+/// `main` ends quietly; any other as it is.
+pub fn stdout_error(e: std::io::Error) -> anyhow::Error {
+    if e.kind() == std::io::ErrorKind::BrokenPipe {
+        StdoutClosed.into()
+    } else {
+        anyhow::Error::new(e).context("writing to standard output")
     }
 }
 

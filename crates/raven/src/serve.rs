@@ -64,6 +64,14 @@ pub struct ServeArgs {
     #[arg(long, value_name = "PORT")]
     pub grpc_port: Option<u16>,
 
+    /// Address of the health endpoints (overrides server.health_host and HEALTH_HOST).
+    #[arg(long, value_name = "IP")]
+    pub health_host: Option<std::net::IpAddr>,
+
+    /// Address of the metrics endpoint (overrides server.metrics_host and METRICS_HOST).
+    #[arg(long, value_name = "IP")]
+    pub metrics_host: Option<std::net::IpAddr>,
+
     /// Health port (overrides server.health_port and HEALTH_PORT).
     #[arg(long, value_name = "PORT")]
     pub health_port: Option<u16>,
@@ -82,6 +90,12 @@ fn effective_config(args: &ServeArgs) -> anyhow::Result<Config> {
     config.apply_env(|k| std::env::var(k).ok())?;
     if let Some(h) = args.host {
         config.server.host = h;
+    }
+    if let Some(h) = args.health_host {
+        config.server.health_host = Some(h);
+    }
+    if let Some(h) = args.metrics_host {
+        config.server.metrics_host = Some(h);
     }
     for (flag, slot) in [
         (args.grpc_port, &mut config.server.grpc_port),
@@ -241,12 +255,18 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     .await?;
     let health = bind(
         "server.health_port (HEALTH_PORT)",
-        SocketAddr::new(host, config.server.health_port),
+        SocketAddr::new(
+            config.server.health_host.unwrap_or(host),
+            config.server.health_port,
+        ),
     )
     .await?;
     let metrics_listener = bind(
         "server.metrics_port (METRICS_PORT)",
-        SocketAddr::new(host, config.server.metrics_port),
+        SocketAddr::new(
+            config.server.metrics_host.unwrap_or(host),
+            config.server.metrics_port,
+        ),
     )
     .await?;
 

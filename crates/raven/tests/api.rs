@@ -58,6 +58,33 @@ async fn standard_services_heartbeats_health_and_metrics() {
     let names: Vec<_> = list.service.iter().map(|s| s.name.as_str()).collect();
     assert!(names.contains(&"raven.v1.MarketData"), "{names:?}");
 
+    // And the older v1alpha, which Python's grpcio-reflection, Postman and older
+    // grpcurl still ask.
+    {
+        use tonic_reflection::pb::v1alpha::server_reflection_client::ServerReflectionClient;
+        use tonic_reflection::pb::v1alpha::server_reflection_request::MessageRequest;
+        use tonic_reflection::pb::v1alpha::server_reflection_response::MessageResponse;
+        use tonic_reflection::pb::v1alpha::ServerReflectionRequest;
+        let request = ServerReflectionRequest {
+            host: String::new(),
+            message_request: Some(MessageRequest::ListServices(String::new())),
+        };
+        let answer = ServerReflectionClient::new(channel.clone())
+            .server_reflection_info(tokio_stream::iter([request]))
+            .await
+            .expect("v1alpha reflection")
+            .into_inner()
+            .next()
+            .await
+            .expect("an answer")
+            .expect("ok");
+        let Some(MessageResponse::ListServicesResponse(list)) = answer.message_response else {
+            panic!("not a service list: {answer:?}")
+        };
+        let names: Vec<_> = list.service.iter().map(|s| s.name.as_str()).collect();
+        assert!(names.contains(&"raven.v1.MarketData"), "{names:?}");
+    }
+
     // An idle stream (nothing subscribed) gets heartbeats at the configured 1 s.
     let mut client = server.client().await;
     let mut idle = Subscription::open(&mut client, vec![]).await;
@@ -130,7 +157,89 @@ async fn standard_services_heartbeats_health_and_metrics() {
         .output()
         .expect("raven health");
     assert!(out.status.success(), "{out:?}");
+
+    // `raven sub … | head`: the reader goes away after one line, and `raven sub` ends
+    // quietly and successfully, as Unix tools do, rather than panicking.
+    let mut sub = std::process::Command::new(RAVEN)
+        .args([
+            "sub",
+            "--server",
+            &server.grpc,
+            "binance_spot:SYN0USDT:trades",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("raven sub");
+    let stdout = sub.stdout.take().expect("stdout");
+    let mut first = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut first).expect("a line");
+    assert!(!first.is_empty(), "raven sub printed nothing");
+    // The reader (and with it the pipe's only read end) is dropped here.
+    let out = tokio::task::spawn_blocking(move || sub.wait_with_output())
+        .await
+        .expect("join")
+        .expect("raven sub exits");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{:?}: {err}", out.status);
+    assert!(!err.contains("panicked") && err.trim().is_empty(), "{err}");
     drop(idle);
+}
+
+#[tokio::test]
+async fn every_guide_metric_exists_before_the_first_call_and_each_listener_binds_its_own_host() {
+    // A venue pointed at a closed port: nothing connects and no gRPC call is made.
+    let port = free_port();
+    let venues = format!(
+        "[[venues]]\nvenue = \"binance_spot\"\nsymbols = [\"BTCUSDT\"]\nws_url = \"ws://127.0.0.1:{port}\"\nrest_url = \"http://127.0.0.1:{port}\"\n"
+    );
+    // gRPC and metrics on 127.0.0.1 (the server's host), health alone on 127.0.0.2.
+    let server = spawn_serve_with_server(
+        tempfile::tempdir().expect("tempdir"),
+        &venues,
+        "",
+        "health_host = \"127.0.0.2\"",
+    );
+    let url = format!("http://127.0.0.1:{}/metrics", server.metrics_port);
+    wait_until(
+        "the metrics port answers",
+        Duration::from_secs(30),
+        || async { try_http_get(&url).await.is_some() },
+    )
+    .await;
+    let metrics = server.metrics().await;
+    for method in [
+        "Subscribe",
+        "GetOrderBook",
+        "ListInstruments",
+        "GetHistory",
+        "GetStatus",
+    ] {
+        let count = format!("response_latency_seconds_count{{method=\"{method}\"}}");
+        assert!(
+            metrics.lines().any(|l| l.starts_with(&count)),
+            "{count} missing before the first call:\n{metrics}"
+        );
+        assert_eq!(metric(&metrics, &count), 0.0);
+    }
+
+    let health = |host: &str| format!("http://{host}:{}/health/live", server.health_port);
+    wait_until(
+        "health answers on 127.0.0.2",
+        Duration::from_secs(30),
+        || async { try_http_get(&health("127.0.0.2")).await.is_some() },
+    )
+    .await;
+    assert!(
+        try_http_get(&health("127.0.0.1")).await.is_none(),
+        "health must listen on its own host only"
+    );
+    assert!(
+        try_http_get(&format!("http://127.0.0.2:{}/metrics", server.metrics_port))
+            .await
+            .is_none(),
+        "metrics stay on the server's host"
+    );
 }
 
 #[tokio::test]
