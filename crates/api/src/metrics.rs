@@ -76,6 +76,10 @@ pub fn install() -> Result<PrometheusHandle, metrics_exporter_prometheus::BuildE
         metrics::counter!("raven_subscriber_disconnects_total", "reason" => reason).absolute(0);
     }
     metrics::counter!("raven_grpc_throttled_requests_total").absolute(0);
+    metrics::gauge!("raven_retention_bytes").set(0.0);
+    for result in raven_hub::RESUME_RESULTS {
+        metrics::counter!("raven_resumes_total", "result" => result).absolute(0);
+    }
     Ok(handle)
 }
 
@@ -93,6 +97,14 @@ fn describe() {
         "Time to answer a gRPC request (Subscribe: time to the first message), by method."
     );
     describe_counter!("errors_total", "Errors, by kind.");
+    describe_gauge!(
+        "raven_retention_bytes",
+        "Bytes of recent messages topics keep for clients that resume, over all topics."
+    );
+    describe_counter!(
+        "raven_resumes_total",
+        "Topics asked to resume where a client left off, by result (replayed, epoch_changed, out_of_range, unavailable)."
+    );
     describe_counter!(
         "raven_grpc_requests_total",
         "gRPC requests, by method and status code."

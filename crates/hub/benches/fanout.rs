@@ -128,6 +128,7 @@ fn setup(
         session.handle(pb::ClientMessage {
             kind: Some(pb::client_message::Kind::Subscribe(pb::SubscribeRequest {
                 topics: vec![topic],
+                ..Default::default()
             })),
         });
         let sub = session.subscriber();

@@ -26,7 +26,8 @@ use tokio::sync::Notify;
 
 use crate::channel::{Channel, TopicKey, TopicRequest};
 use crate::encode::{self, Envelope};
-use crate::instrument::{ClockRules, InstrumentInfo, InstrumentState};
+use crate::instrument::{ClockRules, InstrumentInfo, InstrumentState, Resume};
+use crate::retention::{RetentionBudget, RetentionLimits};
 use crate::subscriber::{QueueLimits, Subscriber, SubscriberInfo};
 use crate::tap::{offer_all, Record, Tap};
 
@@ -51,6 +52,12 @@ pub struct HubConfig {
     pub tap_interval: Duration,
     /// Levels per side in the book samples taps get.
     pub tap_book_depth: usize,
+    /// How long each topic keeps its messages for subscribers that resume (zero: no
+    /// topic keeps any, and every resume starts afresh).
+    pub retention: Duration,
+    /// Bytes one topic keeps at most, and all topics together.
+    pub retention_bytes_per_topic: usize,
+    pub retention_bytes: usize,
 }
 
 impl Default for HubConfig {
@@ -65,6 +72,9 @@ impl Default for HubConfig {
             book_view_interval: Duration::from_millis(50),
             tap_interval: Duration::from_secs(1),
             tap_book_depth: 20,
+            retention: Duration::from_secs(60),
+            retention_bytes_per_topic: 8 << 20,
+            retention_bytes: 512 << 20,
         }
     }
 }
@@ -100,6 +110,10 @@ struct Instrument {
 
 pub struct Hub {
     config: HubConfig,
+    /// This run's epoch: topics' sequence numbers mean something only within it.
+    epoch: u64,
+    /// The bytes all topics' retained messages hold.
+    retention: Arc<RetentionBudget>,
     /// Fixed at start from the configuration; ordered for listings.
     instruments: BTreeMap<InstrumentId, Instrument>,
     /// Served instruments by venue and upper-case normalized name (`BTC-USDT-PERP`).
@@ -114,6 +128,27 @@ pub struct Hub {
     started: Instant,
 }
 
+/// The `result` label values of `raven_resumes_total`.
+pub const RESUME_RESULTS: [&str; 4] = ["replayed", "epoch_changed", "out_of_range", "unavailable"];
+
+/// A resume's outcome as counted (`None`: no resume was asked).
+fn resume_result_label(result: pb::ack::ResumeResult) -> Option<&'static str> {
+    use pb::ack::ResumeResult::*;
+    match result {
+        ResumeNotAsked => None,
+        ResumeReplayed => Some(RESUME_RESULTS[0]),
+        ResumeEpochChanged => Some(RESUME_RESULTS[1]),
+        ResumeOutOfRange => Some(RESUME_RESULTS[2]),
+        ResumeUnavailable => Some(RESUME_RESULTS[3]),
+    }
+}
+
+/// A new epoch: the start time in nanoseconds since the Unix epoch, which a restarted
+/// server never repeats (and never 0, which a client's "no epoch" is).
+fn epoch_now() -> u64 {
+    UnixNanos::now().as_nanos().max(1)
+}
+
 /// Nanoseconds from `start` to `t` (0 before it).
 fn nanos_since(start: Instant, t: Instant) -> u64 {
     u64::try_from(t.saturating_duration_since(start).as_nanos()).unwrap_or(u64::MAX)
@@ -126,11 +161,22 @@ impl Hub {
             max_skew: config.max_clock_skew,
             candle_grace: config.candle_grace,
         };
+        let budget = RetentionBudget::new(config.retention_bytes);
+        let retention = (!config.retention.is_zero() && config.retention_bytes_per_topic > 0)
+            .then_some(RetentionLimits {
+                max_age: config.retention,
+                max_bytes: config.retention_bytes_per_topic,
+            });
         let instruments = instruments
             .into_iter()
             .map(|spec| {
-                let state =
-                    Mutex::new(InstrumentState::new(spec.id.clone(), &spec.channels, rules));
+                let keeps = retention.map(|limits| (limits, budget.clone()));
+                let state = Mutex::new(InstrumentState::new(
+                    spec.id.clone(),
+                    &spec.channels,
+                    rules,
+                    keeps,
+                ));
                 (
                     spec.id,
                     Instrument {
@@ -145,6 +191,8 @@ impl Hub {
             .collect();
         Arc::new(Hub {
             config,
+            epoch: epoch_now(),
+            retention: budget,
             instruments,
             names: RwLock::new(HashMap::new()),
             subscribers: Mutex::new(HashMap::new()),
@@ -158,6 +206,16 @@ impl Hub {
 
     pub fn config(&self) -> &HubConfig {
         &self.config
+    }
+
+    /// This run's epoch (see [`pb::Ack::epoch`]).
+    pub fn epoch(&self) -> u64 {
+        self.epoch
+    }
+
+    /// Bytes retained for resuming subscribers, over all topics.
+    pub fn retained_bytes(&self) -> usize {
+        self.retention.used()
     }
 
     /// Instruments with their channels, in venue/symbol order.
@@ -314,6 +372,7 @@ impl Hub {
             let closed = {
                 let mut state = instrument.state.lock();
                 state.flush_dropped(wall, false);
+                state.drain_replays(wall);
                 state.clock(now, wall)
             };
             self.tap_candles(id, closed, true);
@@ -321,6 +380,7 @@ impl Hub {
         for sub in self.live_subscribers() {
             sub.sweep();
         }
+        metrics::gauge!("raven_retention_bytes").set(self.retained_bytes() as f64);
         if self.taps.is_empty() {
             return;
         }
@@ -471,9 +531,12 @@ impl Session {
         let mut cost = 0;
         match msg.kind {
             Some(pb::client_message::Kind::Subscribe(req)) => {
-                if self.within_request_limit(req.topics.len()) {
+                if self.within_request_limit(req.topics.len() + req.resume.len()) {
+                    for r in &req.resume {
+                        cost += self.resume(r);
+                    }
                     for topic in &req.topics {
-                        cost += self.subscribe(topic);
+                        cost += self.subscribe(topic, Resume::No);
                     }
                 }
             }
@@ -523,6 +586,8 @@ impl Session {
         let ack = pb::Ack {
             result: result as i32,
             reason: reason.to_owned(),
+            epoch: self.hub.epoch,
+            resume: pb::ack::ResumeResult::ResumeNotAsked as i32,
         };
         self.sub
             .push_control(&[encode::encode(&env, Payload::Ack(ack))]);
@@ -592,8 +657,26 @@ impl Session {
         Ok(keys)
     }
 
+    /// Subscribes one topic where the client left off (see [`pb::Resume`]).
+    fn resume(&mut self, r: &pb::Resume) -> usize {
+        let topic = r.topic.clone().unwrap_or_default();
+        if topic.symbol.trim() == "*" {
+            self.reject(
+                &topic,
+                "resume names one topic: a wildcard's topics each have their own sequence",
+            );
+            return 1;
+        }
+        let resume = if r.epoch == self.hub.epoch {
+            Resume::After(r.after_sequence)
+        } else {
+            Resume::EpochChanged
+        };
+        self.subscribe(&topic, resume)
+    }
+
     /// Subscribes what `topic` names; returns how many topics it resolved to.
-    fn subscribe(&mut self, topic: &pb::Topic) -> usize {
+    fn subscribe(&mut self, topic: &pb::Topic, resume: Resume) -> usize {
         let keys = match self.resolve(topic) {
             Ok(keys) => keys,
             Err(reason) => {
@@ -619,22 +702,30 @@ impl Session {
             let Some(state) = self.hub.instruments.get(&key.instrument) else {
                 continue;
             };
-            let env = Envelope {
-                topic: &wire,
-                sequence: 0,
-                exchange_time: UnixNanos(0),
-                receive_time: UnixNanos(0),
+            let epoch = self.hub.epoch;
+            let ack = |resume: pb::ack::ResumeResult, reason: String| {
+                if let Some(result) = resume_result_label(resume) {
+                    metrics::counter!("raven_resumes_total", "result" => result).increment(1);
+                }
+                let env = Envelope {
+                    topic: &wire,
+                    sequence: 0,
+                    exchange_time: UnixNanos(0),
+                    receive_time: UnixNanos(0),
+                };
+                encode::encode(
+                    &env,
+                    Payload::Ack(pb::Ack {
+                        result: pb::ack::Result::Subscribed as i32,
+                        reason,
+                        epoch,
+                        resume: resume as i32,
+                    }),
+                )
             };
-            let ack = encode::encode(
-                &env,
-                Payload::Ack(pb::Ack {
-                    result: pb::ack::Result::Subscribed as i32,
-                    reason: String::new(),
-                }),
-            );
-            // The ack and the snapshot are queued under the instrument's lock, so no
-            // message of the topic can slip in between or before them.
-            state.state.lock().subscribe(&key, &self.sub, ack);
+            // The ack and the snapshot (or the replay) are queued under the instrument's
+            // lock, so no message of the topic can slip in between or before them.
+            state.state.lock().subscribe(&key, &self.sub, resume, ack);
             self.topics.insert(key);
         }
         resolved

@@ -34,8 +34,9 @@ use raven_proto::pb::server_message::Payload;
 
 use crate::channel::{Channel, TopicKey};
 use crate::encode::{self, Envelope};
+use crate::retention::{Retention, RetentionBudget, RetentionLimits};
 use crate::subscriber::{Admit, Subscriber};
-use crate::topic::{Entry, Pending, Topic};
+use crate::topic::{Entry, Pending, ResumeRefused, Topic};
 use crate::views::View;
 
 /// Holes in the exchange's streams announced to subscribers, by venue and kind.
@@ -49,6 +50,17 @@ pub(crate) struct ClockRules {
     pub max_skew: Duration,
     /// How late a trade may arrive and still count in its candle.
     pub candle_grace: Duration,
+}
+
+/// How a subscriber asks to start a topic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Resume {
+    /// Afresh.
+    No,
+    /// Where it left off, but its numbers are from another epoch: afresh, said so.
+    EpochChanged,
+    /// After this sequence number.
+    After(u64),
 }
 
 /// What the hub reports about one instrument.
@@ -132,21 +144,39 @@ pub(crate) struct InstrumentState {
 }
 
 impl InstrumentState {
-    pub fn new(id: InstrumentId, channels: &[Channel], rules: ClockRules) -> Self {
-        let book_topic = Topic::new(TopicKey {
-            instrument: id.clone(),
-            channel: Channel::Book,
-            depth: 0,
-        });
+    /// `retention`: what each of its sequenced topics keeps for resuming subscribers
+    /// (`None`: nothing).
+    pub fn new(
+        id: InstrumentId,
+        channels: &[Channel],
+        rules: ClockRules,
+        retention: Option<(RetentionLimits, Arc<RetentionBudget>)>,
+    ) -> Self {
+        let keeps = || {
+            retention
+                .as_ref()
+                .map(|(limits, budget)| Retention::new(*limits, budget.clone()))
+        };
+        let book_topic = Topic::new(
+            TopicKey {
+                instrument: id.clone(),
+                channel: Channel::Book,
+                depth: 0,
+            },
+            keeps(),
+        );
         let stream_topics = channels
             .iter()
             .filter(|c| **c != Channel::Book)
             .map(|c| {
-                Topic::new(TopicKey {
-                    instrument: id.clone(),
-                    channel: *c,
-                    depth: 0,
-                })
+                Topic::new(
+                    TopicKey {
+                        instrument: id.clone(),
+                        channel: *c,
+                        depth: 0,
+                    },
+                    keeps(),
+                )
             })
             .collect();
         // The series exist from the start, so an alert on their increase sees the first.
@@ -228,11 +258,12 @@ impl InstrumentState {
             topic.sequence += 1;
             topic.last_id = id;
             topic.last_receive = event.receive_time;
-            if !topic.entries.is_empty() {
+            if topic.wants_body() {
                 let body = encode::with_payload(
                     &topic.envelope(event.exchange_time, event.receive_time),
                     &encode::event_payload(&event.kind),
                 );
+                topic.retain(&body);
                 topic.deliver_droppable(&body, event.exchange_time, event.receive_time);
             }
         }
@@ -346,7 +377,7 @@ impl InstrumentState {
             .filter(|t| concerns(t.key.channel))
         {
             topic.sequence += 1;
-            if topic.entries.is_empty() {
+            if !topic.wants_body() {
                 continue;
             }
             let last_id = match topic.key.channel {
@@ -357,7 +388,16 @@ impl InstrumentState {
                 &topic.envelope(UnixNanos(0), receive_time),
                 encode::feed_gap(reason, start, end, last_id, next_id),
             );
+            topic.retain(&body);
             topic.deliver_notice(&body, UnixNanos(0), receive_time);
+        }
+    }
+
+    /// Moves its resuming subscribers on (see [`Topic::drain_replays`]).
+    pub fn drain_replays(&mut self, receive_time: UnixNanos) {
+        self.book_topic.drain_replays(receive_time);
+        for topic in &mut self.stream_topics {
+            topic.drain_replays(receive_time);
         }
     }
 
@@ -427,11 +467,12 @@ impl InstrumentState {
         for c in closed {
             if let Some(topic) = self.stream_topic(Channel::Candles(c.interval)) {
                 topic.sequence += 1;
-                if !topic.entries.is_empty() {
+                if topic.wants_body() {
                     let body = encode::encode(
                         &topic.envelope(c.close_time, receive_time),
                         encode::candle(c, unit),
                     );
+                    topic.retain(&body);
                     topic.deliver_droppable(&body, c.close_time, receive_time);
                 }
             }
@@ -490,14 +531,15 @@ impl InstrumentState {
         let now = UnixNanos::now();
         let reset = |topic: &mut Topic| {
             topic.sequence += 1;
-            if !topic.entries.is_empty() {
+            if topic.wants_body() {
                 let body = encode::encode(
                     &topic.envelope(now, now),
                     Payload::BookReset(pb::BookReset {
                         reason: reason.to_owned(),
                     }),
                 );
-                topic.reset(&body);
+                topic.retain(&body);
+                topic.reset(&body, now);
             }
         };
         reset(&mut self.book_topic);
@@ -517,7 +559,7 @@ impl InstrumentState {
     ) {
         let topic = &mut self.book_topic;
         topic.sequence += 1;
-        if topic.entries.is_empty() {
+        if !topic.wants_body() {
             return;
         }
         let book = &self.book;
@@ -537,17 +579,88 @@ impl InstrumentState {
             ),
             None => (snapshot_message(book, &env, false), true),
         };
+        topic.retain(&body);
         let snapshot = is_snapshot.then_some(&body);
         topic.deliver_book(&body, snapshot, exchange_time, receive_time, &fresh);
     }
 
     // ------------------------------------------------------------------ subscriber side
 
-    /// Adds a subscriber to a topic, sending its start after `ack`: a book snapshot when
-    /// the book is in sync (otherwise the snapshot follows the resync). The snapshot is
-    /// data like any other: a queue without room for it gets it, conflated, once it has.
-    pub fn subscribe(&mut self, key: &TopicKey, sub: &Arc<Subscriber>, ack: Bytes) {
+    /// Adds a subscriber to a topic, sending its start after the ack `ack` makes of
+    /// what became of the resume: a book snapshot when the book is in sync (otherwise
+    /// the snapshot follows the resync). The snapshot is data like any other: a queue
+    /// without room for it gets it, conflated, once it has.
+    ///
+    /// A subscriber resuming after sequence N (`resume`) instead gets the topic's
+    /// messages from N + 1 on, then the live ones, when the topic still keeps them. When
+    /// not, it starts as above; on an event topic, after a `Dropped` notice counting
+    /// what it lost.
+    pub fn subscribe(
+        &mut self,
+        key: &TopicKey,
+        sub: &Arc<Subscriber>,
+        resume: Resume,
+        ack: impl FnOnce(pb::ack::ResumeResult, String) -> Bytes,
+    ) {
+        use pb::ack::ResumeResult;
+        let topic = match (key.channel, key.depth) {
+            (Channel::Book, 0) => Some(&mut self.book_topic),
+            (Channel::Book, _) => None,
+            (channel, _) => self.stream_topic(channel),
+        };
+        let asked = match resume {
+            Resume::No => None,
+            Resume::EpochChanged => Some(Err(None)),
+            Resume::After(after) => Some(match &topic {
+                Some(t) => t.resume_from(after).map_err(Some),
+                None => Err(Some(ResumeRefused::Unavailable)),
+            }),
+        };
+        let ack = match asked {
+            None => ack(ResumeResult::ResumeNotAsked, String::new()),
+            Some(Ok(_)) => ack(ResumeResult::ResumeReplayed, String::new()),
+            Some(Err(None)) => ack(
+                ResumeResult::ResumeEpochChanged,
+                "the server restarted since: the topic starts afresh".into(),
+            ),
+            Some(Err(Some(ResumeRefused::Unavailable))) => ack(
+                ResumeResult::ResumeUnavailable,
+                "this topic keeps no messages to resume from: it starts afresh".into(),
+            ),
+            Some(Err(Some(ResumeRefused::Ahead { current }))) => ack(
+                ResumeResult::ResumeOutOfRange,
+                format!("the topic is at sequence {current}: it starts afresh"),
+            ),
+            Some(Err(Some(ResumeRefused::Trimmed { first, current }))) => ack(
+                ResumeResult::ResumeOutOfRange,
+                format!("the topic keeps sequences {first} to {current}: it starts afresh"),
+            ),
+        };
         sub.push_control(&[ack]);
+        if let (Some(Ok(pending)), Some(topic)) = (asked, topic) {
+            topic.entries.push(Entry {
+                sub: sub.clone(),
+                pending,
+            });
+            topic.drain_replays(UnixNanos::now());
+            return;
+        }
+        if let (Resume::After(after), Some(Err(Some(ResumeRefused::Trimmed { current, .. })))) =
+            (resume, asked)
+        {
+            if key.channel != Channel::Book {
+                // What was lost, numbered as the last of it, before the live stream.
+                if let Some(topic) = self.stream_topic(key.channel) {
+                    let env = topic.envelope(UnixNanos(0), UnixNanos::now());
+                    sub.push_control(&[encode::encode(
+                        &env,
+                        Payload::Dropped(pb::Dropped {
+                            count: current - after,
+                        }),
+                    )]);
+                }
+            }
+        }
         if key.channel != Channel::Book {
             if let Some(topic) = self.stream_topic(key.channel) {
                 topic.entries.push(Entry {

@@ -6,6 +6,7 @@
 //!   venues push into, and [`Session`], one per client stream;
 //! * `instrument`: one instrument's book, topics, candles and feed continuity;
 //! * `topic`: one sequenced topic and the slow-consumer policy per subscriber;
+//! * `retention`: what a topic keeps of its recent messages, for clients that resume;
 //! * [`views`]: top-N book views, built off the feed's path;
 //! * [`encode`]: model to wire, encoded once per message for all subscribers;
 //! * [`subscriber`]: each stream's bounded queue, and the kill switch for clients that
@@ -16,13 +17,16 @@ pub mod channel;
 pub mod encode;
 mod hub;
 mod instrument;
+mod retention;
 pub mod subscriber;
 pub mod tap;
 mod topic;
 pub mod views;
 
 pub use channel::{Channel, TopicKey, TopicRequest};
-pub use hub::{Hub, HubConfig, InstrumentSpec, ListedInstrument, Session, UnknownInstrument};
+pub use hub::{
+    Hub, HubConfig, InstrumentSpec, ListedInstrument, Session, UnknownInstrument, RESUME_RESULTS,
+};
 pub use instrument::InstrumentInfo;
 pub use subscriber::{EndReason, Next, Subscriber, SubscriberInfo};
 pub use tap::{Record, Tap};

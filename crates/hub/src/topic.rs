@@ -20,17 +20,38 @@
 //! Notices that must reach every subscriber whatever its queue holds (a `BookReset`, a
 //! `FeedGap`) go through the control lane; a pending `Dropped` notice is flushed before
 //! them, so the sequence a client sees never jumps unexplained.
+//!
+//! A topic also keeps its recent messages (module `retention`), and a subscriber that
+//! resumes after sequence N reads them from N + 1 at its own pace ([`Pending::Replaying`]):
+//! every message is retained before it is delivered, so a replaying subscriber takes the
+//! live ones from the same log and joins the live stream without a gap or a repeat.
+//! A replay the log no longer holds falls back on the channel's policy: a conflated
+//! snapshot for a book, a `Dropped` notice for the rest.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use bytes::Bytes;
 use raven_model::UnixNanos;
 use raven_proto::pb;
 use raven_proto::pb::server_message::Payload;
 
-use crate::channel::TopicKey;
+use crate::channel::{Channel, TopicKey};
 use crate::encode::{self, Envelope};
+use crate::retention::Retention;
 use crate::subscriber::{Admit, Subscriber};
+
+/// Why a subscriber cannot resume a topic where it left off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ResumeRefused {
+    /// The topic keeps no messages (a top-N view, or retention is off).
+    Unavailable,
+    /// The client's number is ahead of the topic's.
+    Ahead { current: u64 },
+    /// The messages after the client's number are no longer kept: the oldest kept is
+    /// `first` (`current + 1` when none is).
+    Trimmed { first: u64, current: u64 },
+}
 
 /// Where one subscriber stands on one topic.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,6 +64,8 @@ pub(crate) enum Pending {
     Conflate,
     /// Other topics: this many messages were skipped since the last delivery.
     Dropped(u64),
+    /// Resuming: the next message to send is this sequence, from the topic's log.
+    Replaying(u64),
 }
 
 pub(crate) struct Entry {
@@ -61,10 +84,12 @@ pub(crate) struct Topic {
     /// the last event published, which a `FeedGap` reports.
     pub last_id: u64,
     pub last_receive: UnixNanos,
+    /// The recent messages, for subscribers that resume (`None`: the topic keeps none).
+    pub retention: Option<Retention>,
 }
 
 impl Topic {
-    pub fn new(key: TopicKey) -> Self {
+    pub fn new(key: TopicKey, retention: Option<Retention>) -> Self {
         let wire = key.to_proto();
         Self {
             key,
@@ -73,6 +98,53 @@ impl Topic {
             entries: Vec::new(),
             last_id: 0,
             last_receive: UnixNanos::default(),
+            retention,
+        }
+    }
+
+    /// Whether the message just numbered must be encoded: someone receives it, or the
+    /// topic keeps it.
+    pub fn wants_body(&self) -> bool {
+        !self.entries.is_empty() || self.retention.is_some()
+    }
+
+    /// Keeps the message just numbered (`self.sequence`) for resuming subscribers.
+    pub fn retain(&mut self, body: &Bytes) {
+        if let Some(r) = &mut self.retention {
+            r.push(self.sequence, body, Instant::now());
+        }
+    }
+
+    /// Where a subscriber that last received `after` may resume: `Ok` with the state
+    /// that replays what it missed, or why not.
+    pub fn resume_from(&self, after: u64) -> Result<Pending, ResumeRefused> {
+        let retention = self.retention.as_ref().ok_or(ResumeRefused::Unavailable)?;
+        if after > self.sequence {
+            return Err(ResumeRefused::Ahead {
+                current: self.sequence,
+            });
+        }
+        if after == self.sequence {
+            return Ok(Pending::None);
+        }
+        match retention.first() {
+            Some(first) if first <= after + 1 => Ok(Pending::Replaying(after + 1)),
+            first => Err(ResumeRefused::Trimmed {
+                first: first.unwrap_or(self.sequence + 1),
+                current: self.sequence,
+            }),
+        }
+    }
+
+    /// Moves every replaying subscriber on as far as its queue takes (the hub's tick
+    /// calls it, so a quiet topic's replays finish too).
+    pub fn drain_replays(&mut self, receive_time: UnixNanos) {
+        let book = self.key.channel == Channel::Book;
+        let (wire, sequence, retention) = (&self.wire, self.sequence, self.retention.as_ref());
+        for e in &mut self.entries {
+            if let Pending::Replaying(next) = e.pending {
+                e.pending = replay(retention, wire, sequence, &e.sub, next, book, receive_time);
+            }
         }
     }
 
@@ -98,7 +170,7 @@ impl Topic {
         exchange_time: UnixNanos,
         receive_time: UnixNanos,
     ) {
-        let (wire, sequence) = (&self.wire, self.sequence);
+        let (wire, sequence, retention) = (&self.wire, self.sequence, self.retention.as_ref());
         for e in &mut self.entries {
             e.pending = match e.pending {
                 Pending::Dropped(n) => {
@@ -114,6 +186,9 @@ impl Topic {
                         e.sub.count_dropped(1);
                         Pending::Dropped(n + 1)
                     }
+                }
+                Pending::Replaying(next) => {
+                    replay(retention, wire, sequence, &e.sub, next, false, receive_time)
                 }
                 _ => match e.sub.offer_data(body) {
                     Admit::Accepted => Pending::None,
@@ -155,22 +230,31 @@ impl Topic {
         exchange_time: UnixNanos,
         receive_time: UnixNanos,
     ) {
-        let (wire, sequence) = (&self.wire, self.sequence);
+        let (wire, sequence, retention) = (&self.wire, self.sequence, self.retention.as_ref());
         for e in &mut self.entries {
-            match e.pending {
-                Pending::Dropped(n) => e.sub.push_control(&[
-                    dropped_notice(
-                        wire,
-                        sequence.saturating_sub(1),
-                        n,
-                        exchange_time,
-                        receive_time,
-                    ),
-                    body.clone(),
-                ]),
-                _ => e.sub.push_control(std::slice::from_ref(body)),
-            }
-            e.pending = Pending::None;
+            e.pending = match e.pending {
+                Pending::Dropped(n) => {
+                    e.sub.push_control(&[
+                        dropped_notice(
+                            wire,
+                            sequence.saturating_sub(1),
+                            n,
+                            exchange_time,
+                            receive_time,
+                        ),
+                        body.clone(),
+                    ]);
+                    Pending::None
+                }
+                // The notice is in the log: it comes in its place in the replay.
+                Pending::Replaying(next) => {
+                    replay(retention, wire, sequence, &e.sub, next, false, receive_time)
+                }
+                _ => {
+                    e.sub.push_control(std::slice::from_ref(body));
+                    Pending::None
+                }
+            };
         }
     }
 
@@ -186,14 +270,18 @@ impl Topic {
         receive_time: UnixNanos,
         fresh: &dyn Fn(&Envelope<'_>) -> Bytes,
     ) {
+        let (wire, sequence, retention) = (&self.wire, self.sequence, self.retention.as_ref());
         let env = Envelope {
-            topic: &self.wire,
-            sequence: self.sequence,
+            topic: wire,
+            sequence,
             exchange_time,
             receive_time,
         };
         for e in &mut self.entries {
             e.pending = match e.pending {
+                Pending::Replaying(next) => {
+                    replay(retention, wire, sequence, &e.sub, next, true, receive_time)
+                }
                 Pending::AwaitingSnapshot => match snapshot {
                     Some(snap) => admit(&e.sub, snap),
                     None => Pending::AwaitingSnapshot,
@@ -218,12 +306,58 @@ impl Topic {
 
     /// The book is invalid: every subscriber gets `body` (a `BookReset`) and waits for
     /// the next snapshot.
-    pub fn reset(&mut self, body: &Bytes) {
+    pub fn reset(&mut self, body: &Bytes, receive_time: UnixNanos) {
+        let (wire, sequence, retention) = (&self.wire, self.sequence, self.retention.as_ref());
         for e in &mut self.entries {
-            e.sub.push_control(std::slice::from_ref(body));
-            e.pending = Pending::AwaitingSnapshot;
+            e.pending = match e.pending {
+                // The reset is in the log: it comes in its place in the replay, and the
+                // snapshot after it too.
+                Pending::Replaying(next) => {
+                    replay(retention, wire, sequence, &e.sub, next, true, receive_time)
+                }
+                _ => {
+                    e.sub.push_control(std::slice::from_ref(body));
+                    Pending::AwaitingSnapshot
+                }
+            };
         }
     }
+}
+
+/// Sends `sub` the topic's messages from `next` on while its queue takes them, and
+/// returns where it then stands. Messages the log let go of are announced: a book
+/// subscriber conflates (a fresh snapshot when it has room), any other gets a
+/// `Dropped` notice counting them and goes on from the oldest kept.
+fn replay(
+    retention: Option<&Retention>,
+    wire: &pb::Topic,
+    sequence: u64,
+    sub: &Subscriber,
+    mut next: u64,
+    book: bool,
+    receive_time: UnixNanos,
+) -> Pending {
+    let first = retention.and_then(Retention::first).unwrap_or(sequence + 1);
+    if next < first {
+        if book {
+            return Pending::Conflate;
+        }
+        let notice = dropped_notice(wire, first - 1, first - next, UnixNanos(0), receive_time);
+        if !(sub.room_to_recover() && sub.offer_recovery(&[&notice])) {
+            return Pending::Replaying(next);
+        }
+        next = first;
+    }
+    while next <= sequence {
+        let Some(body) = retention.and_then(|r| r.get(next)) else {
+            break;
+        };
+        match sub.offer_data(body) {
+            Admit::Accepted => next += 1,
+            Admit::Full => return Pending::Replaying(next),
+        }
+    }
+    Pending::None
 }
 
 /// The `Dropped` notice for `count` skipped messages of `topic`, numbered `last_skipped`.

@@ -200,7 +200,7 @@ impl InstrumentState {
                 self.views_created += 1;
                 self.views.push(View {
                     id: self.views_created,
-                    topic: Topic::new(key.clone()),
+                    topic: Topic::new(key.clone(), None),
                     last: None,
                 });
                 self.views.len() - 1

@@ -396,6 +396,7 @@ async fn a_request_costs_what_it_resolves_to() {
     let cost = session.handle(request(pb::client_message::Kind::Subscribe(
         pb::SubscribeRequest {
             topics: vec![wildcard.clone()],
+            ..Default::default()
         },
     )));
     assert_eq!(cost, 2);
@@ -412,6 +413,7 @@ async fn a_request_costs_what_it_resolves_to() {
     let cost = session.handle(request(pb::client_message::Kind::Subscribe(
         pb::SubscribeRequest {
             topics: vec![unknown],
+            ..Default::default()
         },
     )));
     assert_eq!(cost, 1);

@@ -586,6 +586,7 @@ async fn open_subscriber(
     let msg = pb::ClientMessage {
         kind: Some(pb::client_message::Kind::Subscribe(pb::SubscribeRequest {
             topics,
+            ..Default::default()
         })),
     };
     tx.send(msg).await.context("queue the subscribe request")?;
@@ -706,6 +707,7 @@ async fn run_hostile(
     tx.send(pb::ClientMessage {
         kind: Some(pb::client_message::Kind::Subscribe(pb::SubscribeRequest {
             topics,
+            ..Default::default()
         })),
     })
     .await

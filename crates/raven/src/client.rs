@@ -51,6 +51,10 @@ pub struct SubArgs {
     /// Print heartbeats too.
     #[arg(long)]
     pub heartbeats: bool,
+    /// Exit when the stream breaks, instead of reconnecting (with backoff) and
+    /// resuming every topic after the last message received.
+    #[arg(long)]
+    pub no_reconnect: bool,
 }
 
 #[derive(clap::Args, Debug)]
@@ -153,39 +157,142 @@ pub async fn sub(args: SubArgs) -> anyhow::Result<ExitCode> {
         .iter()
         .map(|t| parse_topic(t))
         .collect::<anyhow::Result<Vec<_>>>()?;
-    let mut client = connect(&args.server).await?;
-    let (tx, rx) = tokio::sync::mpsc::channel(4);
-    tx.send(pb::ClientMessage {
-        kind: Some(pb::client_message::Kind::Subscribe(pb::SubscribeRequest {
-            topics,
-        })),
-    })
-    .await?;
-    let mut stream = client
-        .subscribe(tokio_stream::wrappers::ReceiverStream::new(rx))
-        .await?
-        .into_inner();
     let deadline = args
         .duration
         .map(|s| tokio::time::Instant::now() + Duration::from_secs(s));
-    let mut data = 0u64;
+    let mut progress = Progress::default();
+    let mut backoff = raven_venues::backoff::Backoff::new(Default::default());
+    loop {
+        let lost = match stream_once(&args, &topics, deadline, &mut progress).await {
+            Ok(StreamEnd::Done) => return Ok(ExitCode::SUCCESS),
+            Ok(StreamEnd::Lost(why)) => why,
+            Err(e) => return Err(e),
+        };
+        if args.no_reconnect {
+            bail!("{lost}");
+        }
+        if progress.delivered_since_connect > 0 {
+            backoff.reset();
+        }
+        let delay = backoff.next_delay();
+        eprintln!(
+            "raven sub: {lost}; reconnecting in {} ms to resume {} topics",
+            delay.as_millis(),
+            progress.last.len()
+        );
+        match deadline {
+            Some(d) if tokio::time::Instant::now() + delay >= d => return Ok(ExitCode::SUCCESS),
+            _ => tokio::time::sleep(delay).await,
+        }
+    }
+}
+
+/// What `raven sub` knows of the streams it had: the server's epoch and the last
+/// sequence of each topic, which a new stream resumes from.
+#[derive(Default)]
+struct Progress {
+    epoch: u64,
+    last: std::collections::BTreeMap<TopicId, (pb::Topic, u64)>,
+    /// Market data messages printed, over all streams (for `--count`).
+    data: u64,
+    delivered_since_connect: u64,
+}
+
+/// A topic as the server names it, for the map of last sequences.
+type TopicId = (String, String, i32, u32);
+
+fn topic_id(t: &pb::Topic) -> TopicId {
+    (t.venue.clone(), t.symbol.clone(), t.channel, t.depth)
+}
+
+enum StreamEnd {
+    /// `--count` or `--duration` reached.
+    Done,
+    /// The stream broke (connection lost, server gone); worth resuming.
+    Lost(String),
+}
+
+/// One stream: subscribe (resuming every topic it has a sequence for), print what
+/// comes, and say how it ended. Errors that another attempt would repeat (a rejected
+/// request, a closed standard output) are returned as errors.
+async fn stream_once(
+    args: &SubArgs,
+    topics: &[pb::Topic],
+    deadline: Option<tokio::time::Instant>,
+    progress: &mut Progress,
+) -> anyhow::Result<StreamEnd> {
+    progress.delivered_since_connect = 0;
+    let mut client = match connect(&args.server).await {
+        Ok(c) => c,
+        Err(e) => return Ok(StreamEnd::Lost(format!("{e:#}"))),
+    };
+    let resume: Vec<pb::Resume> = progress
+        .last
+        .values()
+        .map(|(topic, sequence)| pb::Resume {
+            topic: Some(topic.clone()),
+            epoch: progress.epoch,
+            after_sequence: *sequence,
+        })
+        .collect();
+    // The topics as asked, but those resumed under the same name (a wildcard's
+    // topics and renamed ones get "already subscribed").
+    let asked: Vec<pb::Topic> = topics
+        .iter()
+        .filter(|t| !progress.last.contains_key(&topic_id(t)))
+        .cloned()
+        .collect();
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    tx.send(pb::ClientMessage {
+        kind: Some(pb::client_message::Kind::Subscribe(pb::SubscribeRequest {
+            topics: asked,
+            resume,
+        })),
+    })
+    .await?;
+    let mut stream = match client
+        .subscribe(tokio_stream::wrappers::ReceiverStream::new(rx))
+        .await
+    {
+        Ok(s) => s.into_inner(),
+        Err(status) if retryable(&status) => return Ok(StreamEnd::Lost(status_text(&status))),
+        Err(status) => bail!("subscribe: {}", status_text(&status)),
+    };
     loop {
         let next = match deadline {
             Some(d) => match tokio::time::timeout_at(d, stream.next()).await {
                 Ok(n) => n,
-                Err(_) => break,
+                Err(_) => return Ok(StreamEnd::Done),
             },
             None => stream.next().await,
         };
         let msg = match next {
             Some(Ok(m)) => m,
-            Some(Err(status)) => bail!("stream ended: {} ({})", status.message(), status.code()),
-            None => break,
+            Some(Err(status)) if retryable(&status) => {
+                return Ok(StreamEnd::Lost(format!(
+                    "stream ended: {}",
+                    status_text(&status)
+                )))
+            }
+            Some(Err(status)) => bail!("stream ended: {}", status_text(&status)),
+            None => return Ok(StreamEnd::Lost("the server ended the stream".into())),
         };
+        if let Some(Payload::Ack(a)) = &msg.payload {
+            if a.epoch != 0 {
+                progress.epoch = a.epoch;
+            }
+        }
         let is_data = !matches!(
             msg.payload,
             Some(Payload::Ack(_) | Payload::Heartbeat(_) | Payload::Pong(_)) | None
         );
+        if is_data {
+            if let Some(topic) = &msg.topic {
+                progress
+                    .last
+                    .insert(topic_id(topic), (topic.clone(), msg.sequence));
+            }
+        }
         if matches!(msg.payload, Some(Payload::Heartbeat(_))) && !args.heartbeats {
             continue;
         }
@@ -195,14 +302,27 @@ pub async fn sub(args: SubArgs) -> anyhow::Result<ExitCode> {
             say!("{}", message_text(&msg))?;
         }
         if is_data {
-            data += 1;
-            if args.count.is_some_and(|c| data >= c) {
-                break;
+            progress.data += 1;
+            progress.delivered_since_connect += 1;
+            if args.count.is_some_and(|c| progress.data >= c) {
+                return Ok(StreamEnd::Done);
             }
         }
     }
-    drop(tx);
-    Ok(ExitCode::SUCCESS)
+}
+
+/// A stream failure another connection may not have: the transport, the server going
+/// away or restarting. Refusals (bad arguments, limits, credentials) are not.
+fn retryable(status: &tonic::Status) -> bool {
+    use tonic::Code;
+    matches!(
+        status.code(),
+        Code::Unavailable | Code::Unknown | Code::Cancelled | Code::Aborted | Code::Internal
+    )
+}
+
+fn status_text(status: &tonic::Status) -> String {
+    format!("{} ({})", status.message(), status.code())
 }
 
 fn levels_json(levels: &[pb::PriceLevel]) -> Value {
@@ -240,7 +360,7 @@ pub fn message_json(m: &pb::ServerMessage) -> Value {
     let (kind, body) = match &m.payload {
         Some(Payload::Ack(a)) => (
             "ack",
-            json!({"result": pb::ack::Result::try_from(a.result).map_or("unspecified", |r| r.as_str_name()), "reason": a.reason}),
+            json!({"result": pb::ack::Result::try_from(a.result).map_or("unspecified", |r| r.as_str_name()), "reason": a.reason, "epoch": a.epoch, "resume": a.resume().as_str_name()}),
         ),
         Some(Payload::BookSnapshot(s)) => (
             "book_snapshot",
@@ -323,14 +443,23 @@ pub fn message_text(m: &pb::ServerMessage) -> String {
         )
     });
     let what = match &m.payload {
-        Some(Payload::Ack(a)) => format!(
-            "ack {} {}",
-            pb::ack::Result::try_from(a.result)
-                .map_or("?", |r| r.as_str_name())
-                .trim_start_matches("RESULT_")
-                .to_lowercase(),
-            a.reason
-        ),
+        Some(Payload::Ack(a)) => {
+            let resume = match a.resume() {
+                pb::ack::ResumeResult::ResumeNotAsked => String::new(),
+                r => format!(
+                    " {}",
+                    r.as_str_name().trim_start_matches("RESUME_").to_lowercase()
+                ),
+            };
+            format!(
+                "ack {}{resume} {}",
+                pb::ack::Result::try_from(a.result)
+                    .map_or("?", |r| r.as_str_name())
+                    .trim_start_matches("RESULT_")
+                    .to_lowercase(),
+                a.reason
+            )
+        }
         Some(Payload::BookSnapshot(s)) => format!(
             "snapshot{} id={} bids={} asks={}{}",
             if s.conflated { " (conflated)" } else { "" },

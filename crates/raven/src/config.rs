@@ -103,6 +103,11 @@ pub struct HubSection {
     pub max_clock_skew_ms: u64,
     /// Each instrument's top-N book views are rebuilt at most this often.
     pub book_view_interval_ms: u64,
+    /// How long each topic keeps its messages for clients that resume, seconds (0: off).
+    pub retention_secs: u64,
+    /// Bytes one topic keeps at most, and all topics together.
+    pub retention_bytes_per_topic: usize,
+    pub retention_bytes: usize,
 }
 
 impl Default for HubSection {
@@ -118,6 +123,9 @@ impl Default for HubSection {
             tap_book_depth: d.tap_book_depth,
             max_clock_skew_ms: d.max_clock_skew.as_millis() as u64,
             book_view_interval_ms: d.book_view_interval.as_millis() as u64,
+            retention_secs: d.retention.as_secs(),
+            retention_bytes_per_topic: d.retention_bytes_per_topic,
+            retention_bytes: d.retention_bytes,
         }
     }
 }
@@ -492,7 +500,7 @@ impl Config {
         // arithmetic on it (deadlines, buffer sizes) far from overflowing.
         const HOUR_MS: u64 = 3_600_000;
         const DAY_MS: u64 = 24 * HOUR_MS;
-        let bounded: [(&str, u64, u64, u64); 17] = [
+        let bounded: [(&str, u64, u64, u64); 20] = [
             ("server.heartbeat_ms", self.server.heartbeat_ms, 1, HOUR_MS),
             (
                 "hub.slow_consumer_limit_ms",
@@ -537,6 +545,24 @@ impl Config {
                 self.hub.queue_max_bytes as u64,
                 1 << 16,
                 1 << 36,
+            ),
+            (
+                "hub.retention_secs",
+                self.hub.retention_secs,
+                0,
+                DAY_MS / 1000,
+            ),
+            (
+                "hub.retention_bytes_per_topic",
+                self.hub.retention_bytes_per_topic as u64,
+                0,
+                1 << 36,
+            ),
+            (
+                "hub.retention_bytes",
+                self.hub.retention_bytes as u64,
+                0,
+                1 << 40,
             ),
             (
                 "server.max_requests_per_sec",
@@ -666,6 +692,9 @@ impl Config {
             book_view_interval: Duration::from_millis(self.hub.book_view_interval_ms),
             tap_interval: Duration::from_millis(self.hub.tap_interval_ms),
             tap_book_depth: self.hub.tap_book_depth,
+            retention: Duration::from_secs(self.hub.retention_secs),
+            retention_bytes_per_topic: self.hub.retention_bytes_per_topic,
+            retention_bytes: self.hub.retention_bytes,
         }
     }
 

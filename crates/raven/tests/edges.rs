@@ -443,6 +443,7 @@ fn subscribe_to(topics: Vec<pb::Topic>) -> pb::ClientMessage {
     pb::ClientMessage {
         kind: Some(pb::client_message::Kind::Subscribe(pb::SubscribeRequest {
             topics,
+            ..Default::default()
         })),
     }
 }

@@ -177,8 +177,34 @@ pub fn subscribe(session: &mut Session, topics: Vec<pb::Topic>) {
     session.handle(pb::ClientMessage {
         kind: Some(pb::client_message::Kind::Subscribe(pb::SubscribeRequest {
             topics,
+            resume: Vec::new(),
         })),
     });
+}
+
+/// Subscribes `topic` where a client left off: after `after`, in `epoch`.
+pub fn resume(session: &mut Session, topic: &pb::Topic, epoch: u64, after: u64) {
+    session.handle(pb::ClientMessage {
+        kind: Some(pb::client_message::Kind::Subscribe(pb::SubscribeRequest {
+            topics: Vec::new(),
+            resume: vec![pb::Resume {
+                topic: Some(topic.clone()),
+                epoch,
+                after_sequence: after,
+            }],
+        })),
+    });
+}
+
+/// The ack of a subscribed topic: its resume result, reason and epoch.
+pub fn resume_ack(msg: &pb::ServerMessage) -> (pb::ack::ResumeResult, String, u64) {
+    match &msg.payload {
+        Some(Payload::Ack(a)) => {
+            assert_eq!(a.result(), pb::ack::Result::Subscribed, "{a:?}");
+            (a.resume(), a.reason.clone(), a.epoch)
+        }
+        other => panic!("expected an ack, got {other:?}"),
+    }
 }
 
 pub fn unsubscribe(session: &mut Session, topics: Vec<pb::Topic>) {

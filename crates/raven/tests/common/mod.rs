@@ -310,11 +310,45 @@ impl Subscription {
         client: &mut MarketDataClient<tonic::transport::Channel>,
         topics: Vec<pb::Topic>,
     ) -> Subscription {
+        Self::request(
+            client,
+            pb::SubscribeRequest {
+                topics,
+                ..Default::default()
+            },
+        )
+        .await
+    }
+
+    /// Subscribes `topic` where a client left off: after `after`, in `epoch`.
+    pub async fn resume(
+        client: &mut MarketDataClient<tonic::transport::Channel>,
+        topic: &pb::Topic,
+        epoch: u64,
+        after: u64,
+    ) -> Subscription {
+        let resume = vec![pb::Resume {
+            topic: Some(topic.clone()),
+            epoch,
+            after_sequence: after,
+        }];
+        Self::request(
+            client,
+            pb::SubscribeRequest {
+                resume,
+                ..Default::default()
+            },
+        )
+        .await
+    }
+
+    async fn request(
+        client: &mut MarketDataClient<tonic::transport::Channel>,
+        request: pb::SubscribeRequest,
+    ) -> Subscription {
         let (tx, rx) = tokio::sync::mpsc::channel(16);
         let msg = pb::ClientMessage {
-            kind: Some(pb::client_message::Kind::Subscribe(pb::SubscribeRequest {
-                topics,
-            })),
+            kind: Some(pb::client_message::Kind::Subscribe(request)),
         };
         tx.send(msg).await.expect("queue subscribe");
         let stream = client
