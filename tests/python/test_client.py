@@ -2,6 +2,7 @@
 and the documented statuses for bad requests."""
 
 import queue
+import time
 from decimal import Decimal
 
 import grpc
@@ -160,3 +161,55 @@ def test_unary_calls_and_their_statuses(stub, pb):
     assert status.ready
     assert all(b.state == "synced" for b in status.books)
     assert status.connections and status.connections[0].state == "connected"
+
+
+def test_a_new_stream_resumes_where_the_last_one_left_off(stub, pb):
+    """The stream ends (as a lost connection would); a new one resumes both topics
+    after their last sequence and gets every trade and book delta in between, once."""
+    pb2, _ = pb
+    first = Stream(stub, pb2)
+    trades = first.topic("SYN1USDT", pb2.CHANNEL_TRADES)
+    book = first.topic("SYN1USDT", pb2.CHANNEL_BOOK)
+    first.send(subscribe=pb2.SubscribeRequest(topics=[trades, book]))
+    epoch, last, books = 0, {}, {}
+    while len(last) < 2:
+        msg = first.next()
+        kind = msg.WhichOneof("payload")
+        if kind == "ack":
+            assert msg.ack.epoch > 0, "every ack carries the server's epoch"
+            epoch = msg.ack.epoch
+            continue
+        last[msg.topic.channel] = msg.sequence
+    for _ in range(30):
+        msg = first.next()
+        last[msg.topic.channel] = msg.sequence
+    first.close()
+    time.sleep(0.5)  # the market moves on meanwhile
+
+    second = Stream(stub, pb2)
+    second.send(
+        subscribe=pb2.SubscribeRequest(
+            resume=[
+                pb2.Resume(topic=t, epoch=epoch, after_sequence=last[t.channel])
+                for t in (trades, book)
+            ]
+        )
+    )
+    # Each topic's ack comes before its replay.
+    acked = set()
+    resumed = {pb2.CHANNEL_TRADES: 0, pb2.CHANNEL_BOOK: 0}
+    while min(resumed.values()) < 20:
+        msg = second.next()
+        channel = msg.topic.channel
+        if msg.WhichOneof("payload") == "ack":
+            assert msg.ack.result == pb2.Ack.RESULT_SUBSCRIBED
+            assert msg.ack.resume == pb2.Ack.RESUME_REPLAYED, msg.ack.reason
+            assert msg.ack.epoch == epoch
+            acked.add(channel)
+            continue
+        assert channel in acked, "a topic's messages follow its ack"
+        assert msg.sequence == last[channel] + 1, f"channel {channel}: {last[channel]} then {msg.sequence}"
+        assert msg.WhichOneof("payload") in ("trade", "book_delta"), msg
+        last[channel] = msg.sequence
+        resumed[channel] += 1
+    second.close()
