@@ -368,6 +368,8 @@ impl Hub {
     /// [`Hub::tick`] at an explicit time: `now` (monotonic) drives the candle clock,
     /// `wall` only stamps what it closes.
     pub fn tick_at(&self, now: Instant, wall: UnixNanos) {
+        self.retention
+            .advance(now.saturating_duration_since(self.started));
         for (id, instrument) in &self.instruments {
             let closed = {
                 let mut state = instrument.state.lock();

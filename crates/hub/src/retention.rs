@@ -17,17 +17,23 @@
 //! oldest messages, so the busiest topics, which fill it, are the ones that shrink.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 
-/// The bytes every topic's retained messages may hold together.
+/// What all topics' logs share: the bytes they may hold together, and the clock
+/// their messages' ages are read on.
+///
+/// The clock is the hub's monotonic time in milliseconds, moved on by the hub's tick
+/// (a few times a second): keeping a message then reads no clock, a wall-clock step
+/// cannot age the log, and a 60 s window does not need finer than a tick.
 #[derive(Debug)]
 pub struct RetentionBudget {
     max_bytes: usize,
     used: AtomicUsize,
+    clock_ms: AtomicU64,
 }
 
 impl RetentionBudget {
@@ -35,7 +41,18 @@ impl RetentionBudget {
         Arc::new(Self {
             max_bytes,
             used: AtomicUsize::new(0),
+            clock_ms: AtomicU64::new(0),
         })
+    }
+
+    /// Moves the clock to `elapsed` since the hub started (never back).
+    pub fn advance(&self, elapsed: Duration) {
+        let ms = u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX);
+        self.clock_ms.fetch_max(ms, Ordering::Relaxed);
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.clock_ms.load(Ordering::Relaxed)
     }
 
     /// Bytes retained now, over all topics.
@@ -55,9 +72,10 @@ pub struct RetentionLimits {
     pub max_bytes: usize,
 }
 
+/// One kept message: when it was kept (on the budget's clock) and its bytes. Its
+/// sequence is its place in the log; 40 bytes of bookkeeping per message.
 struct Retained {
-    sequence: u64,
-    at: Instant,
+    at_ms: u64,
     body: Bytes,
 }
 
@@ -65,6 +83,8 @@ struct Retained {
 pub(crate) struct Retention {
     limits: RetentionLimits,
     budget: Arc<RetentionBudget>,
+    /// The sequence of the oldest message kept.
+    first: u64,
     log: VecDeque<Retained>,
     bytes: usize,
 }
@@ -74,6 +94,7 @@ impl Retention {
         Self {
             limits,
             budget,
+            first: 0,
             log: VecDeque::new(),
             bytes: 0,
         }
@@ -82,23 +103,20 @@ impl Retention {
     /// Keeps message `sequence` and lets go of what the bounds no longer allow. A
     /// sequence that does not follow the last one kept (a message that was not
     /// retained in between) starts the log afresh, so it never has a hole.
-    pub fn push(&mut self, sequence: u64, body: &Bytes, now: Instant) {
-        if self
-            .log
-            .back()
-            .is_some_and(|last| last.sequence + 1 != sequence)
-        {
+    pub fn push(&mut self, sequence: u64, body: &Bytes) {
+        if self.log.is_empty() || self.first + self.log.len() as u64 != sequence {
             while self.pop_oldest() {}
+            self.first = sequence;
         }
+        let at_ms = self.budget.now_ms();
         self.log.push_back(Retained {
-            sequence,
-            at: now,
+            at_ms,
             body: body.clone(),
         });
         self.bytes += body.len();
         self.budget.used.fetch_add(body.len(), Ordering::Relaxed);
-        let max_age = self.limits.max_age;
-        let expired = move |r: &Retained| now.saturating_duration_since(r.at) > max_age;
+        let max_age = u64::try_from(self.limits.max_age.as_millis()).unwrap_or(u64::MAX);
+        let expired = move |r: &Retained| at_ms.saturating_sub(r.at_ms) > max_age;
         while self.log.len() > 1
             && (self.bytes > self.limits.max_bytes
                 || self.budget.spent()
@@ -112,6 +130,7 @@ impl Retention {
         let Some(oldest) = self.log.pop_front() else {
             return false;
         };
+        self.first += 1;
         self.bytes -= oldest.body.len();
         self.budget
             .used
@@ -121,13 +140,12 @@ impl Retention {
 
     /// The oldest sequence kept.
     pub fn first(&self) -> Option<u64> {
-        self.log.front().map(|r| r.sequence)
+        (!self.log.is_empty()).then_some(self.first)
     }
 
     /// Message `sequence`, if kept.
     pub fn get(&self, sequence: u64) -> Option<&Bytes> {
-        let first = self.first()?;
-        let index = usize::try_from(sequence.checked_sub(first)?).ok()?;
+        let index = usize::try_from(sequence.checked_sub(self.first)?).ok()?;
         self.log.get(index).map(|r| &r.body)
     }
 
@@ -163,9 +181,8 @@ mod tests {
     fn keeps_messages_by_sequence_within_its_bytes() {
         let budget = RetentionBudget::new(1 << 20);
         let mut r = Retention::new(limits(60_000, 100), budget.clone());
-        let t = Instant::now();
         for seq in 1..=5 {
-            r.push(seq, &body(30), t);
+            r.push(seq, &body(30));
         }
         // 100 bytes hold three messages of 30.
         assert_eq!(r.len(), (3, 90));
@@ -180,26 +197,31 @@ mod tests {
 
     #[test]
     fn lets_go_of_what_is_older_than_its_age() {
-        let mut r = Retention::new(limits(1000, 1 << 20), RetentionBudget::new(1 << 20));
-        let t = Instant::now();
-        r.push(1, &body(1), t);
-        r.push(2, &body(1), t + Duration::from_millis(500));
-        r.push(3, &body(1), t + Duration::from_millis(1200));
+        let budget = RetentionBudget::new(1 << 20);
+        let mut r = Retention::new(limits(1000, 1 << 20), budget.clone());
+        r.push(1, &body(1));
+        budget.advance(Duration::from_millis(500));
+        r.push(2, &body(1));
+        budget.advance(Duration::from_millis(1200));
+        r.push(3, &body(1));
         assert_eq!(r.first(), Some(2));
         // The newest message is always kept, however old the rest.
-        r.push(4, &body(1), t + Duration::from_secs(10));
+        budget.advance(Duration::from_secs(10));
+        r.push(4, &body(1));
         assert_eq!(r.first(), Some(4));
+        // The clock never goes back.
+        budget.advance(Duration::from_secs(1));
+        assert_eq!(budget.now_ms(), 10_000);
     }
 
     #[test]
     fn a_spent_budget_shrinks_the_topic_that_pushes() {
         let budget = RetentionBudget::new(100);
-        let t = Instant::now();
         let mut quiet = Retention::new(limits(60_000, 1000), budget.clone());
         let mut busy = Retention::new(limits(60_000, 1000), budget.clone());
-        quiet.push(1, &body(40), t);
+        quiet.push(1, &body(40));
         for seq in 1..=10 {
-            busy.push(seq, &body(20), t);
+            busy.push(seq, &body(20));
         }
         assert!(budget.used() <= 100, "{}", budget.used());
         assert_eq!(quiet.len(), (1, 40), "the quiet topic keeps its message");
@@ -209,10 +231,9 @@ mod tests {
     #[test]
     fn a_hole_in_the_numbers_starts_afresh() {
         let mut r = Retention::new(limits(60_000, 1000), RetentionBudget::new(1000));
-        let t = Instant::now();
-        r.push(1, &body(1), t);
-        r.push(2, &body(1), t);
-        r.push(5, &body(1), t);
+        r.push(1, &body(1));
+        r.push(2, &body(1));
+        r.push(5, &body(1));
         assert_eq!(r.first(), Some(5));
         assert!(r.get(2).is_none());
     }

@@ -29,7 +29,6 @@
 //! snapshot for a book, a `Dropped` notice for the rest.
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use bytes::Bytes;
 use raven_model::UnixNanos;
@@ -111,7 +110,7 @@ impl Topic {
     /// Keeps the message just numbered (`self.sequence`) for resuming subscribers.
     pub fn retain(&mut self, body: &Bytes) {
         if let Some(r) = &mut self.retention {
-            r.push(self.sequence, body, Instant::now());
+            r.push(self.sequence, body);
         }
     }
 
