@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use parking_lot::{Mutex, RwLock};
 use raven_model::book::KnownDepth;
 use raven_model::candle::Candle;
@@ -141,6 +142,29 @@ fn resume_result_label(result: pb::ack::ResumeResult) -> Option<&'static str> {
         ResumeOutOfRange => Some(RESUME_RESULTS[2]),
         ResumeUnavailable => Some(RESUME_RESULTS[3]),
     }
+}
+
+/// The ack of one topic of a request (acks belong to no sequence: theirs is 0).
+fn ack_message(
+    topic: &pb::Topic,
+    result: pb::ack::Result,
+    reason: String,
+    epoch: u64,
+    resume: pb::ack::ResumeResult,
+) -> Bytes {
+    let env = Envelope {
+        topic,
+        sequence: 0,
+        exchange_time: UnixNanos(0),
+        receive_time: UnixNanos(0),
+    };
+    let ack = pb::Ack {
+        result: result as i32,
+        reason,
+        epoch,
+        resume: resume as i32,
+    };
+    encode::encode(&env, Payload::Ack(ack))
 }
 
 /// A new epoch: the start time in nanoseconds since the Unix epoch, which a restarted
@@ -579,20 +603,14 @@ impl Session {
     }
 
     fn ack(&self, topic: &pb::Topic, result: pb::ack::Result, reason: &str) {
-        let env = Envelope {
+        let resume = pb::ack::ResumeResult::ResumeNotAsked;
+        self.sub.push_control(&[ack_message(
             topic,
-            sequence: 0,
-            exchange_time: UnixNanos(0),
-            receive_time: UnixNanos(0),
-        };
-        let ack = pb::Ack {
-            result: result as i32,
-            reason: reason.to_owned(),
-            epoch: self.hub.epoch,
-            resume: pb::ack::ResumeResult::ResumeNotAsked as i32,
-        };
-        self.sub
-            .push_control(&[encode::encode(&env, Payload::Ack(ack))]);
+            result,
+            reason.to_owned(),
+            self.hub.epoch,
+            resume,
+        )]);
     }
 
     /// Rejects `topic`, echoing it back with its names cut short (a client's
@@ -709,21 +727,7 @@ impl Session {
                 if let Some(result) = resume_result_label(resume) {
                     metrics::counter!("raven_resumes_total", "result" => result).increment(1);
                 }
-                let env = Envelope {
-                    topic: &wire,
-                    sequence: 0,
-                    exchange_time: UnixNanos(0),
-                    receive_time: UnixNanos(0),
-                };
-                encode::encode(
-                    &env,
-                    Payload::Ack(pb::Ack {
-                        result: pb::ack::Result::Subscribed as i32,
-                        reason,
-                        epoch,
-                        resume: resume as i32,
-                    }),
-                )
+                ack_message(&wire, pb::ack::Result::Subscribed, reason, epoch, resume)
             };
             // The ack and the snapshot (or the replay) are queued under the instrument's
             // lock, so no message of the topic can slip in between or before them.

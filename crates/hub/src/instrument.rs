@@ -602,7 +602,6 @@ impl InstrumentState {
         resume: Resume,
         ack: impl FnOnce(pb::ack::ResumeResult, String) -> Bytes,
     ) {
-        use pb::ack::ResumeResult;
         let topic = match (key.channel, key.depth) {
             (Channel::Book, 0) => Some(&mut self.book_topic),
             (Channel::Book, _) => None,
@@ -610,56 +609,38 @@ impl InstrumentState {
         };
         let asked = match resume {
             Resume::No => None,
-            Resume::EpochChanged => Some(Err(None)),
-            Resume::After(after) => Some(match &topic {
-                Some(t) => t.resume_from(after).map_err(Some),
-                None => Err(Some(ResumeRefused::Unavailable)),
-            }),
-        };
-        let ack = match asked {
-            None => ack(ResumeResult::ResumeNotAsked, String::new()),
-            Some(Ok(_)) => ack(ResumeResult::ResumeReplayed, String::new()),
-            Some(Err(None)) => ack(
-                ResumeResult::ResumeEpochChanged,
-                "the server restarted since: the topic starts afresh".into(),
-            ),
-            Some(Err(Some(ResumeRefused::Unavailable))) => ack(
-                ResumeResult::ResumeUnavailable,
-                "this topic keeps no messages to resume from: it starts afresh".into(),
-            ),
-            Some(Err(Some(ResumeRefused::Ahead { current }))) => ack(
-                ResumeResult::ResumeOutOfRange,
-                format!("the topic is at sequence {current}: it starts afresh"),
-            ),
-            Some(Err(Some(ResumeRefused::Trimmed { first, current }))) => ack(
-                ResumeResult::ResumeOutOfRange,
-                format!("the topic keeps sequences {first} to {current}: it starts afresh"),
+            Resume::EpochChanged => Some(Err(ResumeRefused::EpochChanged)),
+            Resume::After(after) => Some(
+                topic
+                    .as_ref()
+                    .map_or(Err(ResumeRefused::Unavailable), |t| t.resume_from(after)),
             ),
         };
-        sub.push_control(&[ack]);
-        if let (Some(Ok(pending)), Some(topic)) = (asked, topic) {
-            topic.entries.push(Entry {
-                sub: sub.clone(),
-                pending,
-            });
-            topic.drain_replays(UnixNanos::now());
-            return;
-        }
-        if let (Resume::After(after), Some(Err(Some(ResumeRefused::Trimmed { current, .. })))) =
-            (resume, asked)
-        {
-            if key.channel != Channel::Book {
-                // What was lost, numbered as the last of it, before the live stream.
-                if let Some(topic) = self.stream_topic(key.channel) {
-                    let env = topic.envelope(UnixNanos(0), UnixNanos::now());
-                    sub.push_control(&[encode::encode(
-                        &env,
-                        Payload::Dropped(pb::Dropped {
-                            count: current - after,
-                        }),
-                    )]);
-                }
+        let (result, reason) = match asked {
+            None => (pb::ack::ResumeResult::ResumeNotAsked, String::new()),
+            Some(Ok(_)) => (pb::ack::ResumeResult::ResumeReplayed, String::new()),
+            Some(Err(refused)) => refused.answer(),
+        };
+        sub.push_control(&[ack(result, reason)]);
+        match (asked, topic, resume) {
+            (Some(Ok(pending)), Some(topic), _) => {
+                topic.entries.push(Entry {
+                    sub: sub.clone(),
+                    pending,
+                });
+                topic.drain_replays(UnixNanos::now());
+                return;
             }
+            // On an event topic, what was lost, numbered as the last of it, before the
+            // live stream.
+            (
+                Some(Err(ResumeRefused::Trimmed { current, .. })),
+                Some(topic),
+                Resume::After(after),
+            ) if key.channel != Channel::Book => {
+                sub.push_control(&[topic.lost_notice(current - after)]);
+            }
+            _ => {}
         }
         if key.channel != Channel::Book {
             if let Some(topic) = self.stream_topic(key.channel) {

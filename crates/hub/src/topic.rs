@@ -43,6 +43,8 @@ use crate::subscriber::{Admit, Subscriber};
 /// Why a subscriber cannot resume a topic where it left off.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum ResumeRefused {
+    /// The client's numbers are from another epoch (the server restarted).
+    EpochChanged,
     /// The topic keeps no messages (a top-N view, or retention is off).
     Unavailable,
     /// The client's number is ahead of the topic's.
@@ -50,6 +52,31 @@ pub(crate) enum ResumeRefused {
     /// The messages after the client's number are no longer kept: the oldest kept is
     /// `first` (`current + 1` when none is).
     Trimmed { first: u64, current: u64 },
+}
+
+impl ResumeRefused {
+    /// What the subscriber's ack says of it.
+    pub fn answer(self) -> (pb::ack::ResumeResult, String) {
+        use pb::ack::ResumeResult;
+        match self {
+            Self::EpochChanged => (
+                ResumeResult::ResumeEpochChanged,
+                "the server restarted since: the topic starts afresh".into(),
+            ),
+            Self::Unavailable => (
+                ResumeResult::ResumeUnavailable,
+                "this topic keeps no messages to resume from: it starts afresh".into(),
+            ),
+            Self::Ahead { current } => (
+                ResumeResult::ResumeOutOfRange,
+                format!("the topic is at sequence {current}: it starts afresh"),
+            ),
+            Self::Trimmed { first, current } => (
+                ResumeResult::ResumeOutOfRange,
+                format!("the topic keeps sequences {first} to {current}: it starts afresh"),
+            ),
+        }
+    }
 }
 
 /// Where one subscriber stands on one topic.
@@ -133,6 +160,18 @@ impl Topic {
                 current: self.sequence,
             }),
         }
+    }
+
+    /// The `Dropped` notice for the last `count` messages of the topic, up to the
+    /// current one, which a subscriber starting now will never get.
+    pub fn lost_notice(&self, count: u64) -> Bytes {
+        dropped_notice(
+            &self.wire,
+            self.sequence,
+            count,
+            UnixNanos(0),
+            UnixNanos::now(),
+        )
     }
 
     /// Moves every replaying subscriber on as far as its queue takes (the hub's tick
