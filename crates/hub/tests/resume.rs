@@ -5,7 +5,7 @@
 mod support;
 
 use raven_hub::{HubConfig, Subscriber};
-use raven_model::feed::{BookChecks, FeedSink};
+use raven_model::feed::FeedSink;
 use raven_proto::pb;
 use raven_proto::pb::server_message::Payload;
 use support::*;
@@ -36,6 +36,29 @@ async fn first_stream(hub: &std::sync::Arc<raven_hub::Hub>, n: u64) -> (u64, u64
     (epoch, seen.last().map_or(0, |(s, _)| *s))
 }
 
+/// Resumes BTCUSDT's trades after `last` in `epoch` on a new stream: the stream, and
+/// its ack's resume result, reason and epoch.
+async fn resume_trades(
+    hub: &std::sync::Arc<raven_hub::Hub>,
+    epoch: u64,
+    last: u64,
+) -> (
+    raven_hub::Session,
+    std::sync::Arc<Subscriber>,
+    (pb::ack::ResumeResult, String, u64),
+) {
+    let mut session = hub.session("back".into());
+    let sub = session.subscriber();
+    resume(
+        &mut session,
+        &topic(&btc(), pb::Channel::Trades, 0),
+        epoch,
+        last,
+    );
+    let answer = resume_ack(&recv(&sub).await);
+    (session, sub, answer)
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_resumed_trade_stream_gets_every_missed_trade_once_then_the_live_ones() {
     let hub = new_hub(HubConfig::default());
@@ -44,11 +67,7 @@ async fn a_resumed_trade_stream_gets_every_missed_trade_once_then_the_live_ones(
     for i in 10..15 {
         hub.market_event(trade_event(&btc(), i));
     }
-    let mut session = hub.session("back".into());
-    let sub = session.subscriber();
-    let trades_topic = topic(&btc(), pb::Channel::Trades, 0);
-    resume(&mut session, &trades_topic, epoch, last);
-    let (result, reason, again) = resume_ack(&recv(&sub).await);
+    let (_session, sub, (result, reason, again)) = resume_trades(&hub, epoch, last).await;
     assert_eq!(result, pb::ack::ResumeResult::ResumeReplayed, "{reason}");
     assert_eq!(again, epoch, "one epoch for the server's run");
     for i in 15..18 {
@@ -68,15 +87,7 @@ async fn a_replay_longer_than_the_queue_arrives_whole_as_the_client_reads() {
     for i in 3..203 {
         hub.market_event(trade_event(&btc(), i));
     }
-    let mut session = hub.session("back".into());
-    let sub = session.subscriber();
-    resume(
-        &mut session,
-        &topic(&btc(), pb::Channel::Trades, 0),
-        epoch,
-        last,
-    );
-    let (result, ..) = resume_ack(&recv(&sub).await);
+    let (_session, sub, (result, ..)) = resume_trades(&hub, epoch, last).await;
     assert_eq!(result, pb::ack::ResumeResult::ResumeReplayed);
     let mut got = Vec::new();
     let mut live = 203;
@@ -126,17 +137,7 @@ async fn a_resumed_book_replays_deltas_resets_and_snapshots_to_the_live_book() {
         publish_delta(&hub, &mut reference, n);
     }
     hub.book_reset(&btc(), "test");
-    let snap = initial_book();
-    hub.book_update(
-        &btc(),
-        whole(snap.clone()),
-        &BookChecks::default(),
-        t(1),
-        t(2),
-    )
-    .unwrap();
-    reference = raven_model::book::OrderBook::new();
-    reference.apply_snapshot(&snap, None);
+    reference = sync_btc(&hub);
     for n in 8..11 {
         publish_delta(&hub, &mut reference, n);
     }
@@ -183,11 +184,7 @@ async fn messages_no_longer_kept_are_counted_in_a_dropped_notice() {
         hub.market_event(trade_event(&btc(), i));
     }
     let current = last + 300;
-    let mut session = hub.session("back".into());
-    let sub = session.subscriber();
-    let trades_topic = topic(&btc(), pb::Channel::Trades, 0);
-    resume(&mut session, &trades_topic, epoch, last);
-    let (result, reason, _) = resume_ack(&recv(&sub).await);
+    let (_session, sub, (result, reason, _)) = resume_trades(&hub, epoch, last).await;
     assert_eq!(result, pb::ack::ResumeResult::ResumeOutOfRange);
     assert!(
         reason.contains("keeps sequences") && reason.contains(&current.to_string()),
@@ -270,14 +267,6 @@ async fn a_wildcard_cannot_be_resumed_and_retention_off_keeps_nothing() {
     let (epoch, last) = first_stream(&hub, 2).await;
     hub.market_event(trade_event(&btc(), 2));
     assert_eq!(hub.retained_bytes(), 0);
-    let mut session = hub.session("back".into());
-    let sub = session.subscriber();
-    resume(
-        &mut session,
-        &topic(&btc(), pb::Channel::Trades, 0),
-        epoch,
-        last,
-    );
-    let (result, ..) = resume_ack(&recv(&sub).await);
+    let (_session, _, (result, ..)) = resume_trades(&hub, epoch, last).await;
     assert_eq!(result, pb::ack::ResumeResult::ResumeUnavailable);
 }

@@ -268,6 +268,19 @@ async fn a_cut_connection_resumes_with_every_message_exactly_once() {
     }
 }
 
+/// The stream's next message, which must be an ack.
+async fn next_ack(stream: &mut Subscription) -> raven_proto::pb::Ack {
+    let msg = stream
+        .next(Duration::from_secs(10))
+        .await
+        .expect("ack")
+        .expect("ok");
+    match msg.payload {
+        Some(raven_proto::pb::server_message::Payload::Ack(a)) => a,
+        _ => panic!("expected an ack: {msg:?}"),
+    }
+}
+
 #[tokio::test]
 async fn a_resume_across_a_restart_starts_afresh_and_says_why() {
     let (sim, sim_addr) = spawn_sim(0, &["--symbols", "1", "--rate", "500"]);
@@ -284,15 +297,7 @@ async fn a_resume_across_a_restart_starts_afresh_and_says_why() {
     );
     let mut client = server.client().await;
     let mut first = Subscription::open(&mut client, vec![book.clone()]).await;
-    let ack = first
-        .next(Duration::from_secs(10))
-        .await
-        .expect("ack")
-        .expect("ok");
-    let Some(raven_proto::pb::server_message::Payload::Ack(a)) = ack.payload else {
-        panic!("{ack:?}")
-    };
-    let epoch = a.epoch;
+    let epoch = next_ack(&mut first).await.epoch;
     assert_ne!(epoch, 0);
     let snapshot = first
         .next(Duration::from_secs(10))
@@ -306,14 +311,7 @@ async fn a_resume_across_a_restart_starts_afresh_and_says_why() {
     wait_synced(&server).await;
     let mut client = server.client().await;
     let mut again = Subscription::resume(&mut client, &book, epoch, snapshot.sequence).await;
-    let ack = again
-        .next(Duration::from_secs(10))
-        .await
-        .expect("ack")
-        .expect("ok");
-    let Some(raven_proto::pb::server_message::Payload::Ack(a)) = ack.payload else {
-        panic!("{ack:?}")
-    };
+    let a = next_ack(&mut again).await;
     assert_eq!(
         a.resume(),
         raven_proto::pb::ack::ResumeResult::ResumeEpochChanged,

@@ -403,6 +403,12 @@ pub fn book_delta(msg: &pb::ServerMessage) -> &pb::BookDelta {
 
 pub fn synced_hub(config: HubConfig) -> (Arc<Hub>, OrderBook) {
     let hub = new_hub(config);
+    let reference = sync_btc(&hub);
+    (hub, reference)
+}
+
+/// Syncs BTCUSDT's book from the initial snapshot; returns the reference book.
+pub fn sync_btc(hub: &Hub) -> OrderBook {
     let snap = initial_book();
     hub.book_update(
         &btc(),
@@ -414,7 +420,7 @@ pub fn synced_hub(config: HubConfig) -> (Arc<Hub>, OrderBook) {
     .unwrap();
     let mut reference = OrderBook::new();
     reference.apply_snapshot(&snap, None);
-    (hub, reference)
+    reference
 }
 
 /// Publishes delta `n` to BTCUSDT and applies it to the reference book.
