@@ -293,6 +293,20 @@ impl Rig {
         }
     }
 
+    /// Waits until GetStatus shows a connection that reconnected.
+    async fn await_reconnect(&self, what: &str) {
+        let server = &self.server;
+        wait_until(what, Duration::from_secs(30), || async {
+            server
+                .status()
+                .await
+                .connections
+                .iter()
+                .any(|c| c.reconnects >= 1)
+        })
+        .await;
+    }
+
     async fn read(&mut self, wait: Duration) {
         if let Some(m) = self.sub.next(wait).await {
             let m = m.expect("stream ok");
@@ -450,16 +464,7 @@ async fn dropped_connection(venue: &str) {
     rig.converge("at first").await;
     rig.fault("{\"fault\":\"drop\"}").await;
     rig.await_resets(1, "after the drop").await;
-    let server = &rig.server;
-    wait_until("a reconnect", Duration::from_secs(30), || async {
-        server
-            .status()
-            .await
-            .connections
-            .iter()
-            .any(|c| c.reconnects >= 1)
-    })
-    .await;
+    rig.await_reconnect("a reconnect").await;
     rig.converge("after the drop").await;
     let books = rig.book_status().await;
     assert!(books.values().all(|b| b.resyncs >= 1), "{venue}: {books:?}");
@@ -492,20 +497,7 @@ async fn stalled_connection(venue: &str) {
     let mut rig = Rig::start(venue, &[], 2, "0").await;
     rig.converge("at first").await;
     rig.fault("{\"fault\":\"stall\",\"seconds\":4}").await;
-    let server = &rig.server;
-    wait_until(
-        "a reconnect after the stall",
-        Duration::from_secs(30),
-        || async {
-            server
-                .status()
-                .await
-                .connections
-                .iter()
-                .any(|c| c.reconnects >= 1)
-        },
-    )
-    .await;
+    rig.await_reconnect("a reconnect after the stall").await;
     rig.converge("after the stall").await;
     let m = rig.server.metrics().await;
     assert!(
