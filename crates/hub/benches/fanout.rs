@@ -118,7 +118,7 @@ fn setup(
     let mut sessions = Vec::with_capacity(n);
     let mut subs = Vec::with_capacity(n);
     for i in 0..n {
-        let mut session = hub.session(format!("bench-{i}"));
+        let mut session = hub.session(format!("bench-{i}"), open_grant());
         let topic = pb::Topic {
             venue: id.venue.as_str().into(),
             symbol: id.symbol.as_str().into(),
@@ -234,3 +234,8 @@ fn stores(c: &mut Criterion) {
 
 criterion_group!(benches, fanout, stores);
 criterion_main!(benches);
+
+/// Everything, no budget: what a server without credentials grants.
+fn open_grant() -> std::sync::Arc<raven_hub::Grant> {
+    std::sync::Arc::new(raven_hub::Grant::open("test"))
+}

@@ -35,6 +35,19 @@ impl Channel {
         }
     }
 
+    /// The channel's family, as configuration names it: every candle interval is
+    /// `candles`.
+    pub fn family(self) -> &'static str {
+        match self {
+            Channel::Trades => "trades",
+            Channel::Book => "book",
+            Channel::Bbo => "bbo",
+            Channel::Funding => "funding",
+            Channel::Liquidations => "liquidations",
+            Channel::Candles(_) => "candles",
+        }
+    }
+
     pub fn from_proto(value: i32) -> Option<Channel> {
         Some(match pb::Channel::try_from(value).ok()? {
             pb::Channel::Unspecified => return None,

@@ -27,6 +27,7 @@ use tokio::sync::Notify;
 
 use crate::channel::{Channel, TopicKey, TopicRequest};
 use crate::encode::{self, Envelope};
+use crate::grant::Grant;
 use crate::instrument::{ClockRules, InstrumentInfo, InstrumentState, Resume};
 use crate::retention::{RetentionBudget, RetentionLimits};
 use crate::subscriber::{QueueLimits, Subscriber, SubscriberInfo};
@@ -447,12 +448,13 @@ impl Hub {
         }
     }
 
-    /// Opens a subscriber stream.
-    pub fn session(self: &Arc<Self>, peer: String) -> Session {
+    /// Opens a subscriber stream for a client at `peer` with `grant`'s entitlements.
+    pub fn session(self: &Arc<Self>, peer: String, grant: Arc<Grant>) -> Session {
         let id = self.next_subscriber.fetch_add(1, Ordering::Relaxed);
         let sub = Arc::new(Subscriber::new(
             id,
             peer,
+            grant.principal.clone(),
             QueueLimits {
                 capacity: self.config.queue_capacity,
                 max_bytes: self.config.queue_max_bytes,
@@ -466,6 +468,7 @@ impl Hub {
         Session {
             hub: self.clone(),
             sub,
+            grant,
             topics: HashSet::new(),
         }
     }
@@ -539,6 +542,7 @@ impl FeedSink for Hub {
 pub struct Session {
     hub: Arc<Hub>,
     sub: Arc<Subscriber>,
+    grant: Arc<Grant>,
     topics: HashSet<TopicKey>,
 }
 
@@ -629,6 +633,10 @@ impl Session {
     /// Resolves a requested topic to concrete topics, or the reason it cannot be served.
     fn resolve(&self, topic: &pb::Topic) -> Result<Vec<TopicKey>, String> {
         let req = TopicRequest::parse(topic)?;
+        // Before anything is matched: a client learns nothing of what it may not see.
+        if let Some(reason) = self.grant.refusal(req.venue, req.channel) {
+            return Err(reason);
+        }
         let carried = |i: &Instrument| i.channels.contains(&req.channel);
         let keys: Vec<TopicKey> = match &req.symbol {
             Some(symbol) => {
@@ -722,6 +730,10 @@ impl Session {
             let Some(state) = self.hub.instruments.get(&key.instrument) else {
                 continue;
             };
+            if let Err(reason) = self.grant.take_topic() {
+                self.reject(&wire, &reason);
+                continue;
+            }
             let epoch = self.hub.epoch;
             let ack = |resume: pb::ack::ResumeResult, reason: String| {
                 if let Some(result) = resume_result_label(resume) {
@@ -758,6 +770,7 @@ impl Session {
                 continue;
             }
             removed += 1;
+            self.grant.return_topic();
             if let Some(state) = self.hub.instruments.get(&key.instrument) {
                 state.state.lock().unsubscribe(&key, self.sub.id);
             }
@@ -773,6 +786,7 @@ impl Session {
 impl Drop for Session {
     fn drop(&mut self) {
         for key in self.topics.drain() {
+            self.grant.return_topic();
             if let Some(state) = self.hub.instruments.get(&key.instrument) {
                 state.state.lock().unsubscribe(&key, self.sub.id);
             }

@@ -2,6 +2,7 @@
 //!
 //! Data flows top to bottom through these modules:
 //! * [`channel`]: what can be subscribed to, checked once at the edge;
+//! * [`grant`]: what a client's principal may subscribe to, checked per topic;
 //! * [`hub`]: the registry of instruments, the [`raven_model::feed::FeedSink`] the
 //!   venues push into, and [`Session`], one per client stream;
 //! * `instrument`: one instrument's book, topics, candles and feed continuity;
@@ -15,6 +16,7 @@
 
 pub mod channel;
 pub mod encode;
+pub mod grant;
 mod hub;
 mod instrument;
 mod retention;
@@ -24,6 +26,7 @@ mod topic;
 pub mod views;
 
 pub use channel::{Channel, TopicKey, TopicRequest};
+pub use grant::Grant;
 pub use hub::{
     Hub, HubConfig, InstrumentSpec, ListedInstrument, Session, UnknownInstrument, RESUME_RESULTS,
 };

@@ -106,6 +106,7 @@ impl Queue {
 pub struct Subscriber {
     pub id: u64,
     pub peer: String,
+    pub principal: String,
     limits: QueueLimits,
     queue: Mutex<Queue>,
     ready: Notify,
@@ -119,6 +120,8 @@ pub struct Subscriber {
 pub struct SubscriberInfo {
     pub id: u64,
     pub peer: String,
+    /// Who the client authenticated as.
+    pub principal: String,
     pub topics: u64,
     pub queue_depth: usize,
     pub queue_capacity: usize,
@@ -129,10 +132,11 @@ pub struct SubscriberInfo {
 }
 
 impl Subscriber {
-    pub(crate) fn new(id: u64, peer: String, limits: QueueLimits) -> Self {
+    pub(crate) fn new(id: u64, peer: String, principal: String, limits: QueueLimits) -> Self {
         Self {
             id,
             peer,
+            principal,
             limits: QueueLimits {
                 capacity: limits.capacity.max(2),
                 max_bytes: limits.max_bytes.max(1),
@@ -387,6 +391,7 @@ impl Subscriber {
         SubscriberInfo {
             id: self.id,
             peer: self.peer.clone(),
+            principal: self.principal.clone(),
             topics: self.topics.load(Ordering::Relaxed),
             queue_depth,
             queue_capacity: self.limits.capacity,
@@ -410,6 +415,7 @@ mod tests {
         Subscriber::new(
             1,
             "t".into(),
+            "test".into(),
             QueueLimits {
                 capacity,
                 max_bytes,

@@ -93,7 +93,7 @@ fn concurrent_feeds_never_leave_an_unexplained_gap() {
         )
         .unwrap();
     }
-    let mut session = hub.session("stress".into());
+    let mut session = hub.session("stress".into(), open_grant());
     let sub = session.subscriber();
     let topics = (0..FEEDS)
         .flat_map(|i| {

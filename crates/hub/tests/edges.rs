@@ -70,7 +70,7 @@ fn last_minute() -> u64 {
 #[tokio::test(start_paused = true)]
 async fn an_interruption_is_announced_on_every_event_topic_and_closed_with_its_range() {
     let hub = new_hub(HubConfig::default());
-    let mut session = hub.session("test".into());
+    let mut session = hub.session("test".into(), open_grant());
     let sub = session.subscriber();
     let topics = vec![
         topic(&btc(), pb::Channel::Trades, 0),
@@ -150,7 +150,7 @@ async fn a_trade_id_jump_is_announced_with_the_missing_ids_and_marks_its_candles
         candle_grace: Duration::ZERO,
         ..HubConfig::default()
     });
-    let mut session = hub.session("test".into());
+    let mut session = hub.session("test".into(), open_grant());
     let sub = session.subscriber();
     let trades = topic(&btc(), pb::Channel::Trades, 0);
     let candles = topic(&btc(), pb::Channel::Candles1m, 0);
@@ -215,7 +215,7 @@ async fn a_trade_id_jump_is_announced_with_the_missing_ids_and_marks_its_candles
 #[tokio::test(start_paused = true)]
 async fn a_dropped_notice_owed_is_sent_before_a_feed_gap() {
     let hub = new_hub(small_queue(16));
-    let mut session = hub.session("slow".into());
+    let mut session = hub.session("slow".into(), open_grant());
     let sub = session.subscriber();
     subscribe(&mut session, vec![topic(&btc(), pb::Channel::Trades, 0)]);
     for n in 0..100 {
@@ -244,7 +244,7 @@ async fn a_dropped_notice_owed_is_sent_before_a_feed_gap() {
 #[tokio::test]
 async fn a_quiet_topic_announces_what_it_dropped_without_waiting_for_its_next_message() {
     let hub = new_hub(small_queue(16));
-    let mut session = hub.session("slow".into());
+    let mut session = hub.session("slow".into(), open_grant());
     let sub = session.subscriber();
     subscribe(&mut session, vec![topic(&btc(), pb::Channel::Trades, 0)]);
     for n in 0..100 {
@@ -305,7 +305,7 @@ async fn a_far_future_timestamp_does_not_poison_the_candles() {
         candle_grace: Duration::ZERO,
         ..HubConfig::default()
     });
-    let mut session = hub.session("test".into());
+    let mut session = hub.session("test".into(), open_grant());
     let sub = session.subscriber();
     let trades = topic(&btc(), pb::Channel::Trades, 0);
     let candles = topic(&btc(), pb::Channel::Candles1m, 0);
@@ -358,7 +358,7 @@ async fn a_wall_clock_step_does_not_close_candles_early() {
         candle_grace: Duration::ZERO,
         ..HubConfig::default()
     });
-    let mut session = hub.session("test".into());
+    let mut session = hub.session("test".into(), open_grant());
     let sub = session.subscriber();
     subscribe(&mut session, vec![topic(&btc(), pb::Channel::Candles1m, 0)]);
     drain(&sub).await;
@@ -383,7 +383,7 @@ async fn views_are_built_off_the_feed_path_and_coalesce_at_their_interval() {
         book_view_interval: interval,
         ..HubConfig::default()
     });
-    let mut session = hub.session("test".into());
+    let mut session = hub.session("test".into(), open_grant());
     let sub = session.subscriber();
     let top5 = topic(&btc(), pb::Channel::Book, 5);
     subscribe(&mut session, vec![top5.clone()]);
@@ -436,7 +436,7 @@ async fn views_are_built_off_the_feed_path_and_coalesce_at_their_interval() {
 #[tokio::test(start_paused = true)]
 async fn a_view_built_from_a_book_that_was_reset_meanwhile_is_not_sent() {
     let (hub, mut reference) = synced_hub(views_now());
-    let mut session = hub.session("test".into());
+    let mut session = hub.session("test".into(), open_grant());
     let sub = session.subscriber();
     subscribe(&mut session, vec![topic(&btc(), pb::Channel::Book, 5)]);
     drain(&sub).await;
@@ -451,7 +451,7 @@ async fn a_view_built_from_a_book_that_was_reset_meanwhile_is_not_sent() {
 #[tokio::test(start_paused = true)]
 async fn a_view_waiting_since_a_reset_starts_when_another_subscriber_asks_for_it() {
     let (hub, _) = synced_hub(views_now());
-    let mut first = hub.session("first".into());
+    let mut first = hub.session("first".into(), open_grant());
     let a = first.subscriber();
     subscribe(&mut first, vec![topic(&btc(), pb::Channel::Book, 5)]);
     drain(&a).await;
@@ -465,7 +465,7 @@ async fn a_view_waiting_since_a_reset_starts_when_another_subscriber_asks_for_it
         t(21),
     )
     .unwrap();
-    let mut second = hub.session("second".into());
+    let mut second = hub.session("second".into(), open_grant());
     let b = second.subscriber();
     subscribe(&mut second, vec![topic(&btc(), pb::Channel::Book, 5)]);
     build_views(&hub);
@@ -502,7 +502,7 @@ async fn every_lane_is_bounded_in_bytes_and_snapshots_count() {
         )
         .unwrap();
     }
-    let mut session = hub.session("test".into());
+    let mut session = hub.session("test".into(), open_grant());
     let sub = session.subscriber();
     let books: Vec<_> = [btc(), eth(), btc_perp()]
         .iter()
@@ -576,7 +576,7 @@ async fn a_stream_that_never_reads_is_cut_within_the_limit_whatever_it_sends() {
     });
     // Data capacity plus the control headroom for two requests' worth of topics.
     let bound = 64 + 2 * 32 + 64;
-    let mut session = hub.session("pinger".into());
+    let mut session = hub.session("pinger".into(), open_grant());
     let sub = session.subscriber();
     let ping = |session: &mut raven_hub::Session, nonce| {
         session.handle(pb::ClientMessage {
@@ -597,7 +597,7 @@ async fn a_stream_that_never_reads_is_cut_within_the_limit_whatever_it_sends() {
     );
 
     // A client that pings slowly and never reads is cut by the sweep, in time.
-    let mut session = hub.session("quiet".into());
+    let mut session = hub.session("quiet".into(), open_grant());
     let sub = session.subscriber();
     ping(&mut session, 1);
     // One sweep sees the pong waiting, the next one, past the limit, cuts the stream.
@@ -636,7 +636,7 @@ async fn a_depth_limited_snapshot_says_how_deep_the_book_is_known() {
         t(4),
     )
     .unwrap();
-    let mut session = hub.session("test".into());
+    let mut session = hub.session("test".into(), open_grant());
     let sub = session.subscriber();
     subscribe(
         &mut session,
@@ -678,7 +678,7 @@ async fn a_depth_limited_snapshot_says_how_deep_the_book_is_known() {
 #[tokio::test(start_paused = true)]
 async fn stopping_ends_every_stream_after_what_is_queued() {
     let (hub, mut reference) = synced_hub(HubConfig::default());
-    let mut session = hub.session("test".into());
+    let mut session = hub.session("test".into(), open_grant());
     let sub = session.subscriber();
     subscribe(&mut session, vec![topic(&btc(), pb::Channel::Book, 0)]);
     publish_delta(&hub, &mut reference, 0);

@@ -20,7 +20,7 @@ use support::*;
 #[tokio::test(start_paused = true)]
 async fn synced_book_starts_with_its_snapshot_then_contiguous_deltas() {
     let (hub, mut reference) = synced_hub(HubConfig::default());
-    let mut session = hub.session("test".into());
+    let mut session = hub.session("test".into(), open_grant());
     let sub = session.subscriber();
     let book_topic = topic(&btc(), pb::Channel::Book, 0);
     subscribe(&mut session, vec![book_topic.clone()]);
@@ -57,7 +57,7 @@ async fn synced_book_starts_with_its_snapshot_then_contiguous_deltas() {
 #[tokio::test(start_paused = true)]
 async fn subscribing_before_sync_waits_for_the_first_snapshot() {
     let hub = new_hub(HubConfig::default());
-    let mut session = hub.session("test".into());
+    let mut session = hub.session("test".into(), open_grant());
     let sub = session.subscriber();
     let book_topic = topic(&btc(), pb::Channel::Book, 0);
     subscribe(&mut session, vec![book_topic.clone()]);
@@ -108,7 +108,7 @@ async fn subscribing_before_sync_waits_for_the_first_snapshot() {
 #[tokio::test(start_paused = true)]
 async fn top_n_view_sends_snapshots_only_when_the_top_levels_change() {
     let (hub, mut reference) = synced_hub(views_now());
-    let mut session = hub.session("test".into());
+    let mut session = hub.session("test".into(), open_grant());
     let sub = session.subscriber();
     let top5 = topic(&btc(), pb::Channel::Book, 5);
     subscribe(&mut session, vec![top5.clone()]);
@@ -153,7 +153,7 @@ async fn top_n_view_sends_snapshots_only_when_the_top_levels_change() {
 #[tokio::test(start_paused = true)]
 async fn book_reset_stops_deltas_until_the_next_snapshot() {
     let (hub, mut reference) = synced_hub(HubConfig::default());
-    let mut session = hub.session("test".into());
+    let mut session = hub.session("test".into(), open_grant());
     let sub = session.subscriber();
     subscribe(&mut session, vec![topic(&btc(), pb::Channel::Book, 0)]);
     recv(&sub).await;
@@ -219,7 +219,7 @@ async fn book_reset_stops_deltas_until_the_next_snapshot() {
 #[tokio::test(start_paused = true)]
 async fn a_crossing_delta_is_rejected_and_never_published() {
     let (hub, mut reference) = synced_hub(views_now());
-    let mut session = hub.session("test".into());
+    let mut session = hub.session("test".into(), open_grant());
     let sub = session.subscriber();
     let top5 = topic(&btc(), pb::Channel::Book, 5);
     subscribe(
@@ -263,7 +263,7 @@ async fn a_crossing_delta_is_rejected_and_never_published() {
     );
 
     // A newcomer meanwhile gets its ack and no snapshot of the crossed state.
-    let mut late = hub.session("late".into());
+    let mut late = hub.session("late".into(), open_grant());
     let late_sub = late.subscriber();
     subscribe(&mut late, vec![topic(&btc(), pb::Channel::Book, 0)]);
     assert_eq!(drain(&late_sub).await.len(), 1);
@@ -323,7 +323,7 @@ fn level_count(book: &OrderBook) -> u32 {
 #[tokio::test(start_paused = true)]
 async fn a_venue_s_checks_run_on_the_hub_s_book_and_what_they_cut_is_published() {
     let hub = new_hub(HubConfig::default());
-    let mut session = hub.session("test".into());
+    let mut session = hub.session("test".into(), open_grant());
     let sub = session.subscriber();
     let book_topic = topic(&btc(), pb::Channel::Book, 0);
     subscribe(&mut session, vec![book_topic.clone()]);
@@ -389,7 +389,7 @@ async fn a_venue_s_checks_run_on_the_hub_s_book_and_what_they_cut_is_published()
 #[tokio::test(start_paused = true)]
 async fn a_request_costs_what_it_resolves_to() {
     let hub = new_hub(HubConfig::default());
-    let mut session = hub.session("test".into());
+    let mut session = hub.session("test".into(), open_grant());
     let request = |kind| pb::ClientMessage { kind: Some(kind) };
     let wildcard = wire_topic("binance_spot", "*", pb::Channel::Book as i32, 0);
     // One wildcard topic, a snapshot for each of the venue's two books.
@@ -422,7 +422,7 @@ async fn a_request_costs_what_it_resolves_to() {
 #[tokio::test(start_paused = true)]
 async fn wildcard_trades_ack_each_symbol_and_arrive_contiguously() {
     let hub = new_hub(HubConfig::default());
-    let mut session = hub.session("test".into());
+    let mut session = hub.session("test".into(), open_grant());
     let sub = session.subscriber();
     subscribe(
         &mut session,
@@ -502,7 +502,7 @@ async fn bad_requests_are_rejected_with_a_reason_and_the_session_keeps_working()
         max_topics_per_stream: 2,
         ..HubConfig::default()
     });
-    let mut session = hub.session("test".into());
+    let mut session = hub.session("test".into(), open_grant());
     let sub = session.subscriber();
     let trades = pb::Channel::Trades as i32;
 
@@ -591,7 +591,7 @@ async fn bad_requests_are_rejected_with_a_reason_and_the_session_keeps_working()
 #[tokio::test(start_paused = true)]
 async fn ping_pong_and_unsubscribe() {
     let hub = new_hub(HubConfig::default());
-    let mut session = hub.session("test".into());
+    let mut session = hub.session("test".into(), open_grant());
     let sub = session.subscriber();
     session.handle(pb::ClientMessage {
         kind: Some(pb::client_message::Kind::Ping(pb::Ping {
@@ -625,7 +625,7 @@ async fn ping_pong_and_unsubscribe() {
 #[tokio::test(start_paused = true)]
 async fn a_slow_book_subscriber_is_conflated_to_a_fresh_snapshot() {
     let (hub, mut reference) = synced_hub(small_queue(16));
-    let mut session = hub.session("slow".into());
+    let mut session = hub.session("slow".into(), open_grant());
     let sub = session.subscriber();
     subscribe(&mut session, vec![topic(&btc(), pb::Channel::Book, 0)]);
 
@@ -675,7 +675,7 @@ async fn a_slow_book_subscriber_is_conflated_to_a_fresh_snapshot() {
 #[tokio::test(start_paused = true)]
 async fn a_slow_trade_subscriber_is_told_how_many_trades_it_missed() {
     let hub = new_hub(small_queue(16));
-    let mut session = hub.session("slow".into());
+    let mut session = hub.session("slow".into(), open_grant());
     let sub = session.subscriber();
     subscribe(&mut session, vec![topic(&btc(), pb::Channel::Trades, 0)]);
 
@@ -760,8 +760,8 @@ async fn expect_killed(sub: &Subscriber) {
 async fn a_trade_subscriber_behind_past_the_limit_is_killed_and_others_unaffected() {
     let hub = new_hub(kill_config());
     let trades = topic(&btc(), pb::Channel::Trades, 0);
-    let mut slow_session = hub.session("slow".into());
-    let mut fast_session = hub.session("fast".into());
+    let mut slow_session = hub.session("slow".into(), open_grant());
+    let mut fast_session = hub.session("fast".into(), open_grant());
     subscribe(&mut slow_session, vec![trades.clone()]);
     subscribe(&mut fast_session, vec![trades.clone()]);
     let (slow, fast) = (slow_session.subscriber(), fast_session.subscriber());
@@ -788,8 +788,8 @@ async fn a_trade_subscriber_behind_past_the_limit_is_killed_and_others_unaffecte
 async fn a_book_subscriber_behind_past_the_limit_is_killed_and_others_unaffected() {
     let (hub, mut reference) = synced_hub(kill_config());
     let book = topic(&btc(), pb::Channel::Book, 0);
-    let mut slow_session = hub.session("slow".into());
-    let mut fast_session = hub.session("fast".into());
+    let mut slow_session = hub.session("slow".into(), open_grant());
+    let mut fast_session = hub.session("fast".into(), open_grant());
     subscribe(&mut slow_session, vec![book.clone()]);
     subscribe(&mut fast_session, vec![book.clone()]);
     let (slow, fast) = (slow_session.subscriber(), fast_session.subscriber());
@@ -819,7 +819,7 @@ async fn trades_in_the_past_close_candles_on_the_clock() {
         candle_grace: Duration::ZERO,
         ..HubConfig::default()
     });
-    let mut session = hub.session("test".into());
+    let mut session = hub.session("test".into(), open_grant());
     let sub = session.subscriber();
     let intervals = [
         (CandleInterval::M1, pb::Channel::Candles1m),
@@ -936,8 +936,8 @@ async fn trades_in_the_past_close_candles_on_the_clock() {
 #[tokio::test(start_paused = true)]
 async fn dropping_a_session_unsubscribes_it() {
     let (hub, mut reference) = synced_hub(views_now());
-    let mut gone = hub.session("gone".into());
-    let mut stays = hub.session("stays".into());
+    let mut gone = hub.session("gone".into(), open_grant());
+    let mut stays = hub.session("stays".into(), open_grant());
     let topics = vec![
         topic(&btc(), pb::Channel::Book, 0),
         topic(&btc(), pb::Channel::Book, 5),
@@ -1046,4 +1046,56 @@ async fn taps_get_events_closed_candles_and_periodic_samples() {
         "the trade's candles closed on the clock (1m, 5m, 1h)"
     );
     assert_eq!(open, 3, "the open candle of each interval is sampled");
+}
+
+// ------------------------------------------------------------------ entitlements
+
+#[tokio::test(start_paused = true)]
+async fn a_topic_beyond_the_grant_is_rejected_naming_the_entitlement() {
+    let hub = new_hub(HubConfig::default());
+    let spot = btc().venue;
+    let grant = std::sync::Arc::new(raven_hub::Grant::new(
+        "desk",
+        Some(vec![spot]),
+        Some(vec!["trades", "book"]),
+        Some(3),
+    ));
+    let mut a = hub.session("a".into(), grant.clone());
+    let mut b = hub.session("b".into(), grant.clone());
+    let (sa, sb) = (a.subscriber(), b.subscriber());
+
+    // A channel outside the grant, named one by one or by wildcard.
+    let bbo = topic(&btc(), pb::Channel::Bbo, 0);
+    subscribe(&mut a, vec![bbo.clone()]);
+    let (result, reason) = ack(&recv(&sa).await);
+    assert_eq!(result, pb::ack::Result::Rejected);
+    assert!(reason.contains("\"desk\"") && reason.contains("channel bbo"), "{reason}");
+    // A venue outside it: the reason names the entitlement, not whether it exists.
+    let perp = topic(&btc_perp(), pb::Channel::Trades, 0);
+    subscribe(&mut a, vec![perp]);
+    let (result, reason) = ack(&recv(&sa).await);
+    assert_eq!(result, pb::ack::Result::Rejected);
+    assert!(reason.contains("entitlement: venues"), "{reason}");
+
+    // Three topics for the principal, whichever of its streams holds them.
+    let trades = topic(&btc(), pb::Channel::Trades, 0);
+    let book = topic(&btc(), pb::Channel::Book, 0);
+    let eth_trades = topic(&eth(), pb::Channel::Trades, 0);
+    subscribe(&mut a, vec![trades.clone(), book.clone()]);
+    expect_ack(&sa, &trades, pb::ack::Result::Subscribed).await;
+    expect_ack(&sa, &book, pb::ack::Result::Subscribed).await;
+    subscribe(&mut b, vec![trades.clone(), eth_trades.clone()]);
+    expect_ack(&sb, &trades, pb::ack::Result::Subscribed).await;
+    let (result, reason) = ack(&recv(&sb).await);
+    assert_eq!(result, pb::ack::Result::Rejected);
+    assert!(reason.contains("max_topics = 3"), "{reason}");
+    assert_eq!(grant.topics_held(), 3);
+
+    // What a stream gives back, by unsubscribing or going away, the others may take.
+    unsubscribe(&mut a, vec![book]);
+    drop(a);
+    assert_eq!(grant.topics_held(), 1);
+    subscribe(&mut b, vec![eth_trades.clone()]);
+    expect_ack(&sb, &eth_trades, pb::ack::Result::Subscribed).await;
+    assert_eq!(grant.topics_held(), 2);
 }

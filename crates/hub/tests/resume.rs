@@ -23,7 +23,7 @@ fn trades(msgs: &[pb::ServerMessage]) -> Vec<(u64, u64)> {
 /// Subscribes trades on a fresh stream, takes `n` trades, and returns the epoch and the
 /// last sequence it saw (the stream then goes away).
 async fn first_stream(hub: &std::sync::Arc<raven_hub::Hub>, n: u64) -> (u64, u64) {
-    let mut session = hub.session("first".into());
+    let mut session = hub.session("first".into(), open_grant());
     let sub = session.subscriber();
     let trades_topic = topic(&btc(), pb::Channel::Trades, 0);
     subscribe(&mut session, vec![trades_topic]);
@@ -47,7 +47,7 @@ async fn resume_trades(
     std::sync::Arc<Subscriber>,
     (pb::ack::ResumeResult, String, u64),
 ) {
-    let mut session = hub.session("back".into());
+    let mut session = hub.session("back".into(), open_grant());
     let sub = session.subscriber();
     resume(
         &mut session,
@@ -116,7 +116,7 @@ async fn a_resumed_book_replays_deltas_resets_and_snapshots_to_the_live_book() {
     let book_topic = topic(&btc(), pb::Channel::Book, 0);
     let mut client = ClientBook::default();
     let (epoch, mut last) = {
-        let mut session = hub.session("first".into());
+        let mut session = hub.session("first".into(), open_grant());
         let sub = session.subscriber();
         subscribe(&mut session, vec![book_topic.clone()]);
         let (_, _, epoch) = resume_ack(&recv(&sub).await);
@@ -142,7 +142,7 @@ async fn a_resumed_book_replays_deltas_resets_and_snapshots_to_the_live_book() {
         publish_delta(&hub, &mut reference, n);
     }
 
-    let mut session = hub.session("back".into());
+    let mut session = hub.session("back".into(), open_grant());
     let sub = session.subscriber();
     resume(&mut session, &book_topic, epoch, last);
     let (result, ..) = resume_ack(&recv(&sub).await);
@@ -212,7 +212,7 @@ async fn another_epoch_or_a_number_ahead_starts_afresh() {
         assert_eq!(result, want, "{reason}");
         recv(&sub).await
     };
-    let mut session = hub.session("restarted".into());
+    let mut session = hub.session("restarted".into(), open_grant());
     resume(&mut session, &book_topic, hub.epoch() + 1, 3);
     let first = fresh_start(
         session.subscriber(),
@@ -221,7 +221,7 @@ async fn another_epoch_or_a_number_ahead_starts_afresh() {
     .await;
     assert_eq!(snapshot(&first), &expected_snapshot(&reference, 0, false));
 
-    let mut session = hub.session("ahead".into());
+    let mut session = hub.session("ahead".into(), open_grant());
     resume(&mut session, &book_topic, hub.epoch(), 1_000_000);
     let first = fresh_start(
         session.subscriber(),
@@ -235,7 +235,7 @@ async fn another_epoch_or_a_number_ahead_starts_afresh() {
         let (hub, _) = synced_hub(views_now());
         hub
     };
-    let mut session = hub.session("view".into());
+    let mut session = hub.session("view".into(), open_grant());
     let sub = session.subscriber();
     resume(
         &mut session,
@@ -250,7 +250,7 @@ async fn another_epoch_or_a_number_ahead_starts_afresh() {
 #[tokio::test(start_paused = true)]
 async fn a_wildcard_cannot_be_resumed_and_retention_off_keeps_nothing() {
     let hub = new_hub(HubConfig::default());
-    let mut session = hub.session("wild".into());
+    let mut session = hub.session("wild".into(), open_grant());
     let sub = session.subscriber();
     resume(
         &mut session,
