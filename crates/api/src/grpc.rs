@@ -22,7 +22,7 @@
 //! pages on; if the client takes none for `history_idle`, or the server stops, the
 //! answer ends with a status saying so and its store reader and slot are freed.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -38,6 +38,9 @@ use raven_proto::{pb, OutboundMessage, FILE_DESCRIPTOR_SET};
 use raven_sinks::history::{HistoryError, HistoryItem, HistoryQuery, HistoryRow, SharedHistory};
 use tonic::{Request, Response, Status, Streaming};
 
+pub use crate::access::Access;
+use crate::auth::Principal;
+use crate::conn::{ConnInfo, ConnLimits};
 use crate::limits::{ClientRates, RequestRate, Slots};
 use crate::status::StatusSource;
 
@@ -71,6 +74,15 @@ pub struct ServiceConfig {
     /// One-shot calls (`GetOrderBook`, `GetStatus`, `ListInstruments`, `GetHistory`)
     /// per second per client.
     pub calls_per_sec_per_client: u32,
+    /// The largest client message read. A bigger one is refused by the decoder before
+    /// it is read into memory (`RESOURCE_EXHAUSTED`).
+    pub max_request_bytes: usize,
+    /// Connections: how many, calls on each, idle timeout (see [`crate::conn`]).
+    pub conn: ConnLimits,
+    /// HTTP/2 pings on a quiet connection, and how long an answer may take before the
+    /// connection is taken for dead and closed.
+    pub keepalive_interval: Duration,
+    pub keepalive_timeout: Duration,
 }
 
 impl Default for ServiceConfig {
@@ -85,17 +97,52 @@ impl Default for ServiceConfig {
             subscribe_streams: 1024,
             subscribe_streams_per_client: 256,
             calls_per_sec_per_client: 100,
+            // A `Subscribe` of the most topics a stream may hold takes about a tenth.
+            max_request_bytes: 256 * 1024,
+            conn: ConnLimits::default(),
+            keepalive_interval: Duration::from_secs(30),
+            keepalive_timeout: Duration::from_secs(20),
         }
     }
 }
 
-/// The largest client message read: a `Subscribe` of the most topics a stream may
-/// hold takes about a tenth of it. A bigger one is refused by the decoder before it is
-/// read into memory, and its stream ends with `INVALID_ARGUMENT` saying so.
-pub const MAX_CLIENT_MESSAGE_BYTES: usize = 256 * 1024;
+/// Who a call is from: the principal the gate authenticated, and its address.
+struct Caller {
+    principal: Arc<Principal>,
+    peer: Option<SocketAddr>,
+}
 
-/// The address a call without one (not over TCP) is counted under.
-const NO_ADDRESS: IpAddr = IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED);
+impl Caller {
+    fn of<T>(request: &Request<T>) -> Result<Self, Status> {
+        let principal = request
+            .extensions()
+            .get::<Arc<Principal>>()
+            .cloned()
+            // Only a call that bypassed the gate has none: nothing is served to it.
+            .ok_or_else(|| Status::unauthenticated("the call was not authenticated"))?;
+        let peer = request.extensions().get::<ConnInfo>().map(ConnInfo::peer);
+        Ok(Self { principal, peer })
+    }
+
+    /// Who the server's shares are counted for: the principal, or on a server that
+    /// requires no credentials (everyone the same principal), the client's address.
+    fn client(&self) -> String {
+        if self.principal.name == crate::auth::OPEN_PRINCIPAL {
+            self.peer
+                .map_or_else(|| "an unknown address".to_owned(), |a| a.ip().to_string())
+        } else {
+            format!("principal {:?}", self.principal.name)
+        }
+    }
+
+    /// `PERMISSION_DENIED` for a one-shot call beyond the principal's entitlements.
+    fn entitled(&self, venue: Venue, channel: Channel) -> Result<(), Status> {
+        match self.principal.refusal(venue, channel) {
+            Some(reason) => Err(Status::permission_denied(reason)),
+            None => Ok(()),
+        }
+    }
+}
 
 pub struct MarketDataService {
     status: StatusSource,
@@ -117,11 +164,13 @@ impl MarketDataService {
     ) -> Self {
         let history_slots = Slots::new(
             "GetHistory answers",
+            "history_streams",
             config.history_streams,
             config.history_streams_per_client,
         );
         let stream_slots = Slots::new(
             "Subscribe streams",
+            "subscribe_streams",
             config.subscribe_streams,
             config.subscribe_streams_per_client,
         );
@@ -137,11 +186,10 @@ impl MarketDataService {
         }
     }
 
-    /// Admits one one-shot call of the client at `peer` (see [`ClientRates`]).
-    fn admit_call(&self, peer: Option<SocketAddr>) -> Result<(), Status> {
-        let client = peer.map_or(NO_ADDRESS, |a| a.ip());
+    /// Admits one one-shot call (see [`ClientRates`]).
+    fn admit_call(&self, caller: &Caller) -> Result<(), Status> {
         self.calls
-            .admit(client, std::time::Instant::now())
+            .admit(&caller.client(), std::time::Instant::now())
             .map_err(Status::resource_exhausted)
     }
 
@@ -246,6 +294,8 @@ fn code_name(code: tonic::Code) -> &'static str {
         tonic::Code::Unavailable => "UNAVAILABLE",
         tonic::Code::ResourceExhausted => "RESOURCE_EXHAUSTED",
         tonic::Code::DataLoss => "DATA_LOSS",
+        tonic::Code::Unauthenticated => "UNAUTHENTICATED",
+        tonic::Code::PermissionDenied => "PERMISSION_DENIED",
         _ => "OTHER",
     }
 }
@@ -462,10 +512,11 @@ impl MarketData for MarketDataService {
         &self,
         request: Request<Streaming<pb::ClientMessage>>,
     ) -> Result<Response<OutboundStream>, Status> {
-        let mut trace = StreamTrace::new(call_span("Subscribe", request.remote_addr()));
-        let client = request.remote_addr().map_or(NO_ADDRESS, |a| a.ip());
+        let caller = Caller::of(&request)?;
+        let mut trace = StreamTrace::new(call_span("Subscribe", caller.peer));
         // Held by the response stream: freed when the stream ends or its client goes.
-        let slot = match self.stream_slots.acquire(client) {
+        let share = caller.principal.max_streams;
+        let slot = match self.stream_slots.acquire(&caller.client(), share) {
             Ok(slot) => slot,
             Err(reason) => {
                 let status = Status::resource_exhausted(reason);
@@ -473,11 +524,13 @@ impl MarketData for MarketDataService {
                 return observe("Subscribe", Instant::now(), Err(status));
             }
         };
-        let peer = request
-            .remote_addr()
+        let peer = caller
+            .peer
             .map_or_else(|| "unknown".to_owned(), |a: SocketAddr| a.to_string());
+        let max_request_bytes = self.config.max_request_bytes;
         let mut inbound = request.into_inner();
-        let session = Arc::new(Mutex::new(self.hub().session(peer.clone())));
+        let grant = caller.principal.grant.clone();
+        let session = Arc::new(Mutex::new(self.hub().session(peer.clone(), grant)));
         let subscriber = session.lock().subscriber();
         metrics::counter!("raven_grpc_requests_total", "method" => "Subscribe", "code" => "OK")
             .increment(1);
@@ -518,16 +571,23 @@ impl MarketData for MarketDataService {
                         // A message that could not be read (too large, not protobuf)
                         // ends the stream with the reason; a broken connection has no
                         // one left to tell.
-                        if matches!(
-                            status.code(),
-                            tonic::Code::OutOfRange
-                                | tonic::Code::Internal
-                                | tonic::Code::InvalidArgument
-                        ) {
-                            reader_subscriber.end_bad_request(&format!(
-                                "a request could not be read: {} (at most {MAX_CLIENT_MESSAGE_BYTES} bytes a message)",
-                                status.message()
-                            ));
+                        match status.code() {
+                            tonic::Code::OutOfRange => {
+                                metrics::counter!("raven_limit_hits_total", "limit" => "request_bytes")
+                                    .increment(1);
+                                reader_subscriber.end_too_large(&format!(
+                                    "a request is larger than server.max_request_bytes \
+                                     ({max_request_bytes} bytes): {}",
+                                    status.message()
+                                ));
+                            }
+                            tonic::Code::Internal | tonic::Code::InvalidArgument => {
+                                reader_subscriber.end_bad_request(&format!(
+                                    "a request could not be read: {}",
+                                    status.message()
+                                ));
+                            }
+                            _ => {}
                         }
                         break;
                     }
@@ -574,6 +634,7 @@ impl MarketData for MarketDataService {
                             }
                             EndReason::Stopping(reason) => Status::unavailable(reason),
                             EndReason::BadRequest(reason) => Status::invalid_argument(reason),
+                            EndReason::TooLarge(reason) => Status::resource_exhausted(reason),
                         };
                         trace.code = status.code();
                         return Some((Err(status), (session, true, trace)));
@@ -590,12 +651,13 @@ impl MarketData for MarketDataService {
         request: Request<pb::GetOrderBookRequest>,
     ) -> Result<Response<pb::BookSnapshot>, Status> {
         let started = Instant::now();
-        let span = call_span("GetOrderBook", request.remote_addr());
-        let peer = request.remote_addr();
+        let caller = Caller::of(&request)?;
+        let span = call_span("GetOrderBook", caller.peer);
         let req = request.into_inner();
         let result = (|| {
-            self.admit_call(peer)?;
+            self.admit_call(&caller)?;
             let venue = parse_venue(&req.venue)?;
+            caller.entitled(venue, Channel::Book)?;
             Symbol::check(req.symbol.trim())
                 .map_err(|e| Status::invalid_argument(format!("symbol: {e}")))?;
             if req.depth > MAX_BOOK_DEPTH {
@@ -629,11 +691,11 @@ impl MarketData for MarketDataService {
         request: Request<pb::ListInstrumentsRequest>,
     ) -> Result<Response<pb::ListInstrumentsResponse>, Status> {
         let started = Instant::now();
-        let span = call_span("ListInstruments", request.remote_addr());
-        let peer = request.remote_addr();
+        let caller = Caller::of(&request)?;
+        let span = call_span("ListInstruments", caller.peer);
         let req = request.into_inner();
         let result = (|| {
-            self.admit_call(peer)?;
+            self.admit_call(&caller)?;
             let venue = if req.venue.is_empty() {
                 None
             } else {
@@ -644,6 +706,15 @@ impl MarketData for MarketDataService {
                 .listed_instruments()
                 .into_iter()
                 .filter(|spec| venue.is_none_or(|v| spec.id.venue == v))
+                // A principal sees the venues it may use.
+                .filter(|spec| {
+                    caller
+                        .principal
+                        .grant
+                        .venues
+                        .as_ref()
+                        .is_none_or(|v| v.contains(&spec.id.venue))
+                })
                 .map(instrument)
                 .collect();
             Ok(Response::new(pb::ListInstrumentsResponse { instruments }))
@@ -658,10 +729,12 @@ impl MarketData for MarketDataService {
         request: Request<pb::GetHistoryRequest>,
     ) -> Result<Response<HistoryStream>, Status> {
         let started = Instant::now();
-        let span = call_span("GetHistory", request.remote_addr());
+        let caller = Caller::of(&request)?;
+        let span = call_span("GetHistory", caller.peer);
         let result: Result<Response<HistoryStream>, Status> = (|| {
-            self.admit_call(request.remote_addr())?;
+            self.admit_call(&caller)?;
             let mut query = history_query(request.get_ref(), UnixNanos::now())?;
+            caller.entitled(query.instrument.venue, query.channel)?;
             // A normalized name (BTC-USDT-PERP) names the exchange symbol it stands for.
             let hub = self.hub();
             if let Some(id) =
@@ -678,10 +751,9 @@ impl MarketData for MarketDataService {
             })?;
             // Held by the answer's forwarder until it ends, is not read, or the server
             // stops.
-            let client = request.remote_addr().map_or(NO_ADDRESS, |a| a.ip());
             let slot = self
                 .history_slots
-                .acquire(client)
+                .acquire(&caller.client(), None)
                 .map_err(Status::resource_exhausted)?;
             let pages = forward(
                 store.query(query),
@@ -722,20 +794,32 @@ impl MarketData for MarketDataService {
         request: Request<pb::GetStatusRequest>,
     ) -> Result<Response<pb::StatusResponse>, Status> {
         let started = Instant::now();
-        let span = call_span("GetStatus", request.remote_addr());
-        let result = self
-            .admit_call(request.remote_addr())
-            .map(|()| Response::new(self.status.status()));
+        let caller = Caller::of(&request)?;
+        let span = call_span("GetStatus", caller.peer);
+        let principal = &caller.principal;
+        let result = self.admit_call(&caller).map(|()| {
+            // Clients are shown to an admin; anyone else sees its own streams, without
+            // addresses.
+            let mut status = self.status.status();
+            if !principal.admin {
+                status.subscribers.retain(|s| s.principal == principal.name);
+                for s in &mut status.subscribers {
+                    s.peer.clear();
+                }
+            }
+            Response::new(status)
+        });
         traced(&span, observe("GetStatus", started, result))
     }
 }
 
-/// Serves MarketData, grpc.health.v1 and reflection on `listener` until `shutdown`
-/// resolves.
+/// Serves MarketData, grpc.health.v1 and reflection on `listener` until `stop` turns
+/// true.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     status: StatusSource,
     config: ServiceConfig,
+    access: Access,
     history: SharedHistory,
     stop: tokio::sync::watch::Receiver<bool>,
 ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
@@ -755,14 +839,27 @@ pub async fn serve(
     let reflection_v1alpha = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
         .build_v1alpha()?;
+    let conn = config.conn.clone();
+    let (keepalive, keepalive_timeout) = (config.keepalive_interval, config.keepalive_timeout);
+    let max_request_bytes = config.max_request_bytes;
     let service = MarketDataServer::new(MarketDataService::new(status, config, history, stop))
-        .max_decoding_message_size(MAX_CLIENT_MESSAGE_BYTES);
-    // Market data is many small messages: Nagle's algorithm would hold them back for
-    // up to a delayed-ACK period (~40 ms). The builder's `tcp_nodelay` does not apply to
-    // a listener we bound ourselves, so it is set on the incoming stream.
-    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+        .max_decoding_message_size(max_request_bytes);
+    let gate = crate::gate::GateLayer::new(
+        access.auth,
+        conn.max_calls_per_connection,
+        max_request_bytes,
+    );
+    // HTTP/2's own stream limit is the hard stop behind the gate's, which answers with
+    // a status: a client at the gate's limit can still open the stream that is told so.
+    let h2_streams = u32::try_from(conn.max_calls_per_connection.saturating_mul(2))
+        .unwrap_or(u32::MAX)
+        .max(16);
+    let incoming = crate::conn::incoming(listener, access.tls, conn);
     tonic::transport::Server::builder()
-        .http2_keepalive_interval(Some(Duration::from_secs(30)))
+        .http2_keepalive_interval(Some(keepalive))
+        .http2_keepalive_timeout(Some(keepalive_timeout))
+        .max_concurrent_streams(h2_streams)
+        .layer(gate)
         .add_service(health_service)
         .add_service(reflection)
         .add_service(reflection_v1alpha)

@@ -7,8 +7,8 @@
 //!   not refused: its requests are read later, so HTTP/2 flow control slows the client
 //!   down and nothing queues in Raven.
 //! * [`Slots`]: how many `Subscribe` streams, and how many `GetHistory` answers, are
-//!   open at once, for the server and per client (an IP address, until clients have
-//!   identities). Each stream holds a queue and a reader task; each answer holds a
+//!   open at once, for the server and per client (its principal, or on a server that
+//!   requires no credentials, its IP address); a principal may have its own share. Each stream holds a queue and a reader task; each answer holds a
 //!   store reader (for SQLite, a blocking-pool thread) until its client has read it.
 //!   An answer its client stops reading is ended after `idle` with `RESOURCE_EXHAUSTED`
 //!   and its slot freed (see `grpc`).
@@ -19,7 +19,6 @@
 //!   bounded share of a core however many connections it opens.
 
 use std::collections::HashMap;
-use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -87,7 +86,7 @@ impl RequestRate {
 #[derive(Debug)]
 pub struct ClientRates {
     per_sec: u32,
-    clients: Mutex<HashMap<IpAddr, RequestRate>>,
+    clients: Mutex<HashMap<String, RequestRate>>,
 }
 
 /// Clients remembered before those whose bucket has refilled are forgotten.
@@ -102,24 +101,28 @@ impl ClientRates {
     }
 
     /// Admits one call of `client` at `now`, or says why not (the reason it sees).
-    pub fn admit(&self, client: IpAddr, now: Instant) -> Result<(), String> {
+    pub fn admit(&self, client: &str, now: Instant) -> Result<(), String> {
         let mut clients = self.clients.lock();
-        if clients.len() >= RATES_KEPT && !clients.contains_key(&client) {
+        if clients.len() >= RATES_KEPT && !clients.contains_key(client) {
             clients.retain(|_, rate| !rate.is_full(now));
             // Still full (many addresses at once): one is forgotten, so memory stays
             // bounded; it starts again from a full bucket.
             if clients.len() >= RATES_KEPT {
-                if let Some(any) = clients.keys().next().copied() {
+                if let Some(any) = clients.keys().next().cloned() {
                     clients.remove(&any);
                 }
             }
         }
-        let rate = clients
-            .entry(client)
-            .or_insert_with(|| RequestRate::new(self.per_sec, self.per_sec));
+        let rate = match clients.get_mut(client) {
+            Some(rate) => rate,
+            None => clients
+                .entry(client.to_owned())
+                .or_insert_with(|| RequestRate::new(self.per_sec, self.per_sec)),
+        };
         if rate.try_take(now) {
             Ok(())
         } else {
+            metrics::counter!("raven_limit_hits_total", "limit" => "calls_per_sec").increment(1);
             Err(format!(
                 "this client makes more than {} calls per second (server.calls_per_sec_per_client); \
                  slow down",
@@ -135,50 +138,64 @@ impl ClientRates {
 pub struct Slots {
     /// What one slot holds, plural, for the reasons a client sees.
     what: &'static str,
+    limit: &'static str,
     max: usize,
     per_client: usize,
     /// Slots held per client; the sum is the server's.
-    in_use: Mutex<HashMap<IpAddr, usize>>,
+    in_use: Mutex<HashMap<String, usize>>,
 }
 
 /// One slot; freed when dropped.
 #[derive(Debug)]
 pub struct Slot {
     slots: Arc<Slots>,
-    client: IpAddr,
+    client: String,
 }
 
 impl Slots {
-    pub fn new(what: &'static str, max: usize, per_client: usize) -> Arc<Self> {
+    /// `limit` names the metric label of `raven_limit_hits_total` this pool counts
+    /// its refusals under (`<limit>` and `<limit>_per_client`).
+    pub fn new(
+        what: &'static str,
+        limit: &'static str,
+        max: usize,
+        per_client: usize,
+    ) -> Arc<Self> {
         Arc::new(Self {
             what,
+            limit,
             max,
             per_client: per_client.max(1),
             in_use: Mutex::new(HashMap::new()),
         })
     }
 
-    /// A slot for `client`, or why there is none (the reason a client sees).
-    pub fn acquire(self: &Arc<Self>, client: IpAddr) -> Result<Slot, String> {
+    /// A slot for `client`, or why there is none (the reason a client sees). `share`
+    /// overrides the per-client limit (a principal's own `max_streams`).
+    pub fn acquire(self: &Arc<Self>, client: &str, share: Option<usize>) -> Result<Slot, String> {
+        let per_client = share.unwrap_or(self.per_client);
         let mut in_use = self.in_use.lock();
         let total: usize = in_use.values().sum();
-        let mine = in_use.get(&client).copied().unwrap_or(0);
-        if mine >= self.per_client {
+        let mine = in_use.get(client).copied().unwrap_or(0);
+        if mine >= per_client {
+            metrics::counter!("raven_limit_hits_total", "limit" => format!("{}_per_client", self.limit))
+                .increment(1);
             return Err(format!(
-                "this client already has {mine} {} open (at most {} per client); end one first",
-                self.what, self.per_client
+                "{client} already has {mine} {} open (at most {per_client} per client); end one first",
+                self.what
             ));
         }
         if total >= self.max {
+            metrics::counter!("raven_limit_hits_total", "limit" => self.limit).increment(1);
             return Err(format!(
                 "{total} {} are already open (at most {}); retry shortly",
                 self.what, self.max
             ));
         }
-        *in_use.entry(client).or_default() += 1;
+        *in_use.entry(client.to_owned()).or_default() += 1;
         Ok(Slot {
             slots: Arc::clone(self),
-            client,
+            client: client.to_owned(),
         })
     }
 
@@ -234,7 +251,7 @@ mod tests {
     fn each_client_gets_its_rate_of_calls() {
         let rates = ClientRates::new(10);
         let t0 = Instant::now();
-        let (a, b): (IpAddr, IpAddr) = ([127, 0, 0, 1].into(), [127, 0, 0, 2].into());
+        let (a, b) = ("127.0.0.1", "principal desk");
         for _ in 0..10 {
             rates.admit(a, t0).unwrap();
         }
@@ -247,29 +264,29 @@ mod tests {
         // Clients are forgotten once their bucket refilled, so the map stays bounded.
         let later = t0 + Duration::from_secs(10);
         for i in 0..(RATES_KEPT as u32 + 10) {
-            let ip = IpAddr::from(std::net::Ipv4Addr::from(0x0a00_0000 + i));
-            rates.admit(ip, later).unwrap();
+            let ip = std::net::Ipv4Addr::from(0x0a00_0000 + i).to_string();
+            rates.admit(&ip, later).unwrap();
         }
         assert!(rates.clients.lock().len() <= RATES_KEPT);
     }
 
     #[test]
     fn each_client_gets_its_share_of_the_server_s_slots() {
-        let slots = Slots::new("GetHistory answers", 3, 2);
-        let (a, b, c): (IpAddr, IpAddr, IpAddr) = (
-            [127, 0, 0, 1].into(),
-            [127, 0, 0, 2].into(),
-            [127, 0, 0, 3].into(),
-        );
-        let a1 = slots.acquire(a).unwrap();
-        let _a2 = slots.acquire(a).unwrap();
-        let e = slots.acquire(a).unwrap_err();
+        let slots = Slots::new("GetHistory answers", "history_streams", 4, 2);
+        let (a, b, c) = ("127.0.0.1", "127.0.0.2", "principal desk");
+        let a1 = slots.acquire(a, None).unwrap();
+        let _a2 = slots.acquire(a, None).unwrap();
+        let e = slots.acquire(a, None).unwrap_err();
         assert!(e.contains("per client"), "{e}");
-        let _b1 = slots.acquire(b).unwrap();
-        let e = slots.acquire(c).unwrap_err();
-        assert!(e.contains("at most 3"), "{e}");
+        let _b1 = slots.acquire(b, None).unwrap();
+        // A principal with its own share of one.
+        let _c1 = slots.acquire(c, Some(1)).unwrap();
+        let e = slots.acquire(c, Some(1)).unwrap_err();
+        assert!(e.contains("at most 1 per client"), "{e}");
+        let e = slots.acquire(b, None).unwrap_err();
+        assert!(e.contains("at most 4"), "{e}");
         drop(a1);
-        let _c1 = slots.acquire(c).unwrap();
-        assert_eq!(slots.in_use(), 3);
+        let _b2 = slots.acquire(b, None).unwrap();
+        assert_eq!(slots.in_use(), 4);
     }
 }

@@ -54,6 +54,30 @@ pub const METHODS: &[&str] = &[
     "GetStatus",
 ];
 
+/// Every `limit` of `raven_limit_hits_total`: each refusal a server limit makes.
+pub const LIMITS: &[&str] = &[
+    "connections",
+    "streams_per_connection",
+    "subscribe_streams",
+    "subscribe_streams_per_client",
+    "history_streams",
+    "history_streams_per_client",
+    "calls_per_sec",
+    "request_bytes",
+    "idle_timeout",
+    "tls_handshake_timeout",
+];
+
+/// Registers the per-principal series (their label values are configured names).
+pub fn register_principals(names: &[String]) {
+    for name in names {
+        for method in METHODS {
+            metrics::counter!("raven_principal_calls_total", "principal" => name.clone(), "method" => *method)
+                .absolute(0);
+        }
+    }
+}
+
 /// Installs the process-wide recorder. Call once, before anything records.
 pub fn install() -> Result<PrometheusHandle, metrics_exporter_prometheus::BuildError> {
     let handle = PrometheusBuilder::new()
@@ -77,6 +101,17 @@ pub fn install() -> Result<PrometheusHandle, metrics_exporter_prometheus::BuildE
     }
     metrics::counter!("raven_grpc_throttled_requests_total").absolute(0);
     metrics::gauge!("raven_retention_bytes").set(0.0);
+    metrics::gauge!("raven_grpc_connections").set(0.0);
+    for limit in LIMITS {
+        metrics::counter!("raven_limit_hits_total", "limit" => *limit).absolute(0);
+    }
+    for reason in crate::auth::AUTH_FAILURE_REASONS {
+        metrics::counter!("raven_auth_failures_total", "reason" => reason).absolute(0);
+    }
+    metrics::counter!("raven_tls_handshake_failures_total").absolute(0);
+    for result in ["ok", "failed"] {
+        metrics::counter!("raven_tls_reloads_total", "result" => result).absolute(0);
+    }
     for result in raven_hub::RESUME_RESULTS {
         metrics::counter!("raven_resumes_total", "result" => result).absolute(0);
     }
@@ -104,6 +139,30 @@ fn describe() {
     describe_counter!(
         "raven_resumes_total",
         "Topics asked to resume where a client left off, by result (replayed, epoch_changed, out_of_range, unavailable)."
+    );
+    describe_gauge!(
+        "raven_grpc_connections",
+        "Open gRPC connections (TCP, after the TLS handshake when there is one)."
+    );
+    describe_counter!(
+        "raven_limit_hits_total",
+        "Calls or connections refused or closed by a server limit, by limit (server.max_connections, server.max_streams_per_connection, ...)."
+    );
+    describe_counter!(
+        "raven_auth_failures_total",
+        "Calls refused UNAUTHENTICATED, by reason (missing, malformed, unknown_token, unknown_certificate, conflict)."
+    );
+    describe_counter!(
+        "raven_principal_calls_total",
+        "Authenticated gRPC calls, by principal (a configured name; \"open\" without credentials) and method."
+    );
+    describe_counter!(
+        "raven_tls_handshake_failures_total",
+        "TLS handshakes on the gRPC port that failed (no or untrusted client certificate, wrong protocol)."
+    );
+    describe_counter!(
+        "raven_tls_reloads_total",
+        "Reads of the TLS certificate, key and client CA after start, by result; a failed one keeps the files in use."
     );
     describe_counter!(
         "raven_grpc_requests_total",

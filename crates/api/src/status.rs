@@ -138,6 +138,7 @@ impl StatusSource {
                 dropped: s.dropped,
                 queue_bytes: s.queue_bytes as u64,
                 queue_max_bytes: s.queue_max_bytes as u64,
+                principal: s.principal,
             })
             .collect();
         pb::StatusResponse {

@@ -117,12 +117,20 @@ mod tests {
             Venue::new("grant_test_a").unwrap(),
             Venue::new("grant_test_b").unwrap(),
         );
-        let g = Grant::new("desk", Some(vec![a]), Some(vec!["trades", "candles"]), Some(2));
+        let g = Grant::new(
+            "desk",
+            Some(vec![a]),
+            Some(vec!["trades", "candles"]),
+            Some(2),
+        );
         assert_eq!(g.refusal(a, Channel::Trades), None);
         let m5 = Channel::Candles(raven_model::candle::CandleInterval::M5);
         assert_eq!(g.refusal(a, m5), None, "a family covers every interval");
         let venue = g.refusal(b, Channel::Trades).unwrap();
-        assert!(venue.contains("venue grant_test_b") && venue.contains("\"desk\""), "{venue}");
+        assert!(
+            venue.contains("venue grant_test_b") && venue.contains("\"desk\""),
+            "{venue}"
+        );
         let channel = g.refusal(a, Channel::Book).unwrap();
         assert!(channel.contains("channel book"), "{channel}");
         g.take_topic().unwrap();

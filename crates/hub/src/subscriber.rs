@@ -47,9 +47,11 @@ pub enum EndReason {
     SlowConsumer(String),
     /// The server is shutting down.
     Stopping(String),
-    /// The client sent what cannot be read (a message over the size limit, not
-    /// protobuf): its requests are lost, so the stream ends rather than going on deaf.
+    /// The client sent what cannot be read (not protobuf): its requests are lost, so
+    /// the stream ends rather than going on deaf.
     BadRequest(String),
+    /// The client sent a message over the server's size limit (same reasoning).
+    TooLarge(String),
 }
 
 /// What the consumer gets from its queue.
@@ -309,7 +311,7 @@ impl Subscriber {
                 metrics::counter!("raven_subscriber_disconnects_total", "reason" => "shutdown")
                     .increment(1);
             }
-            EndReason::BadRequest(why) => {
+            EndReason::BadRequest(why) | EndReason::TooLarge(why) => {
                 tracing::info!(subscriber = self.id, peer = %self.peer, reason = %why, "ending a stream whose requests cannot be read");
                 metrics::counter!("raven_subscriber_disconnects_total", "reason" => "bad_request")
                     .increment(1);
@@ -331,6 +333,13 @@ impl Subscriber {
     pub fn end_bad_request(&self, reason: &str) {
         let mut q = self.queue.lock();
         self.end_locked(&mut q, EndReason::BadRequest(reason.to_owned()));
+    }
+
+    /// Ends the stream because its client sent a message over the size limit; what is
+    /// queued is sent first.
+    pub fn end_too_large(&self, reason: &str) {
+        let mut q = self.queue.lock();
+        self.end_locked(&mut q, EndReason::TooLarge(reason.to_owned()));
     }
 
     pub fn is_ended(&self) -> bool {

@@ -1069,7 +1069,10 @@ async fn a_topic_beyond_the_grant_is_rejected_naming_the_entitlement() {
     subscribe(&mut a, vec![bbo.clone()]);
     let (result, reason) = ack(&recv(&sa).await);
     assert_eq!(result, pb::ack::Result::Rejected);
-    assert!(reason.contains("\"desk\"") && reason.contains("channel bbo"), "{reason}");
+    assert!(
+        reason.contains("\"desk\"") && reason.contains("channel bbo"),
+        "{reason}"
+    );
     // A venue outside it: the reason names the entitlement, not whether it exists.
     let perp = topic(&btc_perp(), pb::Channel::Trades, 0);
     subscribe(&mut a, vec![perp]);

@@ -6,9 +6,9 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
+use crate::dial::ServerArg;
 use anyhow::{bail, Context};
 use raven_proto::pb;
-use raven_proto::pb::market_data_client::MarketDataClient;
 use raven_proto::pb::server_message::Payload;
 use serde_json::{json, Value};
 use tokio_stream::StreamExt;
@@ -21,13 +21,6 @@ macro_rules! say {
         use std::io::Write as _;
         writeln!(std::io::stdout().lock(), $($arg)*).map_err(crate::stdout_error)
     }};
-}
-
-#[derive(clap::Args, Debug)]
-pub struct ServerArg {
-    /// gRPC address of the Raven server.
-    #[arg(long, env = "RAVEN_SERVER", default_value = "http://127.0.0.1:50051")]
-    pub server: String,
 }
 
 #[derive(clap::Args, Debug)]
@@ -143,14 +136,6 @@ fn channel_name(c: i32) -> &'static str {
         .map_or("unspecified", |(n, _)| n)
 }
 
-pub async fn connect(
-    server: &ServerArg,
-) -> anyhow::Result<MarketDataClient<tonic::transport::Channel>> {
-    MarketDataClient::connect(server.server.clone())
-        .await
-        .with_context(|| format!("cannot connect to {}", server.server))
-}
-
 pub async fn sub(args: SubArgs) -> anyhow::Result<ExitCode> {
     let topics = args
         .topics
@@ -222,7 +207,7 @@ async fn stream_once(
     progress: &mut Progress,
 ) -> anyhow::Result<StreamEnd> {
     progress.delivered_since_connect = 0;
-    let mut client = match connect(&args.server).await {
+    let mut client = match args.server.connect().await {
         Ok(c) => c,
         Err(e) => return Ok(StreamEnd::Lost(format!("{e:#}"))),
     };
@@ -541,7 +526,7 @@ pub fn message_text(m: &pb::ServerMessage) -> String {
 }
 
 pub async fn book(args: BookArgs) -> anyhow::Result<ExitCode> {
-    let mut client = connect(&args.server).await?;
+    let mut client = args.server.connect().await?;
     let req = pb::GetOrderBookRequest {
         venue: args.venue.clone(),
         symbol: args.symbol.clone(),
@@ -586,7 +571,7 @@ pub async fn book(args: BookArgs) -> anyhow::Result<ExitCode> {
 }
 
 pub async fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
-    let mut client = connect(&args.server).await?;
+    let mut client = args.server.connect().await?;
     let s = client
         .get_status(pb::GetStatusRequest {})
         .await

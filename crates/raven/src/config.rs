@@ -13,6 +13,9 @@ use std::time::Duration;
 use raven_model::{Symbol, Venue};
 use serde::Deserialize;
 
+mod access;
+pub use access::{access, AuthSection, TlsSection};
+
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
@@ -21,6 +24,7 @@ pub struct Config {
     pub redis: RedisSection,
     pub influxdb: InfluxSection,
     pub history: HistorySection,
+    pub auth: AuthSection,
     #[serde(rename = "venues")]
     pub venues: Vec<VenueConfig>,
 }
@@ -59,6 +63,19 @@ pub struct ServerConfig {
     /// `GetOrderBook`, `GetStatus`, `ListInstruments` and `GetHistory` calls one client
     /// address may make per second (beyond, `RESOURCE_EXHAUSTED`).
     pub calls_per_sec_per_client: u32,
+    /// gRPC connections served at once; one beyond is answered `RESOURCE_EXHAUSTED`.
+    pub max_connections: usize,
+    /// Calls (streams) open at once on one connection.
+    pub max_streams_per_connection: usize,
+    /// The largest client message, bytes.
+    pub max_request_bytes: usize,
+    /// HTTP/2 keepalive pings on quiet connections, and how long an answer may take.
+    pub keepalive_interval_secs: u64,
+    pub keepalive_timeout_secs: u64,
+    /// A connection with no call open this long is closed (0: never).
+    pub idle_timeout_secs: u64,
+    /// TLS on the gRPC port; unset: plain text.
+    pub tls: Option<TlsSection>,
 }
 
 impl Default for ServerConfig {
@@ -79,6 +96,13 @@ impl Default for ServerConfig {
             subscribe_streams: 1024,
             subscribe_streams_per_client: 256,
             calls_per_sec_per_client: 100,
+            max_connections: 1024,
+            max_streams_per_connection: 100,
+            max_request_bytes: 256 * 1024,
+            keepalive_interval_secs: 30,
+            keepalive_timeout_secs: 20,
+            idle_timeout_secs: 300,
+            tls: None,
         }
     }
 }
@@ -427,6 +451,28 @@ impl Config {
         if let Some(v) = get("METRICS_HOST") {
             self.server.metrics_host = Some(address("METRICS_HOST", v)?);
         }
+        let (cert, key) = (get("RAVEN_TLS_CERT"), get("RAVEN_TLS_KEY"));
+        if cert.is_some() || key.is_some() {
+            let tls = self.server.tls.get_or_insert_with(TlsSection::default);
+            if let Some(cert) = cert {
+                tls.cert = PathBuf::from(cert);
+            }
+            if let Some(key) = key {
+                tls.key = PathBuf::from(key);
+            }
+        }
+        if let Some(ca) = get("RAVEN_TLS_CLIENT_CA") {
+            let tls = self.server.tls.as_mut().ok_or_else(|| {
+                invalid(
+                    "RAVEN_TLS_CLIENT_CA",
+                    "needs RAVEN_TLS_CERT and RAVEN_TLS_KEY (or server.tls)",
+                )
+            })?;
+            tls.client_ca = Some(PathBuf::from(ca));
+        }
+        if let Some(file) = get("RAVEN_TOKENS_FILE") {
+            self.auth.tokens_file = Some(PathBuf::from(file));
+        }
         for (key, slot) in [
             ("SERVER_PORT", &mut self.server.grpc_port),
             ("HEALTH_PORT", &mut self.server.health_port),
@@ -500,7 +546,7 @@ impl Config {
         // arithmetic on it (deadlines, buffer sizes) far from overflowing.
         const HOUR_MS: u64 = 3_600_000;
         const DAY_MS: u64 = 24 * HOUR_MS;
-        let bounded: [(&str, u64, u64, u64); 20] = [
+        let bounded: [(&str, u64, u64, u64); 26] = [
             ("server.heartbeat_ms", self.server.heartbeat_ms, 1, HOUR_MS),
             (
                 "hub.slow_consumer_limit_ms",
@@ -606,6 +652,42 @@ impl Config {
                 1,
                 1_000_000,
             ),
+            (
+                "server.max_connections",
+                self.server.max_connections as u64,
+                1,
+                1_000_000,
+            ),
+            (
+                "server.max_streams_per_connection",
+                self.server.max_streams_per_connection as u64,
+                1,
+                100_000,
+            ),
+            (
+                "server.max_request_bytes",
+                self.server.max_request_bytes as u64,
+                1024,
+                64 << 20,
+            ),
+            (
+                "server.keepalive_interval_secs",
+                self.server.keepalive_interval_secs,
+                1,
+                DAY_MS / 1000,
+            ),
+            (
+                "server.keepalive_timeout_secs",
+                self.server.keepalive_timeout_secs,
+                1,
+                3600,
+            ),
+            (
+                "server.idle_timeout_secs",
+                self.server.idle_timeout_secs,
+                0,
+                DAY_MS / 1000,
+            ),
         ];
         for (key, v, min, max) in bounded {
             if v < min {
@@ -675,6 +757,8 @@ impl Config {
             raven_venues::registry::configure(settings, options)
                 .map_err(|e| invalid(key(&e.key), e.reason))?;
         }
+        // After the venues: a principal's venues must name configured ones.
+        access::validate(&self.auth, self.server.tls.as_ref())?;
         Ok(())
     }
     pub fn heartbeat(&self) -> Duration {
@@ -710,6 +794,15 @@ impl Config {
             subscribe_streams: self.server.subscribe_streams,
             subscribe_streams_per_client: self.server.subscribe_streams_per_client,
             calls_per_sec_per_client: self.server.calls_per_sec_per_client,
+            max_request_bytes: self.server.max_request_bytes,
+            conn: raven_api::conn::ConnLimits {
+                max_connections: self.server.max_connections,
+                max_calls_per_connection: self.server.max_streams_per_connection,
+                idle_timeout: (self.server.idle_timeout_secs > 0)
+                    .then(|| Duration::from_secs(self.server.idle_timeout_secs)),
+            },
+            keepalive_interval: Duration::from_secs(self.server.keepalive_interval_secs),
+            keepalive_timeout: Duration::from_secs(self.server.keepalive_timeout_secs),
         }
     }
 }

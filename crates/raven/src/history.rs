@@ -16,7 +16,8 @@ use raven_proto::pb::history_record::Payload;
 use serde_json::{json, Map, Value};
 use tokio_stream::StreamExt;
 
-use crate::client::{connect, parse_channel, side_name, ServerArg};
+use crate::client::{parse_channel, side_name};
+use crate::dial::ServerArg;
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Format {
@@ -62,7 +63,7 @@ pub async fn history(args: HistoryArgs) -> anyhow::Result<ExitCode> {
         },
         limit: args.limit,
     };
-    let mut client = connect(&args.server).await?;
+    let mut client = args.server.connect().await?;
     let mut stream = client
         .get_history(request)
         .await

@@ -2,15 +2,17 @@
 //!
 //! One binary so a container, a laptop and CI run the same thing:
 //! `serve` runs the server, `sim` a local exchange, `sub`, `book` and `history` are
-//! clients for humans and scripts, `status` prints the server's view of its feeds, and `health`
-//! answers a container health check without curl.
+//! clients for humans and scripts, `status` prints the server's view of its feeds, `health`
+//! answers a container health check without curl, and `token` makes a bearer token.
 
 mod client;
 mod config;
+mod dial;
 mod history;
 mod serve;
 mod supervise;
 mod telemetry;
+mod token;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -44,6 +46,8 @@ enum Command {
     Status(client::StatusArgs),
     /// Check the health endpoint: exit 0 when ready, 1 otherwise (for container health checks).
     Health(client::HealthArgs),
+    /// Make a bearer token and print the SHA-256 the server's config keeps of it.
+    Token(token::TokenArgs),
 }
 
 fn main() -> ExitCode {
@@ -75,6 +79,7 @@ fn main() -> ExitCode {
             Command::History(args) => history::history(args).await,
             Command::Status(args) => client::status(args).await,
             Command::Health(args) => client::health(args).await,
+            Command::Token(args) => token::token(args),
         }
     });
     // With the runtime still running, which carries the export, and off its threads.

@@ -245,7 +245,14 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         anyhow::bail!("venues: nothing to collect; add [[venues]] to the config file (see config/raven.example.toml) or run with --demo");
     }
 
+    // Certificates and tokens are read before anything binds: a bad file stops Raven
+    // with the key at fault.
+    let access = crate::config::access(&config.auth, config.server.tls.as_ref())?;
     let metrics = raven_api::metrics::install().context("installing the metrics recorder")?;
+    raven_api::metrics::register_principals(&access.auth.principal_names());
+    for warning in access.warnings(config.server.host) {
+        tracing::warn!("{warning}");
+    }
 
     let host = config.server.host;
     let grpc = bind(
@@ -383,10 +390,12 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         grpc = %grpc.local_addr()?, health = %health.local_addr()?, metrics = %metrics_listener.local_addr()?,
         "raven serving"
     );
+    tokio::spawn(access.clone().watch(stop_rx.clone()));
     let mut grpc_task = tokio::spawn(raven_api::grpc::serve(
         grpc,
         status.clone(),
         config.service_config(),
+        access,
         history,
         stop_rx.clone(),
     ));
