@@ -57,9 +57,10 @@ def pb():
     return raven_pb2, raven_pb2_grpc
 
 
-@pytest.fixture(scope="session")
-def raven_server():
-    """Starts `raven sim` (synthetic spot market) and `raven serve` pointed at it."""
+def start_raven(server_extra: str = ""):
+    """Starts `raven sim` (synthetic spot market) and `raven serve` pointed at it, with
+    `server_extra` TOML after the `[server]` keys; waits until every book is synced.
+    Returns (gRPC address, [processes], temp dir)."""
     tmp = Path(tempfile.mkdtemp(prefix="raven-py-"))
     sim = subprocess.Popen(
         [RAVEN, "sim", "--listen", "127.0.0.1:0", "--symbols", "3", "--rate", "2000"],
@@ -81,6 +82,7 @@ grpc_port = {grpc_port}
 health_port = {health_port}
 metrics_port = {metrics_port}
 heartbeat_ms = 500
+{server_extra}
 
 [[venues]]
 venue = "binance_spot"
@@ -105,13 +107,24 @@ rest_url = "http://{addr}"
         assert serve.poll() is None, f"raven serve exited: {(tmp / 'serve.log').read_text()}"
         assert time.time() < deadline, "raven serve did not become ready in 60 s"
         time.sleep(0.2)
-    yield f"127.0.0.1:{grpc_port}"
-    for p in (serve, sim):
+    return f"127.0.0.1:{grpc_port}", [serve, sim], tmp
+
+
+def stop(procs):
+    for p in procs:
         p.terminate()
         try:
             p.wait(timeout=10)
         except subprocess.TimeoutExpired:
             p.kill()
+
+
+@pytest.fixture(scope="session")
+def raven_server():
+    """A Raven anyone may call, in plain text."""
+    addr, procs, _ = start_raven()
+    yield addr
+    stop(procs)
 
 
 @pytest.fixture(scope="session")
@@ -143,8 +156,4 @@ def demo_server():
         assert time.time() < deadline, "raven serve --demo did not become ready in 60 s"
         time.sleep(0.2)
     yield f"127.0.0.1:{grpc_port}"
-    serve.terminate()
-    try:
-        serve.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        serve.kill()
+    stop([serve])

@@ -116,6 +116,8 @@ fn report_tls(result: Result<(), String>) {
 }
 
 fn report_tokens(result: Result<usize, String>) {
+    let label = if result.is_ok() { "ok" } else { "failed" };
+    metrics::counter!("raven_token_reloads_total", "result" => label).increment(1);
     match result {
         Ok(valid) => tracing::info!(valid, "tokens reloaded"),
         Err(e) => tracing::error!(error = %e, "tokens file not reloaded; the tokens in use stay"),

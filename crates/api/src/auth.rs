@@ -164,6 +164,9 @@ impl Auth {
         let mut configured_tokens = HashMap::new();
         let mut cert_names = HashMap::new();
         for spec in specs {
+            if spec.name == OPEN_PRINCIPAL {
+                return Err(format!("principal name {OPEN_PRINCIPAL:?} is reserved"));
+            }
             let p = Arc::new(Principal::new(spec));
             if principals.insert(spec.name.clone(), p.clone()).is_some() {
                 return Err(format!("principal {:?} is listed twice", spec.name));

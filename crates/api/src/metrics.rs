@@ -111,6 +111,7 @@ pub fn install() -> Result<PrometheusHandle, metrics_exporter_prometheus::BuildE
     metrics::counter!("raven_tls_handshake_failures_total").absolute(0);
     for result in ["ok", "failed"] {
         metrics::counter!("raven_tls_reloads_total", "result" => result).absolute(0);
+        metrics::counter!("raven_token_reloads_total", "result" => result).absolute(0);
     }
     for result in raven_hub::RESUME_RESULTS {
         metrics::counter!("raven_resumes_total", "result" => result).absolute(0);
@@ -163,6 +164,10 @@ fn describe() {
     describe_counter!(
         "raven_tls_reloads_total",
         "Reads of the TLS certificate, key and client CA after start, by result; a failed one keeps the files in use."
+    );
+    describe_counter!(
+        "raven_token_reloads_total",
+        "Reads of the tokens file after start, by result; a failed one keeps the tokens in use."
     );
     describe_counter!(
         "raven_grpc_requests_total",

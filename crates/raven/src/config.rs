@@ -992,4 +992,105 @@ metrics_host = \"127.0.0.1\"
             "{e}"
         );
     }
+
+    #[test]
+    fn credentials_and_limits_errors_name_the_key() {
+        let principal = |body: &str| {
+            parse(&format!("[[auth.principals]]\n{body}\n"))
+                .map(drop)
+                .map_err(|e| e.to_string())
+        };
+        let hash = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
+        assert!(principal(&format!("name = \"desk\"\ntoken_sha256 = [\"{hash}\"]")).is_ok());
+        for (body, key, why) in [
+            ("name = \"a b\"", "auth.principals[0].name", "A-Z"),
+            ("name = \"open\"", "auth.principals[0].name", "reserved"),
+            (
+                "name = \"desk\"\ntoken_sha256 = [\"abc\"]",
+                "auth.principals[0].token_sha256[0]",
+                "64",
+            ),
+            (
+                "name = \"desk\"\nvenues = [\"nasdaq\"]",
+                "auth.principals[0].venues[0]",
+                "nasdaq",
+            ),
+            (
+                "name = \"desk\"\nchannels = [\"quotes\"]",
+                "line 3",
+                "unknown variant `quotes`",
+            ),
+            (
+                "name = \"desk\"\nmax_streams = 0",
+                "auth.principals[0].max_streams",
+                "at least 1",
+            ),
+            (
+                "name = \"desk\"\nclient_cert_names = [\"desk.example\"]",
+                "auth.principals[0].client_cert_names",
+                "client_ca",
+            ),
+        ] {
+            let e = principal(body).unwrap_err();
+            assert!(e.contains(key) && e.contains(why), "{body}: {e}");
+        }
+        let e = parse("[[auth.principals]]\nname = \"a\"\n[[auth.principals]]\nname = \"a\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("auth.principals[1].name") && e.contains("twice"),
+            "{e}"
+        );
+        let e = parse("[auth]\ntokens_file = \"/etc/raven/tokens\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("auth.tokens_file"), "{e}");
+        let e = parse("[server.tls]\ncert = \"\"\nkey = \"k.pem\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("server.tls.cert"), "{e}");
+        for (key, value, why) in [
+            ("max_request_bytes", "100", "at least 1024"),
+            ("max_connections", "0", "at least 1"),
+            ("max_streams_per_connection", "0", "at least 1"),
+            ("keepalive_interval_secs", "0", "at least 1"),
+            ("idle_timeout_secs", "18446744073709551615", "the most"),
+        ] {
+            let e = parse(&format!("[server]\n{key} = {value}\n"))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.contains(&format!("server.{key}")) && e.contains(why),
+                "{e}"
+            );
+        }
+        // The environment's TLS files come as a set.
+        let mut c = parse("").unwrap();
+        let e = c
+            .apply_env(|k| (k == "RAVEN_TLS_CLIENT_CA").then(|| "ca.pem".to_owned()))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("RAVEN_TLS_CLIENT_CA"), "{e}");
+    }
+
+    #[test]
+    fn a_tokens_file_error_names_its_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("tokens");
+        std::fs::write(&file, "# principal hash\nnobody 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08\n").unwrap();
+        let c = parse(&format!(
+            "[auth]\ntokens_file = \"{}\"\n[[auth.principals]]\nname = \"desk\"\n",
+            file.display()
+        ))
+        .unwrap();
+        let e = access(&c.auth, c.server.tls.as_ref())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("line 2") && e.contains("\"nobody\""), "{e}");
+        // Without principals the server is open, and says so beyond loopback.
+        let open = access(&AuthSection::default(), None).unwrap();
+        assert!(open.auth.is_open());
+        assert_eq!(open.warnings(IpAddr::from([0, 0, 0, 0])).len(), 2);
+        assert!(open.warnings(IpAddr::from([127, 0, 0, 1])).is_empty());
+    }
 }

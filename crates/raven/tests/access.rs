@@ -603,6 +603,7 @@ async fn tokens_name_principals_held_to_their_entitlements() {
 
     // Counted by principal and reason, never by token; no token in the log.
     let metrics = server.metrics().await;
+    assert!(metric(&metrics, "raven_token_reloads_total{result=\"ok\"}") >= 1.0);
     assert!(metric(&metrics, "raven_auth_failures_total{reason=\"missing\"}") >= 1.0);
     assert!(metric(&metrics, "raven_auth_failures_total{reason=\"malformed\"}") >= 1.0);
     assert!(

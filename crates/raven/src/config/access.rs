@@ -124,6 +124,15 @@ fn specs(auth: &AuthSection, tls: Option<&TlsSection>) -> Result<Vec<PrincipalSp
                 format!("{:?}: 1 to {MAX_NAME} of A-Z a-z 0-9 _ . -", p.name),
             ));
         }
+        if p.name == raven_api::auth::OPEN_PRINCIPAL {
+            return Err(invalid(
+                key("name"),
+                format!(
+                    "{:?} is reserved: it names every caller of a server without credentials",
+                    p.name
+                ),
+            ));
+        }
         if out.iter().any(|s: &PrincipalSpec| s.name == p.name) {
             return Err(invalid(
                 key("name"),
