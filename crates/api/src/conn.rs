@@ -102,8 +102,7 @@ impl ConnInfo {
             .calls
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
                 (n < max).then_some(n + 1)
-            })
-            .map_err(|open| open)?;
+            })?;
         Ok(Call(self.clone()))
     }
 

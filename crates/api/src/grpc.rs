@@ -83,6 +83,8 @@ pub struct ServiceConfig {
     /// connection is taken for dead and closed.
     pub keepalive_interval: Duration,
     pub keepalive_timeout: Duration,
+    /// Stored records one topic's replay from a time sends at most.
+    pub max_replay_records: usize,
 }
 
 impl Default for ServiceConfig {
@@ -102,6 +104,7 @@ impl Default for ServiceConfig {
             conn: ConnLimits::default(),
             keepalive_interval: Duration::from_secs(30),
             keepalive_timeout: Duration::from_secs(20),
+            max_replay_records: 1_000_000,
         }
     }
 }
@@ -475,6 +478,41 @@ struct Held {
     _session: Arc<Mutex<raven_hub::Session>>,
     _slot: crate::limits::Slot,
     _reader: AbortOnDrop,
+    _replays: Arc<Mutex<Vec<AbortOnDrop>>>,
+}
+
+/// What a stream's replays from a time share: the store, its reader slots, and who
+/// the stream is for.
+struct ReplayFrom {
+    store: SharedHistory,
+    slots: Arc<Slots>,
+    client: String,
+    max_records: usize,
+    hub: Arc<raven_hub::Hub>,
+}
+
+impl ReplayFrom {
+    /// Starts `start`'s replay (module `replay`); the session accepted it only when
+    /// there is a store.
+    fn spawn(
+        &self,
+        session: &Arc<Mutex<raven_hub::Session>>,
+        sub: &Arc<raven_hub::Subscriber>,
+        start: raven_hub::ReplayStart,
+    ) -> AbortOnDrop {
+        let Some(store) = self.store.clone() else {
+            return AbortOnDrop(tokio::spawn(async {}));
+        };
+        let task = crate::replay::ReplayTask {
+            session: Arc::downgrade(session),
+            sub: Arc::clone(sub),
+            store,
+            slot: self.slots.acquire(&self.client, None),
+            unit: self.hub.listing(&start.key.instrument).map(|l| l.qty_unit),
+            max_records: self.max_records,
+        };
+        AbortOnDrop(tokio::spawn(task.run(start)))
+    }
 }
 
 /// Aborts a task when dropped.
@@ -490,7 +528,9 @@ impl Drop for AbortOnDrop {
 /// one (a ping, an empty request).
 fn request_cost(msg: &pb::ClientMessage) -> u32 {
     let topics = match &msg.kind {
-        Some(pb::client_message::Kind::Subscribe(r)) => r.topics.len(),
+        Some(pb::client_message::Kind::Subscribe(r)) => {
+            r.topics.len() + r.resume.len() + r.replay.len()
+        }
         Some(pb::client_message::Kind::Unsubscribe(r)) => r.topics.len(),
         _ => 1,
     };
@@ -530,7 +570,17 @@ impl MarketData for MarketDataService {
         let max_request_bytes = self.config.max_request_bytes;
         let mut inbound = request.into_inner();
         let grant = caller.principal.grant.clone();
-        let session = Arc::new(Mutex::new(self.hub().session(peer.clone(), grant)));
+        let mut hub_session = self.hub().session(peer.clone(), grant);
+        if self.history.is_none() {
+            hub_session.set_replay_refusal(Some(
+                "history is off (history.store = \"off\"): there are no stored records to \
+                 replay"
+                    .into(),
+            ));
+        } else {
+            hub_session.set_replay_refusal(None);
+        }
+        let session = Arc::new(Mutex::new(hub_session));
         let subscriber = session.lock().subscriber();
         metrics::counter!("raven_grpc_requests_total", "method" => "Subscribe", "code" => "OK")
             .increment(1);
@@ -543,6 +593,17 @@ impl MarketData for MarketDataService {
         let reader_subscriber = Arc::clone(&subscriber);
         let mut rate =
             RequestRate::new(self.config.max_requests_per_sec, self.config.request_burst);
+        // Replays from a time belong to the response stream, like the session: a client
+        // that half-closes its side still gets them.
+        let replays: Arc<Mutex<Vec<AbortOnDrop>>> = Arc::default();
+        let replay_tasks = Arc::clone(&replays);
+        let replay_from = ReplayFrom {
+            store: self.history.clone(),
+            slots: Arc::clone(&self.history_slots),
+            client: caller.client(),
+            max_records: self.config.max_replay_records,
+            hub: self.hub().clone(),
+        };
         let reader = tokio::spawn(async move {
             loop {
                 match inbound.next().await {
@@ -557,9 +618,20 @@ impl MarketData for MarketDataService {
                             break;
                         };
                         let started = Instant::now();
-                        let cost = session.lock().handle(msg);
+                        let (cost, replays) = {
+                            let mut s = session.lock();
+                            let cost = s.handle(msg);
+                            (cost, s.take_replays())
+                        };
                         metrics::histogram!("response_latency_seconds", "method" => "Subscribe")
                             .record(started.elapsed().as_secs_f64());
+                        if !replays.is_empty() {
+                            let mut tasks = replay_tasks.lock();
+                            tasks.retain(|t| !t.0.is_finished());
+                            for start in replays {
+                                tasks.push(replay_from.spawn(&session, &reader_subscriber, start));
+                            }
+                        }
                         drop(session);
                         let matched = u32::try_from(cost).unwrap_or(u32::MAX);
                         if matched > named {
@@ -603,6 +675,7 @@ impl MarketData for MarketDataService {
             _session: session,
             _slot: slot,
             _reader: AbortOnDrop(reader),
+            _replays: replays,
         };
         let state = (held, false, trace);
         let stream = futures_util::stream::unfold(state, move |(session, finished, mut trace)| {

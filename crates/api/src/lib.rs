@@ -8,6 +8,7 @@
 //! * [`grpc`]: the `raven.v1.MarketData` service — live subscriptions over one
 //!   bidirectional stream per client, and the unary book/instrument/status queries —
 //!   plus the standard health and reflection services so any gRPC tool works;
+//!   `replay` streams a subscribed topic's stored records before its live ones;
 //!
 //! and beside it:
 //! * [`health`]: `/health`, `/health/live` and `/health/ready` for orchestrators;
@@ -25,6 +26,7 @@ pub mod grpc;
 pub mod health;
 pub mod limits;
 pub mod metrics;
+mod replay;
 mod status;
 pub mod tls;
 

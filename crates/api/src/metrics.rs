@@ -116,6 +116,9 @@ pub fn install() -> Result<PrometheusHandle, metrics_exporter_prometheus::BuildE
     for result in raven_hub::RESUME_RESULTS {
         metrics::counter!("raven_resumes_total", "result" => result).absolute(0);
     }
+    for result in raven_hub::REPLAY_RESULTS {
+        metrics::counter!("raven_replays_total", "result" => result).absolute(0);
+    }
     Ok(handle)
 }
 
@@ -140,6 +143,10 @@ fn describe() {
     describe_counter!(
         "raven_resumes_total",
         "Topics asked to resume where a client left off, by result (replayed, epoch_changed, out_of_range, unavailable)."
+    );
+    describe_counter!(
+        "raven_replays_total",
+        "Topics replayed from a time and joined to their live stream, by result: exact (the join is proven), inexact (ReplayComplete says why)."
     );
     describe_gauge!(
         "raven_grpc_connections",

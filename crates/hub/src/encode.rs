@@ -44,6 +44,7 @@ fn envelope_message(env: &Envelope<'_>, payload: Option<Payload>) -> pb::ServerM
         exchange_time_ns: env.exchange_time.as_nanos(),
         receive_time_ns: env.receive_time.as_nanos(),
         send_time_ns: 0,
+        replayed: false,
         payload,
     }
 }

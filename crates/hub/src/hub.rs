@@ -448,6 +448,33 @@ impl Hub {
         }
     }
 
+    /// An event topic's live messages now, for a replay's join (module `seam`).
+    pub(crate) fn live_log(&self, key: &TopicKey) -> Option<crate::seam::LiveLog> {
+        self.instruments
+            .get(&key.instrument)?
+            .state
+            .lock()
+            .live_log(key.channel)
+    }
+
+    /// Adds `sub` to `key` after sequence `after`, the resume path's way (see
+    /// `InstrumentState::subscribe`): `first` is the message that goes before the
+    /// topic's next ones, made from the resume's outcome.
+    pub(crate) fn attach_after(
+        &self,
+        key: &TopicKey,
+        sub: &Arc<Subscriber>,
+        after: u64,
+        first: impl FnOnce(pb::ack::ResumeResult, String) -> Bytes,
+    ) {
+        if let Some(state) = self.instruments.get(&key.instrument) {
+            state
+                .state
+                .lock()
+                .subscribe(key, sub, Resume::After(after), first);
+        }
+    }
+
     /// Opens a subscriber stream for a client at `peer` with `grant`'s entitlements.
     pub fn session(self: &Arc<Self>, peer: String, grant: Arc<Grant>) -> Session {
         let id = self.next_subscriber.fetch_add(1, Ordering::Relaxed);
@@ -470,6 +497,9 @@ impl Hub {
             sub,
             grant,
             topics: HashSet::new(),
+            replaying: HashSet::new(),
+            started: Vec::new(),
+            replay_refusal: Some("this server keeps no history to replay from".into()),
         }
     }
 }
@@ -540,10 +570,17 @@ impl FeedSink for Hub {
 
 /// One client stream's subscriptions. Dropping it unsubscribes everything.
 pub struct Session {
-    hub: Arc<Hub>,
-    sub: Arc<Subscriber>,
+    pub(crate) hub: Arc<Hub>,
+    pub(crate) sub: Arc<Subscriber>,
     grant: Arc<Grant>,
-    topics: HashSet<TopicKey>,
+    pub(crate) topics: HashSet<TopicKey>,
+    /// Topics asked from a past time, between their ack and their join (module
+    /// `replay`): held (counted, unsubscribable) but not yet receiving live messages.
+    pub(crate) replaying: HashSet<TopicKey>,
+    /// Replays accepted by the last [`Session::handle`], for the caller to start.
+    pub(crate) started: Vec<crate::replay::ReplayStart>,
+    /// Why this stream cannot replay from a time (`None`: it can).
+    pub(crate) replay_refusal: Option<String>,
 }
 
 impl Session {
@@ -561,9 +598,13 @@ impl Session {
         let mut cost = 0;
         match msg.kind {
             Some(pb::client_message::Kind::Subscribe(req)) => {
-                if self.within_request_limit(req.topics.len() + req.resume.len()) {
+                if self.within_request_limit(req.topics.len() + req.resume.len() + req.replay.len())
+                {
                     for r in &req.resume {
                         cost += self.resume(r);
+                    }
+                    for r in &req.replay {
+                        cost += self.replay(r);
                     }
                     for topic in &req.topics {
                         cost += self.subscribe(topic, Resume::No);
@@ -606,7 +647,7 @@ impl Session {
         topics <= max
     }
 
-    fn ack(&self, topic: &pb::Topic, result: pb::ack::Result, reason: &str) {
+    pub(crate) fn ack(&self, topic: &pb::Topic, result: pb::ack::Result, reason: &str) {
         let resume = pb::ack::ResumeResult::ResumeNotAsked;
         self.sub.push_control(&[ack_message(
             topic,
@@ -619,7 +660,7 @@ impl Session {
 
     /// Rejects `topic`, echoing it back with its names cut short (a client's
     /// megabyte-long symbol is not queued back to it).
-    fn reject(&self, topic: &pb::Topic, reason: &str) {
+    pub(crate) fn reject(&self, topic: &pb::Topic, reason: &str) {
         metrics::counter!("errors_total", "kind" => "rejected_topic").increment(1);
         let echoed = pb::Topic {
             venue: Symbol::clip(&topic.venue).to_owned(),
@@ -631,7 +672,7 @@ impl Session {
     }
 
     /// Resolves a requested topic to concrete topics, or the reason it cannot be served.
-    fn resolve(&self, topic: &pb::Topic) -> Result<Vec<TopicKey>, String> {
+    pub(crate) fn resolve(&self, topic: &pb::Topic) -> Result<Vec<TopicKey>, String> {
         let req = TopicRequest::parse(topic)?;
         // Before anything is matched: a client learns nothing of what it may not see.
         if let Some(reason) = self.grant.refusal(req.venue, req.channel) {
@@ -715,25 +756,12 @@ impl Session {
         let resolved = keys.len();
         for key in keys {
             let wire = key.to_proto();
-            if self.topics.contains(&key) {
-                self.ack(&wire, pb::ack::Result::Subscribed, "already subscribed");
-                continue;
-            }
-            if self.topics.len() >= self.hub.config.max_topics_per_stream {
-                let reason = format!(
-                    "topic limit reached: {} topics per stream",
-                    self.hub.config.max_topics_per_stream
-                );
-                self.reject(&wire, &reason);
+            if !self.admit(&key, &wire) {
                 continue;
             }
             let Some(state) = self.hub.instruments.get(&key.instrument) else {
                 continue;
             };
-            if let Err(reason) = self.grant.take_topic() {
-                self.reject(&wire, &reason);
-                continue;
-            }
             let epoch = self.hub.epoch;
             let ack = |resume: pb::ack::ResumeResult, reason: String| {
                 if let Some(result) = resume_result_label(resume) {
@@ -747,6 +775,31 @@ impl Session {
             self.topics.insert(key);
         }
         resolved
+    }
+
+    /// Whether `key` may be added to this stream: not already held, within the stream's
+    /// topic limit and the principal's budget (taken here). Answers the client if not.
+    pub(crate) fn admit(&mut self, key: &TopicKey, wire: &pb::Topic) -> bool {
+        if self.topics.contains(key) {
+            self.ack(wire, pb::ack::Result::Subscribed, "already subscribed");
+            return false;
+        }
+        if self.topics.len() >= self.hub.config.max_topics_per_stream {
+            let reason = format!(
+                "topic limit reached: {} topics per stream",
+                self.hub.config.max_topics_per_stream
+            );
+            self.reject(wire, &reason);
+            return false;
+        }
+        if !self.hub.instruments.contains_key(&key.instrument) {
+            return false;
+        }
+        if let Err(reason) = self.grant.take_topic() {
+            self.reject(wire, &reason);
+            return false;
+        }
+        true
     }
 
     /// Unsubscribes what `topic` names; returns how many topics it resolved to.
@@ -770,6 +823,7 @@ impl Session {
                 continue;
             }
             removed += 1;
+            self.replaying.remove(&key);
             self.grant.return_topic();
             if let Some(state) = self.hub.instruments.get(&key.instrument) {
                 state.state.lock().unsubscribe(&key, self.sub.id);

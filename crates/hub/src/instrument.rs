@@ -237,6 +237,14 @@ impl InstrumentState {
         true
     }
 
+    /// An event topic's live messages now (module `seam`); `None` for book topics.
+    pub fn live_log(&self, channel: Channel) -> Option<crate::seam::LiveLog> {
+        self.stream_topics
+            .iter()
+            .find(|t| t.key.channel == channel)
+            .map(Topic::live_log)
+    }
+
     fn stream_topic(&mut self, channel: Channel) -> Option<&mut Topic> {
         self.stream_topics
             .iter_mut()

@@ -8,6 +8,8 @@
 //! * `instrument`: one instrument's book, topics, candles and feed continuity;
 //! * `topic`: one sequenced topic and the slow-consumer policy per subscriber;
 //! * `retention`: what a topic keeps of its recent messages, for clients that resume;
+//! * [`replay`]: a topic asked from a past time, held until its stored records are
+//!   sent, then joined to the live stream at the [`seam`];
 //! * [`views`]: top-N book views, built off the feed's path;
 //! * [`encode`]: model to wire, encoded once per message for all subscribers;
 //! * [`subscriber`]: each stream's bounded queue, and the kill switch for clients that
@@ -19,7 +21,9 @@ pub mod encode;
 pub mod grant;
 mod hub;
 mod instrument;
+pub mod replay;
 mod retention;
+pub mod seam;
 pub mod subscriber;
 pub mod tap;
 mod topic;
@@ -31,6 +35,7 @@ pub use hub::{
     Hub, HubConfig, InstrumentSpec, ListedInstrument, Session, UnknownInstrument, RESUME_RESULTS,
 };
 pub use instrument::InstrumentInfo;
+pub use replay::{ReplayEnd, ReplayStart, REPLAY_RESULTS};
 pub use subscriber::{EndReason, Next, Subscriber, SubscriberInfo};
 pub use tap::{Record, Tap};
 pub use views::BOOK_VIEW_DEPTHS;

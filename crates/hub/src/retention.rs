@@ -149,6 +149,11 @@ impl Retention {
         self.log.get(index).map(|r| &r.body)
     }
 
+    /// The messages kept, oldest first (reference counts, not copies).
+    pub fn messages(&self) -> Vec<Bytes> {
+        self.log.iter().map(|r| r.body.clone()).collect()
+    }
+
     /// Messages and bytes kept.
     #[cfg(test)]
     pub fn len(&self) -> (usize, usize) {

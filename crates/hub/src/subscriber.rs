@@ -31,9 +31,14 @@
 //! within the limit (plus one sweep) whatever it does, and delivering a message never
 //! reads the clock. Between sweeps, the bounds above keep its memory bounded. The
 //! consumer side is [`Subscriber::next`], awaited by the gRPC response stream.
+//!
+//! A third producer is a replay from the history store ([`Subscriber::offer_replayed`]):
+//! it is not a publisher that must never wait but a task that can, so it takes only
+//! the first half of the queue (live data keeps the rest) and waits for the reader to
+//! make room ([`Subscriber::room`]) instead of falling behind.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -112,6 +117,9 @@ pub struct Subscriber {
     limits: QueueLimits,
     queue: Mutex<Queue>,
     ready: Notify,
+    /// A replay waits for room ([`Subscriber::room`]); the reader wakes it.
+    room_wanted: AtomicBool,
+    room: Notify,
     conflations: AtomicU64,
     dropped: AtomicU64,
     topics: AtomicU64,
@@ -153,6 +161,8 @@ impl Subscriber {
                 ended: None,
             }),
             ready: Notify::new(),
+            room_wanted: AtomicBool::new(false),
+            room: Notify::new(),
             conflations: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
             topics: AtomicU64::new(0),
@@ -224,6 +234,41 @@ impl Subscriber {
         drop(q);
         self.ready.notify_one();
         true
+    }
+
+    /// Admits a replay's stored record while the queue is less than half full, in
+    /// messages and bytes (or empty); `false` otherwise, which is not falling behind:
+    /// the replay waits for [`Subscriber::room`]. An ended stream takes nothing.
+    pub fn offer_replayed(&self, msg: &Bytes) -> bool {
+        let mut q = self.queue.lock();
+        if q.ended.is_some() {
+            return false;
+        }
+        let fits = self.replay_fits(&q, msg.len());
+        if fits {
+            q.push(msg.clone());
+            drop(q);
+            self.ready.notify_one();
+        }
+        fits
+    }
+
+    fn replay_fits(&self, q: &Queue, bytes: usize) -> bool {
+        q.items.is_empty() || (self.half_free(q) && q.bytes + bytes <= self.limits.max_bytes / 2)
+    }
+
+    /// Waits until the reader has made room for a replayed record of `bytes` (see
+    /// [`Subscriber::offer_replayed`]) or the stream has ended; then offer again.
+    pub async fn room(&self, bytes: usize) {
+        self.room_wanted.store(true, Ordering::Release);
+        {
+            let q = self.queue.lock();
+            if q.ended.is_some() || self.replay_fits(&q, bytes) {
+                return;
+            }
+        }
+        // A notify_one before this await leaves a permit, so no wakeup is lost.
+        self.room.notified().await;
     }
 
     /// Admits control messages (in order) past the data bounds, up to the headroom (see
@@ -319,6 +364,7 @@ impl Subscriber {
         }
         q.ended = Some(reason);
         self.ready.notify_one();
+        self.room.notify_one();
     }
 
     /// Ends the stream because the server stops: what is queued is still delivered,
@@ -361,6 +407,10 @@ impl Subscriber {
                     q.reads += 1;
                     if q.items.is_empty() {
                         q.behind_since = None;
+                    }
+                    if self.room_wanted.load(Ordering::Acquire) && self.half_free(&q) {
+                        self.room_wanted.store(false, Ordering::Release);
+                        self.room.notify_one();
                     }
                     return Next::Message(msg);
                 }
@@ -415,6 +465,7 @@ impl Subscriber {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Arc;
 
     fn msg(n: u8) -> Bytes {
         Bytes::from(vec![n])
@@ -600,6 +651,46 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         assert!(s.is_ended(), "a consumer that never catches up is cut");
+    }
+
+    #[tokio::test]
+    async fn a_replay_takes_half_the_queue_and_waits_for_the_reader() {
+        let s = Arc::new(sub(4, 1 << 20, 60_000));
+        assert!(s.offer_replayed(&msg(1)));
+        assert!(s.offer_replayed(&msg(2)));
+        assert!(!s.offer_replayed(&msg(3)), "half of 4 is taken");
+        assert_eq!(
+            s.offer_data(&msg(9)),
+            Admit::Accepted,
+            "live data has the rest"
+        );
+        let waiter = {
+            let s = s.clone();
+            tokio::spawn(async move {
+                s.room(1).await;
+                s.offer_replayed(&msg(3))
+            })
+        };
+        tokio::task::yield_now().await;
+        assert!(!waiter.is_finished(), "no room yet");
+        assert_eq!(s.next(far()).await, Next::Message(msg(1)));
+        assert_eq!(s.next(far()).await, Next::Message(msg(2)));
+        assert!(waiter.await.unwrap(), "the reader made room");
+        assert_eq!(s.next(far()).await, Next::Message(msg(9)));
+        assert_eq!(s.next(far()).await, Next::Message(msg(3)));
+        // An ended stream wakes a waiting replay, and takes nothing more.
+        for n in 0..4 {
+            s.offer_data(&msg(n));
+        }
+        let waiter = {
+            let s = s.clone();
+            tokio::spawn(async move {
+                s.room(1).await;
+                s.offer_replayed(&msg(3))
+            })
+        };
+        s.stop("stopping");
+        assert!(!waiter.await.unwrap());
     }
 
     #[tokio::test]

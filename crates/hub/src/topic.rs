@@ -38,6 +38,7 @@ use raven_proto::pb::server_message::Payload;
 use crate::channel::{Channel, TopicKey};
 use crate::encode::{self, Envelope};
 use crate::retention::Retention;
+use crate::seam::LiveLog;
 use crate::subscriber::{Admit, Subscriber};
 
 /// Why a subscriber cannot resume a topic where it left off.
@@ -159,6 +160,22 @@ impl Topic {
                 first: first.unwrap_or(self.sequence + 1),
                 current: self.sequence,
             }),
+        }
+    }
+
+    /// The topic's live messages as they are now, for a replay's join (module `seam`).
+    pub fn live_log(&self) -> LiveLog {
+        match &self.retention {
+            None => LiveLog {
+                current: self.sequence,
+                ..LiveLog::default()
+            },
+            Some(r) => LiveLog {
+                kept: true,
+                first: r.first().unwrap_or(self.sequence + 1),
+                messages: r.messages(),
+                current: self.sequence,
+            },
         }
     }
 

@@ -97,6 +97,7 @@ mod tests {
             exchange_time_ns: 7,
             receive_time_ns: 8,
             send_time_ns: 0,
+            replayed: false,
             payload: Some(pb::server_message::Payload::Heartbeat(pb::Heartbeat {})),
         };
         let out = OutboundMessage {

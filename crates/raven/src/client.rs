@@ -48,6 +48,12 @@ pub struct SubArgs {
     /// resuming every topic after the last message received.
     #[arg(long)]
     pub no_reconnect: bool,
+    /// Start each topic (but books and wildcards) with the server's stored records
+    /// since this time — a duration ago like 10m, an RFC 3339 time, or a Unix time —
+    /// then its live stream, joined without a gap. A stream that breaks during the
+    /// replay replays again on the next.
+    #[arg(long, value_name = "TIME")]
+    pub since: Option<String>,
 }
 
 #[derive(clap::Args, Debug)]
@@ -142,13 +148,19 @@ pub async fn sub(args: SubArgs) -> anyhow::Result<ExitCode> {
         .iter()
         .map(|t| parse_topic(t))
         .collect::<anyhow::Result<Vec<_>>>()?;
+    let since = args
+        .since
+        .as_deref()
+        .map(|t| crate::history::parse_time(t, std::time::SystemTime::now()))
+        .transpose()
+        .context("--since")?;
     let deadline = args
         .duration
         .map(|s| tokio::time::Instant::now() + Duration::from_secs(s));
     let mut progress = Progress::default();
     let mut backoff = raven_venues::backoff::Backoff::new(Default::default());
     loop {
-        let lost = match stream_once(&args, &topics, deadline, &mut progress).await {
+        let lost = match stream_once(&args, &topics, since, deadline, &mut progress).await {
             Ok(StreamEnd::Done) => return Ok(ExitCode::SUCCESS),
             Ok(StreamEnd::Lost(why)) => why,
             Err(e) => return Err(e),
@@ -203,6 +215,7 @@ enum StreamEnd {
 async fn stream_once(
     args: &SubArgs,
     topics: &[pb::Topic],
+    since: Option<u64>,
     deadline: Option<tokio::time::Instant>,
     progress: &mut Progress,
 ) -> anyhow::Result<StreamEnd> {
@@ -222,16 +235,31 @@ async fn stream_once(
         .collect();
     // The topics as asked, but those resumed under the same name (a wildcard's
     // topics and renamed ones get "already subscribed").
-    let asked: Vec<pb::Topic> = topics
+    let asked = topics
         .iter()
         .filter(|t| !progress.last.contains_key(&topic_id(t)))
-        .cloned()
+        .cloned();
+    // With --since, what can be replayed is (a book keeps no history; a wildcard's
+    // topics are not known here).
+    let replayable =
+        |t: &pb::Topic| t.channel != pb::Channel::Book as i32 && t.symbol.trim() != "*";
+    let (replay, asked): (Vec<pb::Topic>, Vec<pb::Topic>) = match since {
+        Some(_) => asked.partition(replayable),
+        None => (Vec::new(), asked.collect()),
+    };
+    let replay = replay
+        .into_iter()
+        .map(|topic| pb::Replay {
+            topic: Some(topic),
+            since_time_ns: since.unwrap_or_default(),
+        })
         .collect();
     let (tx, rx) = tokio::sync::mpsc::channel(4);
     tx.send(pb::ClientMessage {
         kind: Some(pb::client_message::Kind::Subscribe(pb::SubscribeRequest {
             topics: asked,
             resume,
+            replay,
         })),
     })
     .await?;
@@ -269,9 +297,17 @@ async fn stream_once(
         }
         let is_data = !matches!(
             msg.payload,
-            Some(Payload::Ack(_) | Payload::Heartbeat(_) | Payload::Pong(_)) | None
+            Some(
+                Payload::Ack(_)
+                    | Payload::Heartbeat(_)
+                    | Payload::Pong(_)
+                    | Payload::ReplayComplete(_)
+            ) | None
         );
-        if is_data {
+        // A topic's place is its last live number; a replay's end says where the live
+        // stream takes over. Replayed records have none.
+        let placed = is_data || matches!(msg.payload, Some(Payload::ReplayComplete(_)));
+        if placed && !msg.replayed {
             if let Some(topic) = &msg.topic {
                 progress
                     .last
@@ -381,11 +417,18 @@ pub fn message_json(m: &pb::ServerMessage) -> Value {
             "feed_gap",
             json!({"reason": g.reason, "start_time_ns": g.start_time_ns, "end_time_ns": g.end_time_ns, "last_id": g.last_id, "next_id": g.next_id}),
         ),
+        Some(Payload::ReplayComplete(r)) => (
+            "replay_complete",
+            json!({"records": r.records, "exact": r.exact, "reason": r.reason, "last_time_ns": r.last_time_ns}),
+        ),
         Some(Payload::Heartbeat(_)) => ("heartbeat", json!({})),
         Some(Payload::Pong(p)) => ("pong", json!({"nonce": p.nonce})),
         None => ("empty", json!({})),
     };
     v["type"] = json!(kind);
+    if m.replayed {
+        v["replayed"] = json!(true);
+    }
     if let (Value::Object(dst), Value::Object(src)) = (&mut v, body) {
         dst.extend(src);
     }
@@ -518,10 +561,23 @@ pub fn message_text(m: &pb::ServerMessage) -> String {
                 String::new()
             }
         ),
+        Some(Payload::ReplayComplete(r)) => format!(
+            "REPLAY COMPLETE {} stored records, {}",
+            r.records,
+            if r.exact {
+                "joined live exactly".to_owned()
+            } else {
+                format!("joined live NOT exactly: {}", r.reason)
+            }
+        ),
         Some(Payload::Heartbeat(_)) => "heartbeat".to_owned(),
         Some(Payload::Pong(p)) => format!("pong {}", p.nonce),
         None => "empty".to_owned(),
     };
+    if m.replayed {
+        // A stored record has no live number: its exchange time places it.
+        return format!("{} {topic} stored {what}", clock(m.exchange_time_ns));
+    }
     format!("{} {topic} #{} {what}", clock(m.send_time_ns), m.sequence)
 }
 

@@ -74,6 +74,8 @@ pub struct ServerConfig {
     pub keepalive_timeout_secs: u64,
     /// A connection with no call open this long is closed (0: never).
     pub idle_timeout_secs: u64,
+    /// Stored records one topic's replay from a time sends at most.
+    pub max_replay_records: usize,
     /// TLS on the gRPC port; unset: plain text.
     pub tls: Option<TlsSection>,
 }
@@ -102,6 +104,7 @@ impl Default for ServerConfig {
             keepalive_interval_secs: 30,
             keepalive_timeout_secs: 20,
             idle_timeout_secs: 300,
+            max_replay_records: 1_000_000,
             tls: None,
         }
     }
@@ -546,7 +549,7 @@ impl Config {
         // arithmetic on it (deadlines, buffer sizes) far from overflowing.
         const HOUR_MS: u64 = 3_600_000;
         const DAY_MS: u64 = 24 * HOUR_MS;
-        let bounded: [(&str, u64, u64, u64); 26] = [
+        let bounded: [(&str, u64, u64, u64); 27] = [
             ("server.heartbeat_ms", self.server.heartbeat_ms, 1, HOUR_MS),
             (
                 "hub.slow_consumer_limit_ms",
@@ -683,6 +686,12 @@ impl Config {
                 3600,
             ),
             (
+                "server.max_replay_records",
+                self.server.max_replay_records as u64,
+                1,
+                100_000_000,
+            ),
+            (
                 "server.idle_timeout_secs",
                 self.server.idle_timeout_secs,
                 0,
@@ -803,6 +812,7 @@ impl Config {
             },
             keepalive_interval: Duration::from_secs(self.server.keepalive_interval_secs),
             keepalive_timeout: Duration::from_secs(self.server.keepalive_timeout_secs),
+            max_replay_records: self.server.max_replay_records,
         }
     }
 }

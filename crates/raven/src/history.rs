@@ -96,8 +96,8 @@ pub async fn history(args: HistoryArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Nanoseconds since the Unix epoch for `--from`/`--to`.
-fn parse_time(text: &str, now: SystemTime) -> anyhow::Result<u64> {
+/// Nanoseconds since the Unix epoch for `--from`/`--to` (and `raven sub --since`).
+pub fn parse_time(text: &str, now: SystemTime) -> anyhow::Result<u64> {
     let text = text.trim();
     let at = if let Ok(n) = text.parse::<u64>() {
         // Seconds until the year 2286, milliseconds until then, else nanoseconds.

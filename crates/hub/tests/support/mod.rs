@@ -182,7 +182,7 @@ pub fn subscribe(session: &mut Session, topics: Vec<pb::Topic>) {
     session.handle(pb::ClientMessage {
         kind: Some(pb::client_message::Kind::Subscribe(pb::SubscribeRequest {
             topics,
-            resume: Vec::new(),
+            ..Default::default()
         })),
     });
 }
@@ -197,6 +197,7 @@ pub fn resume(session: &mut Session, topic: &pb::Topic, epoch: u64, after: u64) 
                 epoch,
                 after_sequence: after,
             }],
+            ..Default::default()
         })),
     });
 }
