@@ -145,14 +145,15 @@ impl Topic {
     /// Where a subscriber that last received `after` may resume: `Ok` with the state
     /// that replays what it missed, or why not.
     pub fn resume_from(&self, after: u64) -> Result<Pending, ResumeRefused> {
+        // In step: nothing was missed, whatever the topic keeps.
+        if after == self.sequence {
+            return Ok(Pending::None);
+        }
         let retention = self.retention.as_ref().ok_or(ResumeRefused::Unavailable)?;
         if after > self.sequence {
             return Err(ResumeRefused::Ahead {
                 current: self.sequence,
             });
-        }
-        if after == self.sequence {
-            return Ok(Pending::None);
         }
         match retention.first() {
             Some(first) if first <= after + 1 => Ok(Pending::Replaying(after + 1)),

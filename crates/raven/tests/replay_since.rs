@@ -198,8 +198,43 @@ async fn a_replay_from_a_time_joins_the_live_stream_exactly() {
         assert_eq!(a.result(), pb::ack::Result::Rejected);
         assert!(a.reason.contains(why), "{}", a.reason);
     }
+    // `raven sub --since` does the same.
+    let out = std::process::Command::new(RAVEN)
+        .args(["sub", "--server", &server.grpc, "--json", "--no-reconnect"])
+        .args([
+            "binance_spot:SYN0USDT:trades",
+            "--since",
+            "2s",
+            "--duration",
+            "4",
+        ])
+        .output()
+        .expect("raven sub");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .collect();
+    let marker = lines
+        .iter()
+        .position(|l| l["type"] == "replay_complete")
+        .expect("the replay's end is printed");
+    assert_eq!(lines[marker]["exact"], true, "{}", lines[marker]);
+    assert!(lines[..marker]
+        .iter()
+        .filter(|l| l["type"] == "trade")
+        .all(|l| l["replayed"] == true));
+    assert!(lines[marker + 1..]
+        .iter()
+        .all(|l| l.get("replayed").is_none()));
+
     let metrics = server.metrics().await;
-    assert!(metric(&metrics, "raven_replays_total{result=\"exact\"}") >= 1.0);
+    assert!(metric(&metrics, "raven_replays_total{result=\"exact\"}") >= 2.0);
 }
 
 /// Without a live log to join at, the join cannot be proven: the marker says so and
@@ -208,6 +243,10 @@ async fn a_replay_from_a_time_joins_the_live_stream_exactly() {
 async fn a_join_that_cannot_be_proven_says_so() {
     let (_sim, server) =
         one_symbol_rig(500, "[\"trades\", \"book\"]", "[hub]\nretention_secs = 0\n").await;
+    // A trade published first, so there is something live the join could miss.
+    let mut client = server.client().await;
+    let mut live = Subscription::open(&mut client, vec![trades()]).await;
+    while trade_of(&next(&mut live).await).is_none() {}
     let since = raven_model::UnixNanos::now().as_nanos() - 60_000_000_000;
     let mut s = replay_from(&server, trades(), since).await;
     let marker = loop {
