@@ -25,6 +25,9 @@ use raven_sinks::history::{HistoryItem, HistoryQuery, HistoryRow, HistoryStore};
 
 use crate::limits::Slot;
 
+/// Records encoded between yields to the runtime, which the live feed shares.
+const YIELD_EVERY: u64 = 256;
+
 /// What one replay needs besides its topic.
 pub(crate) struct ReplayTask {
     pub session: Weak<Mutex<Session>>,
@@ -92,6 +95,10 @@ impl ReplayTask {
                 end.records += 1;
                 end.last = Some(stored);
                 end.last_time_ns = time;
+                // A page is thousands of records: let the feed's tasks run between.
+                if end.records.is_multiple_of(YIELD_EVERY) {
+                    tokio::task::yield_now().await;
+                }
             }
         }
         if end.records >= self.max_records as u64 {

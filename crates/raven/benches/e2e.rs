@@ -297,9 +297,11 @@ fn spawn_sim(s: &Scenario) -> Result<(Child, String)> {
     if !line.contains("listening on") {
         bail!("raven sim did not start: {line:?}");
     }
+    // "raven sim listening on ADDR (VENUE)".
     let addr = line
-        .split_whitespace()
-        .last()
+        .split("listening on ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
         .unwrap_or_default()
         .to_owned();
     Ok((child, addr))
