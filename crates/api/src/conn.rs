@@ -17,13 +17,18 @@
 //!   connection's read path: the HTTP/2 server always waits to read, so a timer polled
 //!   there wakes it without a task per connection.
 //!
+//! * **Guessing.** A connection whose calls failed authentication
+//!   [`MAX_AUTH_FAILURES`] times is closed (`limit="auth_failures"`): trying tokens
+//!   costs a new connection (and TLS handshake) every few guesses, within
+//!   `max_connections`, instead of one cheap HTTP/2 stream each.
+//!
 //! What each call needs to know of its connection (address, client-certificate
 //! names, open calls) travels as [`ConnInfo`] in the request's extensions.
 
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -40,6 +45,9 @@ use crate::tls::{client_names, Tls};
 
 /// How long a TLS handshake may take.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Failed authentications a connection may have before it is closed.
+pub const MAX_AUTH_FAILURES: u32 = 8;
 
 /// How long a connection beyond `max_connections` is kept to answer why.
 pub const REFUSED_LIFETIME: Duration = Duration::from_secs(2);
@@ -76,6 +84,8 @@ struct ConnState {
     /// Why every call is refused (the server is at `max_connections`).
     refused: Option<String>,
     calls: AtomicUsize,
+    /// Calls that failed authentication.
+    auth_failures: AtomicU32,
     /// When the last call ended, in ms since `born`.
     idle_since_ms: AtomicU64,
     born: Instant,
@@ -94,6 +104,16 @@ impl ConnInfo {
     /// Why calls on this connection are refused, if they are.
     pub fn refused(&self) -> Option<&str> {
         self.0.refused.as_deref()
+    }
+
+    /// Counts a call that failed authentication; true when that was the last the
+    /// connection may have (it closes at its next read).
+    pub fn auth_failed(&self) -> bool {
+        self.0.auth_failures.fetch_add(1, Ordering::AcqRel) + 1 == MAX_AUTH_FAILURES
+    }
+
+    fn guessing(&self) -> bool {
+        self.0.auth_failures.load(Ordering::Acquire) >= MAX_AUTH_FAILURES
     }
 
     /// Opens a call, or returns how many are open when `max` already are.
@@ -213,7 +233,7 @@ impl AsyncRead for Conn {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        if self.expired(cx) {
+        if self.info.guessing() || self.expired(cx) {
             // End of stream: the HTTP/2 server closes the connection.
             return Poll::Ready(Ok(()));
         }
@@ -283,6 +303,7 @@ impl Accepted {
             cert_names,
             refused: self.refused,
             calls: AtomicUsize::new(0),
+            auth_failures: AtomicU32::new(0),
             idle_since_ms: AtomicU64::new(0),
             born: Instant::now(),
             _counted: self.counted,

@@ -10,7 +10,8 @@
 //!    the open call is held by the response body, so a `Subscribe` stream counts until
 //!    it ends, and the connection is idle only when no call is open;
 //! 3. authenticates the caller ([`Auth::authenticate`]) from its `authorization`
-//!    header and client certificate, answering `UNAUTHENTICATED` with the reason, and
+//!    header and client certificate, answering `UNAUTHENTICATED` with the reason (and
+//!    closing a connection that keeps guessing, see [`crate::conn`]), and
 //!    hands the [`Principal`] to the handler in the request's extensions. Health checks
 //!    (`grpc.health.v1`) are answered for anyone: orchestrators probe without
 //!    credentials, and they reveal nothing.
@@ -29,7 +30,7 @@ use tonic::body::Body;
 use tonic::Status;
 
 use crate::auth::{Auth, Principal};
-use crate::conn::{Call, ConnInfo};
+use crate::conn::{Call, ConnInfo, MAX_AUTH_FAILURES};
 use crate::metrics::METHODS;
 
 const HEALTH: &str = "/grpc.health.v1.Health/";
@@ -167,6 +168,13 @@ impl<S> Gate<S> {
             .authenticate(authorization.map(|v| v.as_bytes()), names)
             .map_err(|e| {
                 metrics::counter!("raven_auth_failures_total", "reason" => e.label()).increment(1);
+                if conn.as_ref().is_some_and(ConnInfo::auth_failed) {
+                    metrics::counter!("raven_limit_hits_total", "limit" => "auth_failures")
+                        .increment(1);
+                    return Status::unauthenticated(format!(
+                        "{e}; this connection is closed after {MAX_AUTH_FAILURES} failed attempts"
+                    ));
+                }
                 Status::unauthenticated(e.to_string())
             })?;
         metrics::counter!(

@@ -66,6 +66,7 @@ pub const LIMITS: &[&str] = &[
     "request_bytes",
     "idle_timeout",
     "tls_handshake_timeout",
+    "auth_failures",
 ];
 
 /// Registers the per-principal series (their label values are configured names).

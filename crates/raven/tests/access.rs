@@ -601,8 +601,38 @@ async fn tokens_name_principals_held_to_their_entitlements() {
         .await
         .is_ok());
 
+    // A connection that keeps guessing is closed after 8 failed attempts.
+    let open_connections = |m: &str| metric(m, "raven_grpc_connections ");
+    let before = open_connections(&server.metrics().await);
+    let mut guesser = connect(&server).await;
+    for attempt in 1..=8 {
+        let err = guesser
+            .get_status(with_token(
+                pb::GetStatusRequest {},
+                Some(&format!("guess-{attempt}")),
+            ))
+            .await
+            .expect_err("a guess");
+        if attempt < 8 {
+            assert_eq!(err.code(), tonic::Code::Unauthenticated, "{err:?}");
+        }
+    }
+    wait_until(
+        "the guessing connection closed",
+        Duration::from_secs(20),
+        || {
+            let server = &server;
+            async move { open_connections(&server.metrics().await) <= before }
+        },
+    )
+    .await;
+
     // Counted by principal and reason, never by token; no token in the log.
     let metrics = server.metrics().await;
+    assert_eq!(
+        metric(&metrics, "raven_limit_hits_total{limit=\"auth_failures\"}"),
+        1.0
+    );
     assert!(metric(&metrics, "raven_token_reloads_total{result=\"ok\"}") >= 1.0);
     assert!(metric(&metrics, "raven_auth_failures_total{reason=\"missing\"}") >= 1.0);
     assert!(metric(&metrics, "raven_auth_failures_total{reason=\"malformed\"}") >= 1.0);
