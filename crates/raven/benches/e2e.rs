@@ -37,7 +37,11 @@
 //! cargo bench -p raven --bench e2e -- latency memory     # some of them
 //! cargo bench -p raven --bench e2e -- --duration 30 --warmup 5
 //! cargo bench -p raven --bench e2e -- fanout --rate 20000 --subscribers 50
+//! cargo bench -p raven --bench e2e -- isolation --tls      # gRPC over TLS
 //! ```
+//!
+//! `--tls` serves the gRPC port over TLS with a certificate made for the run (rcgen),
+//! and every client connects with it: the difference to a plain run is what TLS costs.
 //!
 //! Environment equivalents: `RAVEN_E2E_SCENARIOS` (comma-separated),
 //! `RAVEN_E2E_DURATION`, `RAVEN_E2E_WARMUP` (seconds).
@@ -67,7 +71,7 @@ const CLOCK_TICKS: f64 = 100.0;
 #[derive(Debug, Clone)]
 struct Scenario {
     name: &'static str,
-    what: &'static str,
+    what: String,
     symbols: usize,
     levels: usize,
     /// Simulator `--rate`: frames/s generated over all symbols and streams.
@@ -83,7 +87,7 @@ fn default_scenarios() -> Vec<Scenario> {
     vec![
         Scenario {
             name: "latency",
-            what: "(a) 50 k msgs/s, 10 subscribers",
+            what: "(a) 50 k msgs/s, 10 subscribers".into(),
             symbols: 10,
             levels: 1000,
             rate: 50_000,
@@ -94,7 +98,7 @@ fn default_scenarios() -> Vec<Scenario> {
         },
         Scenario {
             name: "fanout",
-            what: "(b) 10 k msgs/s, 100 subscribers",
+            what: "(b) 10 k msgs/s, 100 subscribers".into(),
             symbols: 10,
             levels: 1000,
             rate: 10_000,
@@ -105,7 +109,7 @@ fn default_scenarios() -> Vec<Scenario> {
         },
         Scenario {
             name: "memory",
-            what: "(c) 100 books × 5 000 levels",
+            what: "(c) 100 books × 5 000 levels".into(),
             symbols: 100,
             levels: 5000,
             rate: 2_000,
@@ -116,7 +120,7 @@ fn default_scenarios() -> Vec<Scenario> {
         },
         Scenario {
             name: "isolation",
-            what: "(d) 10 k frames/s, 1 subscriber, no hostile stream",
+            what: "(d) 10 k frames/s, 1 subscriber, no hostile stream".into(),
             symbols: 10,
             levels: 1000,
             rate: 14_700,
@@ -127,7 +131,7 @@ fn default_scenarios() -> Vec<Scenario> {
         },
         Scenario {
             name: "hostile",
-            what: "(e) as (d) plus one hostile stream",
+            what: "(e) as (d) plus one hostile stream".into(),
             symbols: 10,
             levels: 1000,
             rate: 14_700,
@@ -143,11 +147,13 @@ struct Options {
     scenarios: Vec<Scenario>,
     warmup: Duration,
     duration: Duration,
+    /// Serve gRPC over TLS (a certificate made for the run) and connect with it.
+    tls: bool,
 }
 
 const USAGE: &str =
     "usage: cargo bench -p raven --bench e2e -- [latency|fanout|memory|isolation|hostile ...] \
-[--duration SECS] [--warmup SECS] [--rate MSGS_PER_S] [--subscribers N]";
+[--duration SECS] [--warmup SECS] [--rate MSGS_PER_S] [--subscribers N] [--tls]";
 
 fn parse_options() -> Result<Options> {
     let secs = |what: &str, v: &str| -> Result<Duration> {
@@ -164,6 +170,7 @@ fn parse_options() -> Result<Options> {
     let mut duration = Duration::from_secs(15);
     let mut names: Vec<String> = Vec::new();
     let (mut rate, mut subscribers): (Option<u64>, Option<usize>) = (None, None);
+    let mut tls = false;
     if let Ok(v) = std::env::var("RAVEN_E2E_DURATION") {
         duration = secs("RAVEN_E2E_DURATION", &v)?;
     }
@@ -210,6 +217,7 @@ fn parse_options() -> Result<Options> {
                         .with_context(|| format!("--subscribers: {v:?} is not a whole number"))?,
                 );
             }
+            "--tls" => tls = true,
             "-h" | "--help" => {
                 println!("{USAGE}");
                 std::process::exit(0);
@@ -244,11 +252,21 @@ fn parse_options() -> Result<Options> {
         if let Some(n) = subscribers {
             s.subscribers = n;
         }
+        if tls {
+            if s.hostile {
+                bail!(
+                    "--tls: the hostile client of ({}) speaks plain text only",
+                    s.name
+                );
+            }
+            s.what.push_str(", over TLS");
+        }
     }
     Ok(Options {
         scenarios,
         warmup,
         duration,
+        tls,
     })
 }
 
@@ -307,17 +325,77 @@ fn spawn_sim(s: &Scenario) -> Result<(Child, String)> {
     Ok((child, addr))
 }
 
+/// How clients reach the server's gRPC port: its URL, and the CA to trust when it
+/// speaks TLS (its certificate names `localhost`).
+#[derive(Clone)]
+struct Dial {
+    url: String,
+    ca: Option<Vec<u8>>,
+}
+
+impl Dial {
+    async fn channel(&self) -> Result<tonic::transport::Channel> {
+        let mut endpoint = tonic::transport::Endpoint::from_shared(self.url.clone())
+            .with_context(|| format!("endpoint {}", self.url))?;
+        if let Some(ca) = &self.ca {
+            endpoint = endpoint
+                .tls_config(
+                    tonic::transport::ClientTlsConfig::new()
+                        .ca_certificate(tonic::transport::Certificate::from_pem(ca))
+                        .domain_name("localhost"),
+                )
+                .context("TLS settings")?;
+        }
+        endpoint
+            .connect()
+            .await
+            .with_context(|| format!("connect {}", self.url))
+    }
+}
+
+/// A CA and a `localhost` certificate it signed, in `dir`; the `[server.tls]` lines
+/// naming them, and the CA's PEM.
+fn make_tls(dir: &Path) -> Result<(String, Vec<u8>)> {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).context("CA params")?;
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca_key = KeyPair::generate().context("CA key")?;
+    let ca = ca_params.self_signed(&ca_key).context("CA certificate")?;
+    let issuer = Issuer::new(ca_params, ca_key);
+    let key = KeyPair::generate().context("server key")?;
+    let cert = CertificateParams::new(vec!["localhost".to_owned()])
+        .context("server params")?
+        .signed_by(&key, &issuer)
+        .context("server certificate")?;
+    let (cert_path, key_path) = (dir.join("server.crt"), dir.join("server.key"));
+    std::fs::write(&cert_path, cert.pem()).context("write the certificate")?;
+    std::fs::write(&key_path, key.serialize_pem()).context("write the key")?;
+    let lines = format!(
+        "\n[server.tls]\ncert = \"{}\"\nkey = \"{}\"\n",
+        cert_path.display(),
+        key_path.display()
+    );
+    Ok((lines, ca.pem().into_bytes()))
+}
+
 struct Server {
     child: Child,
-    grpc: String,
+    grpc: Dial,
     health_port: u16,
     metrics_port: u16,
     dir: tempfile::TempDir,
 }
 
-/// Starts `raven serve` pointed at the simulator at `sim_addr`.
-fn spawn_serve(s: &Scenario, sim_addr: &str) -> Result<Server> {
+/// Starts `raven serve` pointed at the simulator at `sim_addr`, its gRPC port over TLS
+/// when `tls`.
+fn spawn_serve(s: &Scenario, sim_addr: &str, tls: bool) -> Result<Server> {
     let dir = tempfile::tempdir().context("tempdir")?;
+    let (tls_lines, ca) = if tls {
+        let (lines, ca) = make_tls(dir.path())?;
+        (lines, Some(ca))
+    } else {
+        (String::new(), None)
+    };
     let (grpc, health, metrics) = (free_port()?, free_port()?, free_port()?);
     let symbols: Vec<String> = (0..s.symbols).map(|i| format!("\"SYN{i}USDT\"")).collect();
     let limit = s
@@ -325,7 +403,7 @@ fn spawn_serve(s: &Scenario, sim_addr: &str) -> Result<Server> {
         .map(|l| format!("snapshot_limit = {l}\n"))
         .unwrap_or_default();
     let config = format!(
-        "[server]\nhost = \"127.0.0.1\"\ngrpc_port = {grpc}\nhealth_port = {health}\nmetrics_port = {metrics}\nheartbeat_ms = 1000\ndata_dir = \"{}\"\n\n\
+        "[server]\nhost = \"127.0.0.1\"\ngrpc_port = {grpc}\nhealth_port = {health}\nmetrics_port = {metrics}\nheartbeat_ms = 1000\ndata_dir = \"{}\"\n{tls_lines}\n\
          [[venues]]\nvenue = \"{VENUE}\"\nsymbols = [{}]\nchannels = [\"trades\", \"book\"]\n\
          ws_url = \"ws://{sim_addr}\"\nrest_url = \"http://{sim_addr}\"\n\
          rest_weight_per_minute = 1000000\n{limit}",
@@ -350,7 +428,13 @@ fn spawn_serve(s: &Scenario, sim_addr: &str) -> Result<Server> {
         .with_context(|| format!("spawn {RAVEN} serve"))?;
     Ok(Server {
         child: Child(proc),
-        grpc: format!("http://127.0.0.1:{grpc}"),
+        grpc: Dial {
+            url: format!(
+                "{}://127.0.0.1:{grpc}",
+                if ca.is_some() { "https" } else { "http" }
+            ),
+            ca,
+        },
         health_port: health,
         metrics_port: metrics,
         dir,
@@ -404,10 +488,8 @@ impl Server {
 }
 
 /// The server's view of its books, over gRPC.
-async fn book_status(grpc: &str) -> Result<Vec<pb::BookStatus>> {
-    let mut client = MarketDataClient::connect(grpc.to_owned())
-        .await
-        .with_context(|| format!("connect {grpc}"))?;
+async fn book_status(grpc: &Dial) -> Result<Vec<pb::BookStatus>> {
+    let mut client = MarketDataClient::new(grpc.channel().await?);
     Ok(client
         .get_status(pb::GetStatusRequest {})
         .await
@@ -571,15 +653,13 @@ fn topic(symbol: &str, channel: pb::Channel) -> pb::Topic {
 
 /// Connects its own HTTP/2 connection and subscribes to every book and trade.
 async fn open_subscriber(
-    url: String,
+    dial: Dial,
 ) -> Result<(
     tokio::sync::mpsc::Sender<pb::ClientMessage>,
     tonic::Streaming<pb::ServerMessage>,
 )> {
-    let mut client = MarketDataClient::connect(url.clone())
-        .await
-        .with_context(|| format!("connect {url}"))?
-        .max_decoding_message_size(256 << 20);
+    let mut client =
+        MarketDataClient::new(dial.channel().await?).max_decoding_message_size(256 << 20);
     let (tx, rx) = tokio::sync::mpsc::channel(4);
     let topics = vec![
         topic("*", pb::Channel::Book),
@@ -851,7 +931,7 @@ struct Outcome {
 async fn run_scenario(s: &Scenario, opts: &Options, http: &reqwest::Client) -> Result<Outcome> {
     let (sim, sim_addr) = spawn_sim(s)?;
     let started = Instant::now();
-    let server = spawn_serve(s, &sim_addr)?;
+    let server = spawn_serve(s, &sim_addr, opts.tls)?;
     wait_synced(&server, http, s.symbols, Duration::from_secs(300)).await?;
     let sync_secs = started.elapsed().as_secs_f64();
 
@@ -877,7 +957,7 @@ async fn run_scenario(s: &Scenario, opts: &Options, http: &reqwest::Client) -> R
     let hostile = if s.hostile {
         let exe = std::env::current_exe().context("the bench's own path")?;
         let child = Command::new(exe)
-            .args(["--hostile-client", &server.grpc])
+            .args(["--hostile-client", &server.grpc.url])
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
