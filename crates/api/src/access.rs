@@ -6,14 +6,52 @@
 //! that does not read leaves what is in use as it was and is logged.
 
 use std::net::IpAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
+
+use parking_lot::Mutex;
 
 use crate::auth::Auth;
 use crate::tls::Tls;
 
 /// How often the files are checked for changes.
 pub const CHECK_EVERY: Duration = Duration::from_secs(2);
+
+/// A file's (modification time, size), or `None` when it cannot be read.
+type Stamp = Option<(SystemTime, u64)>;
+
+fn stamp(path: &PathBuf) -> Stamp {
+    let m = std::fs::metadata(path).ok()?;
+    Some((m.modified().ok()?, m.len()))
+}
+
+/// Files as they were when last read, to notice they changed.
+#[derive(Debug)]
+pub(crate) struct FileStamps {
+    paths: Vec<PathBuf>,
+    seen: Mutex<Vec<Stamp>>,
+}
+
+impl FileStamps {
+    /// Records `paths` as they are now: call before reading them.
+    pub fn new(paths: Vec<PathBuf>) -> Self {
+        let seen = Mutex::new(paths.iter().map(stamp).collect());
+        Self { paths, seen }
+    }
+
+    /// Records the files as they are now, before they are read again: a read that
+    /// fails is not retried until a file changes again.
+    pub fn mark(&self) {
+        *self.seen.lock() = self.paths.iter().map(stamp).collect();
+    }
+
+    /// True when a file changed since it was last marked (never, without files).
+    pub fn changed(&self) -> bool {
+        let now: Vec<Stamp> = self.paths.iter().map(stamp).collect();
+        now != *self.seen.lock()
+    }
+}
 
 /// Credentials and TLS of the gRPC port. Shared with what reloads them.
 #[derive(Debug, Clone)]

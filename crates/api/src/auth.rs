@@ -18,10 +18,11 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::SystemTime;
 
-use parking_lot::{Mutex, RwLock};
+use parking_lot::RwLock;
 use raven_hub::Grant;
+
+use crate::access::FileStamps;
 
 /// The name every caller has on a server that requires no credentials.
 pub const OPEN_PRINCIPAL: &str = "open";
@@ -130,8 +131,8 @@ pub struct Auth {
     tokens_file: Option<PathBuf>,
     /// Configured and file hashes together; replaced whole on reload.
     tokens: RwLock<HashMap<[u8; 32], Arc<Principal>>>,
-    /// The tokens file's (modification time, size) when last read.
-    stamp: Mutex<Option<(SystemTime, u64)>>,
+    /// The tokens file as it was when last read.
+    stamps: FileStamps,
     cert_names: HashMap<String, Arc<Principal>>,
 }
 
@@ -149,7 +150,7 @@ impl Auth {
             configured_tokens: HashMap::new(),
             tokens_file: None,
             tokens: RwLock::new(HashMap::new()),
-            stamp: Mutex::new(None),
+            stamps: FileStamps::new(Vec::new()),
             cert_names: HashMap::new(),
         }
     }
@@ -192,9 +193,9 @@ impl Auth {
             open: None,
             principals,
             configured_tokens,
+            stamps: FileStamps::new(tokens_file.iter().cloned().collect()),
             tokens_file,
             tokens: RwLock::new(HashMap::new()),
-            stamp: Mutex::new(None),
             cert_names,
         };
         auth.reload()?;
@@ -223,8 +224,7 @@ impl Auth {
     pub fn reload(&self) -> Result<usize, String> {
         let mut tokens = self.configured_tokens.clone();
         if let Some(path) = &self.tokens_file {
-            // A failed read is not retried until the file changes again.
-            *self.stamp.lock() = stamp(path);
+            self.stamps.mark();
             let text = std::fs::read_to_string(path)
                 .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
             for (n, line) in text.lines().enumerate() {
@@ -256,11 +256,7 @@ impl Auth {
     /// Reloads if the tokens file changed since it was last read; `None` when it did
     /// not (or there is none).
     pub fn reload_if_changed(&self) -> Option<Result<usize, String>> {
-        let path = self.tokens_file.as_ref()?;
-        if stamp(path) == *self.stamp.lock() {
-            return None;
-        }
-        Some(self.reload())
+        self.stamps.changed().then(|| self.reload())
     }
 
     /// The principal of a call with this `authorization` header value and these
@@ -299,12 +295,6 @@ impl Auth {
             (None, None) => Err(AuthError::Missing),
         }
     }
-}
-
-/// A file's (modification time, size), to notice it changed.
-pub(crate) fn stamp(path: &std::path::Path) -> Option<(SystemTime, u64)> {
-    let m = std::fs::metadata(path).ok()?;
-    Some((m.modified().ok()?, m.len()))
 }
 
 /// The token of an `authorization: Bearer <token>` value.

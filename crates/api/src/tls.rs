@@ -16,13 +16,14 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::SystemTime;
 
-use parking_lot::{Mutex, RwLock};
+use parking_lot::RwLock;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::WebPkiClientVerifier;
 use rustls::{RootCertStore, ServerConfig};
+
+use crate::access::FileStamps;
 
 /// Where the server's certificate, key and client CA are.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,19 +44,25 @@ pub struct TlsFiles {
 pub struct Tls {
     files: TlsFiles,
     current: RwLock<Arc<ServerConfig>>,
-    /// Each file's (modification time, size) when the configuration in use was read.
-    stamps: Mutex<Vec<Option<(SystemTime, u64)>>>,
+    /// The files as they were when last read.
+    stamps: FileStamps,
 }
 
 impl Tls {
     /// Reads the files; errors name the file at fault.
     pub fn load(files: TlsFiles) -> Result<Self, String> {
-        let stamps = stamps(&files);
+        let stamps = FileStamps::new(
+            [&files.cert, &files.key]
+                .into_iter()
+                .chain(&files.client_ca)
+                .cloned()
+                .collect(),
+        );
         let config = build(&files)?;
         Ok(Self {
             files,
             current: RwLock::new(Arc::new(config)),
-            stamps: Mutex::new(stamps),
+            stamps,
         })
     }
 
@@ -64,19 +71,12 @@ impl Tls {
         self.current.read().clone()
     }
 
-    /// True when clients must present a certificate.
-    pub fn requires_client_cert(&self) -> bool {
-        self.files.client_ca.is_some() && !self.files.client_cert_optional
-    }
-
     /// Reads the files again. On error the configuration in use stays.
     pub fn reload(&self) -> Result<(), String> {
-        let stamps = stamps(&self.files);
+        self.stamps.mark();
         let result = build(&self.files).map(|config| {
             *self.current.write() = Arc::new(config);
         });
-        // A failed read is not retried until a file changes again.
-        *self.stamps.lock() = stamps;
         let label = if result.is_ok() { "ok" } else { "failed" };
         metrics::counter!("raven_tls_reloads_total", "result" => label).increment(1);
         result
@@ -84,21 +84,8 @@ impl Tls {
 
     /// Reloads if a file changed since the last read; `None` when none did.
     pub fn reload_if_changed(&self) -> Option<Result<(), String>> {
-        if stamps(&self.files) == *self.stamps.lock() {
-            return None;
-        }
-        Some(self.reload())
+        self.stamps.changed().then(|| self.reload())
     }
-}
-
-fn paths(files: &TlsFiles) -> impl Iterator<Item = &PathBuf> {
-    [&files.cert, &files.key]
-        .into_iter()
-        .chain(&files.client_ca)
-}
-
-fn stamps(files: &TlsFiles) -> Vec<Option<(SystemTime, u64)>> {
-    paths(files).map(|p| crate::auth::stamp(p)).collect()
 }
 
 fn read(path: &PathBuf) -> Result<Vec<u8>, String> {
