@@ -114,9 +114,7 @@ where
             {
                 metrics::counter!("raven_limit_hits_total", "limit" => "request_bytes")
                     .increment(1);
-                let status = Status::resource_exhausted(format!(
-                    "a request is larger than server.max_request_bytes ({max_request_bytes} bytes)"
-                ));
+                let status = Status::resource_exhausted(too_large(max_request_bytes));
                 let headers = response.headers_mut();
                 headers.remove("grpc-status");
                 headers.remove("grpc-message");
@@ -186,6 +184,11 @@ impl<S> Gate<S> {
         req.extensions_mut().insert::<Arc<Principal>>(principal);
         Ok(call)
     }
+}
+
+/// What a client whose request was over `max` bytes is told.
+pub(crate) fn too_large(max: usize) -> String {
+    format!("a request is larger than server.max_request_bytes ({max} bytes)")
 }
 
 /// A response body that keeps its call open until it is done or dropped.

@@ -492,17 +492,15 @@ struct ReplayFrom {
 }
 
 impl ReplayFrom {
-    /// Starts `start`'s replay (module `replay`); the session accepted it only when
-    /// there is a store.
+    /// Starts `start`'s replay (module `replay`); `None` without a store, where the
+    /// session accepts none.
     fn spawn(
         &self,
         session: &Arc<Mutex<raven_hub::Session>>,
         sub: &Arc<raven_hub::Subscriber>,
         start: raven_hub::ReplayStart,
-    ) -> AbortOnDrop {
-        let Some(store) = self.store.clone() else {
-            return AbortOnDrop(tokio::spawn(async {}));
-        };
+    ) -> Option<AbortOnDrop> {
+        let store = self.store.clone()?;
         let task = crate::replay::ReplayTask {
             session: Arc::downgrade(session),
             sub: Arc::clone(sub),
@@ -511,7 +509,7 @@ impl ReplayFrom {
             unit: self.hub.listing(&start.key.instrument).map(|l| l.qty_unit),
             max_records: self.max_records,
         };
-        AbortOnDrop(tokio::spawn(task.run(start)))
+        Some(AbortOnDrop(tokio::spawn(task.run(start))))
     }
 }
 
@@ -571,15 +569,10 @@ impl MarketData for MarketDataService {
         let mut inbound = request.into_inner();
         let grant = caller.principal.grant.clone();
         let mut hub_session = self.hub().session(peer.clone(), grant);
-        if self.history.is_none() {
-            hub_session.set_replay_refusal(Some(
-                "history is off (history.store = \"off\"): there are no stored records to \
-                 replay"
-                    .into(),
-            ));
-        } else {
-            hub_session.set_replay_refusal(None);
-        }
+        hub_session.set_replay_refusal(self.history.is_none().then(|| {
+            "history is off (history.store = \"off\"): there are no stored records to replay"
+                .to_owned()
+        }));
         let session = Arc::new(Mutex::new(hub_session));
         let subscriber = session.lock().subscriber();
         metrics::counter!("raven_grpc_requests_total", "method" => "Subscribe", "code" => "OK")
@@ -628,9 +621,9 @@ impl MarketData for MarketDataService {
                         if !replays.is_empty() {
                             let mut tasks = replay_tasks.lock();
                             tasks.retain(|t| !t.0.is_finished());
-                            for start in replays {
-                                tasks.push(replay_from.spawn(&session, &reader_subscriber, start));
-                            }
+                            tasks.extend(replays.into_iter().filter_map(|start| {
+                                replay_from.spawn(&session, &reader_subscriber, start)
+                            }));
                         }
                         drop(session);
                         let matched = u32::try_from(cost).unwrap_or(u32::MAX);
@@ -648,8 +641,8 @@ impl MarketData for MarketDataService {
                                 metrics::counter!("raven_limit_hits_total", "limit" => "request_bytes")
                                     .increment(1);
                                 reader_subscriber.end_too_large(&format!(
-                                    "a request is larger than server.max_request_bytes \
-                                     ({max_request_bytes} bytes): {}",
+                                    "{}: {}",
+                                    crate::gate::too_large(max_request_bytes),
                                     status.message()
                                 ));
                             }
@@ -780,14 +773,7 @@ impl MarketData for MarketDataService {
                 .into_iter()
                 .filter(|spec| venue.is_none_or(|v| spec.id.venue == v))
                 // A principal sees the venues it may use.
-                .filter(|spec| {
-                    caller
-                        .principal
-                        .grant
-                        .venues
-                        .as_ref()
-                        .is_none_or(|v| v.contains(&spec.id.venue))
-                })
+                .filter(|spec| caller.principal.grant.covers_venue(spec.id.venue))
                 .map(instrument)
                 .collect();
             Ok(Response::new(pb::ListInstrumentsResponse { instruments }))

@@ -151,7 +151,7 @@ fn describe() {
     );
     describe_gauge!(
         "raven_grpc_connections",
-        "Open gRPC connections (TCP, after the TLS handshake when there is one)."
+        "Open gRPC connections (TCP; those still in their TLS handshake included)."
     );
     describe_counter!(
         "raven_limit_hits_total",

@@ -56,9 +56,14 @@ impl Grant {
         Self::new(principal, None, None, None)
     }
 
+    /// Whether the grant covers `venue` (whatever the channel).
+    pub fn covers_venue(&self, venue: Venue) -> bool {
+        self.venues.as_ref().is_none_or(|v| v.contains(&venue))
+    }
+
     /// Why `venue`/`channel` is beyond the grant, or `None` when it is covered.
     pub fn refusal(&self, venue: Venue, channel: Channel) -> Option<String> {
-        if self.venues.as_ref().is_some_and(|v| !v.contains(&venue)) {
+        if !self.covers_venue(venue) {
             return Some(format!(
                 "principal {:?} is not entitled to venue {venue} (entitlement: venues)",
                 self.principal

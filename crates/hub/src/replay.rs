@@ -17,7 +17,7 @@ use raven_model::UnixNanos;
 use raven_proto::pb;
 use raven_proto::pb::server_message::Payload;
 
-use crate::channel::{Channel, TopicKey, TopicRequest};
+use crate::channel::{Channel, TopicKey};
 use crate::encode::{self, Envelope};
 use crate::hub::Session;
 use crate::seam::{self, Join, LiveLog, StoredEnd};
@@ -68,41 +68,7 @@ impl Session {
     /// naming why. Returns its cost (1).
     pub(crate) fn replay(&mut self, r: &pb::Replay) -> usize {
         let topic = r.topic.clone().unwrap_or_default();
-        if let Some(reason) = &self.replay_refusal {
-            let reason = reason.clone();
-            self.reject(&topic, &reason);
-            return 1;
-        }
-        if topic.symbol.trim() == "*" {
-            self.reject(
-                &topic,
-                "replay names one topic: a wildcard's topics each have their own records",
-            );
-            return 1;
-        }
-        match TopicRequest::parse(&topic) {
-            Ok(req) if req.channel == Channel::Book => {
-                self.reject(
-                    &topic,
-                    "book history is not kept: subscribe the book for a snapshot, or resume it",
-                );
-                return 1;
-            }
-            _ => {}
-        }
-        let now = UnixNanos::now();
-        if r.since_time_ns > now.as_nanos() {
-            self.reject(
-                &topic,
-                &format!(
-                    "since_time_ns {} is in the future (now is {})",
-                    r.since_time_ns,
-                    now.as_nanos()
-                ),
-            );
-            return 1;
-        }
-        let keys = match self.resolve(&topic) {
+        let keys = match self.replayable(&topic, r.since_time_ns) {
             Ok(keys) => keys,
             Err(reason) => {
                 self.reject(&topic, &reason);
@@ -124,6 +90,32 @@ impl Session {
             });
         }
         1
+    }
+
+    /// The topic `topic` names, if it can be replayed since `since_time_ns`; otherwise
+    /// why not.
+    fn replayable(&self, topic: &pb::Topic, since_time_ns: u64) -> Result<Vec<TopicKey>, String> {
+        if let Some(reason) = &self.replay_refusal {
+            return Err(reason.clone());
+        }
+        if topic.symbol.trim() == "*" {
+            return Err(
+                "replay names one topic: a wildcard's topics each have their own records".into(),
+            );
+        }
+        let now = UnixNanos::now().as_nanos();
+        if since_time_ns > now {
+            return Err(format!(
+                "since_time_ns {since_time_ns} is in the future (now is {now})"
+            ));
+        }
+        let keys = self.resolve(topic)?;
+        if keys.iter().any(|k| k.channel == Channel::Book) {
+            return Err(
+                "book history is not kept: subscribe the book for a snapshot, or resume it".into(),
+            );
+        }
+        Ok(keys)
     }
 
     /// Joins a replayed topic to its live stream once its records are sent: the
