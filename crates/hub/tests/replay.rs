@@ -39,6 +39,26 @@ fn stored_trade(n: u64) -> ReplayEnd {
     }
 }
 
+/// A stream of a hub that may replay, asking BTCUSDT's trades since `t(0)`: acked and
+/// waiting for its records.
+async fn replaying_trades(
+    hub: &std::sync::Arc<raven_hub::Hub>,
+) -> (
+    raven_hub::Session,
+    std::sync::Arc<raven_hub::Subscriber>,
+    Vec<raven_hub::ReplayStart>,
+) {
+    let mut session = hub.session("c".into(), open_grant());
+    session.set_replay_refusal(None);
+    let sub = session.subscriber();
+    let trades = topic(&btc(), pb::Channel::Trades, 0);
+    session.handle(replay_request(trades.clone(), t(0).as_nanos()));
+    expect_ack(&sub, &trades, pb::ack::Result::Subscribed).await;
+    let started = session.take_replays();
+    assert_eq!(started.len(), 1);
+    (session, sub, started)
+}
+
 #[tokio::test]
 async fn a_stream_without_history_refuses_a_replay_by_name() {
     let hub = new_hub(HubConfig::default());
@@ -52,14 +72,7 @@ async fn a_stream_without_history_refuses_a_replay_by_name() {
 #[tokio::test]
 async fn the_live_stream_takes_over_after_the_last_stored_record() {
     let hub = new_hub(HubConfig::default());
-    let mut session = hub.session("c".into(), open_grant());
-    session.set_replay_refusal(None);
-    let sub = session.subscriber();
-    let trades = topic(&btc(), pb::Channel::Trades, 0);
-    session.handle(replay_request(trades.clone(), t(0).as_nanos()));
-    expect_ack(&sub, &trades, pb::ack::Result::Subscribed).await;
-    let started = session.take_replays();
-    assert_eq!(started.len(), 1);
+    let (mut session, sub, started) = replaying_trades(&hub).await;
     // While the store is read the market moves on; nothing live reaches the stream.
     for n in 0..10 {
         hub.market_event(trade_event(&btc(), n));
@@ -90,13 +103,8 @@ async fn the_live_stream_takes_over_after_the_last_stored_record() {
 #[tokio::test]
 async fn a_topic_unsubscribed_during_its_replay_is_not_joined() {
     let hub = new_hub(HubConfig::default());
-    let mut session = hub.session("c".into(), open_grant());
-    session.set_replay_refusal(None);
-    let sub = session.subscriber();
+    let (mut session, sub, started) = replaying_trades(&hub).await;
     let trades = topic(&btc(), pb::Channel::Trades, 0);
-    session.handle(replay_request(trades.clone(), t(0).as_nanos()));
-    expect_ack(&sub, &trades, pb::ack::Result::Subscribed).await;
-    let started = session.take_replays();
     assert!(session.is_replaying(&started[0].key));
     unsubscribe(&mut session, vec![trades.clone()]);
     expect_ack(&sub, &trades, pb::ack::Result::Unsubscribed).await;

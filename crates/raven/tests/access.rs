@@ -200,6 +200,15 @@ async fn first_trade(s: &mut Subscription) {
     }
 }
 
+/// `status` has `code` and a message that says `needle`.
+fn assert_status(status: &tonic::Status, code: tonic::Code, needle: &str) {
+    assert_eq!(status.code(), code, "{status:?}");
+    assert!(
+        status.message().contains(needle),
+        "{needle:?} not in {status:?}"
+    );
+}
+
 fn trades() -> pb::Topic {
     topic("binance_spot", "SYN0USDT", pb::Channel::Trades, 0)
 }
@@ -315,8 +324,7 @@ async fn tls_and_mutual_tls_with_reloaded_certificates() {
         .get_status(pb::GetStatusRequest {})
         .await
         .expect_err("unknown certificate");
-    assert_eq!(err.code(), tonic::Code::Unauthenticated, "{err:?}");
-    assert!(err.message().contains("names no principal"), "{err:?}");
+    assert_status(&err, tonic::Code::Unauthenticated, "names no principal");
 
     // No certificate, one from another CA, or plain text: no connection at all.
     for (what, config) in [
@@ -438,24 +446,22 @@ async fn tokens_name_principals_held_to_their_entitlements() {
         .get_status(pb::GetStatusRequest {})
         .await
         .expect_err("no token");
-    assert_eq!(missing.code(), tonic::Code::Unauthenticated);
-    assert!(
-        missing.message().contains("credentials required"),
-        "{missing:?}"
+    assert_status(
+        &missing,
+        tonic::Code::Unauthenticated,
+        "credentials required",
     );
     let mut basic = tonic::Request::new(pb::GetStatusRequest {});
     basic
         .metadata_mut()
         .insert("authorization", "Basic ZGVzaw==".parse().expect("header"));
     let malformed = client.get_status(basic).await.expect_err("basic auth");
-    assert_eq!(malformed.code(), tonic::Code::Unauthenticated);
-    assert!(malformed.message().contains("Bearer"), "{malformed:?}");
+    assert_status(&malformed, tonic::Code::Unauthenticated, "Bearer");
     let wrong = subscribe(&mut client, Some("not-a-token"), vec![trades()])
         .await
         .err()
         .expect("wrong token refused");
-    assert_eq!(wrong.code(), tonic::Code::Unauthenticated);
-    assert!(wrong.message().contains("not valid"), "{wrong:?}");
+    assert_status(&wrong, tonic::Code::Unauthenticated, "not valid");
     // Health checks need no credentials.
     let mut health = tonic_health::pb::health_client::HealthClient::new(
         Endpoint::from_shared(server.grpc.clone())
@@ -511,8 +517,7 @@ async fn tokens_name_principals_held_to_their_entitlements() {
         ))
         .await
         .expect_err("book beyond the desk's channels");
-    assert_eq!(book_call.code(), tonic::Code::PermissionDenied);
-    assert!(book_call.message().contains("book"), "{book_call:?}");
+    assert_status(&book_call, tonic::Code::PermissionDenied, "book");
     let instruments = client
         .list_instruments(with_token(
             pb::ListInstrumentsRequest::default(),
@@ -681,12 +686,10 @@ async fn connection_limits_answer_and_are_counted() {
         .get_status(pb::GetStatusRequest {})
         .await
         .expect_err("a third call on the connection");
-    assert_eq!(third.code(), tonic::Code::ResourceExhausted);
-    assert!(
-        third
-            .message()
-            .contains("server.max_streams_per_connection = 2"),
-        "{third:?}"
+    assert_status(
+        &third,
+        tonic::Code::ResourceExhausted,
+        "server.max_streams_per_connection = 2",
     );
     drop(b);
     wait_until(
@@ -707,10 +710,10 @@ async fn connection_limits_answer_and_are_counted() {
         .get_status(pb::GetStatusRequest {})
         .await
         .expect_err("a third connection");
-    assert_eq!(refused.code(), tonic::Code::ResourceExhausted);
-    assert!(
-        refused.message().contains("server.max_connections"),
-        "{refused:?}"
+    assert_status(
+        &refused,
+        tonic::Code::ResourceExhausted,
+        "server.max_connections",
     );
     drop(over);
     drop(second);
@@ -734,10 +737,10 @@ async fn connection_limits_answer_and_are_counted() {
         depth: 0,
     };
     let err = first.get_order_book(big).await.expect_err("too large");
-    assert_eq!(err.code(), tonic::Code::ResourceExhausted, "{err:?}");
-    assert!(
-        err.message().contains("server.max_request_bytes"),
-        "{err:?}"
+    assert_status(
+        &err,
+        tonic::Code::ResourceExhausted,
+        "server.max_request_bytes",
     );
     let mut s = subscribe(
         &mut first,
