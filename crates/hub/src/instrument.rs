@@ -511,6 +511,7 @@ impl InstrumentState {
         if let Err(rejected) = applied {
             let reason = match (rejected, snapshot) {
                 (BookRejected::Checksum { .. }, _) => "checksum mismatch",
+                (BookRejected::PriceRange { .. }, _) => "price out of the book's range",
                 (_, true) => "crossed book in snapshot",
                 (_, false) => "crossed book after delta",
             };

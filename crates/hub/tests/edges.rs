@@ -529,7 +529,7 @@ async fn every_lane_is_bounded_in_bytes_and_snapshots_count() {
     let mut refs: Vec<OrderBook> = (0..3)
         .map(|_| {
             let mut b = OrderBook::new();
-            b.apply_snapshot(&initial_book(), None);
+            b.apply_snapshot(&initial_book(), None).unwrap();
             b
         })
         .collect();
@@ -543,7 +543,7 @@ async fn every_lane_is_bounded_in_bytes_and_snapshots_count() {
             t(11),
         )
         .unwrap();
-        refs[i].apply_delta(&d);
+        refs[i].apply_delta(&d).unwrap();
     }
     let later = drain(&sub).await;
     for (i, book) in books.iter().enumerate() {

@@ -88,7 +88,7 @@ async fn subscribing_before_sync_waits_for_the_first_snapshot() {
     )
     .unwrap();
     let mut reference = OrderBook::new();
-    reference.apply_snapshot(&snap, None);
+    reference.apply_snapshot(&snap, None).unwrap();
     let first = recv(&sub).await;
     assert_eq!(snapshot(&first), &expected_snapshot(&reference, 0, false));
     assert_eq!(
@@ -196,7 +196,7 @@ async fn book_reset_stops_deltas_until_the_next_snapshot() {
         t(41),
     )
     .unwrap();
-    reference.apply_snapshot(&resync, None);
+    reference.apply_snapshot(&resync, None).unwrap();
     let snap = recv(&sub).await;
     assert_eq!(snap.sequence, first.sequence + 3);
     assert_eq!(snapshot(&snap), &expected_snapshot(&reference, 0, false));
@@ -289,7 +289,7 @@ async fn a_crossing_delta_is_rejected_and_never_published() {
         t(10),
     )
     .unwrap();
-    reference.apply_snapshot(&snap, None);
+    reference.apply_snapshot(&snap, None).unwrap();
     build_views(&hub);
     let got = drain(&sub).await;
     let snapshots: Vec<_> = got
@@ -342,7 +342,7 @@ async fn a_venue_s_checks_run_on_the_hub_s_book_and_what_they_cut_is_published()
     hub.book_update(&btc(), whole(initial_book()), &checks(20), t(1), t(2))
         .unwrap();
     let mut reference = OrderBook::new();
-    reference.apply_snapshot(&initial_book(), Some(10));
+    reference.apply_snapshot(&initial_book(), Some(10)).unwrap();
     assert_eq!(
         snapshot(&recv(&sub).await),
         &expected_snapshot(&reference, 0, false)
@@ -362,7 +362,7 @@ async fn a_venue_s_checks_run_on_the_hub_s_book_and_what_they_cut_is_published()
     let mut cut = d.clone();
     cut.bids.push(lvl("99.0", "0"));
     assert_eq!(book_delta(&recv(&sub).await), &expected_delta(&cut));
-    reference.apply_delta(&cut);
+    reference.apply_delta(&cut).unwrap();
     assert_eq!(
         hub.book(&btc(), 0).unwrap().unwrap().0,
         reference.snapshot(0)
@@ -1035,7 +1035,7 @@ async fn taps_get_events_closed_candles_and_periodic_samples() {
         }
     }
     let mut reference = OrderBook::new();
-    reference.apply_snapshot(&initial_book(), None);
+    reference.apply_snapshot(&initial_book(), None).unwrap();
     assert_eq!(
         books,
         vec![reference.snapshot(1)],

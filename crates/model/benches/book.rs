@@ -55,7 +55,8 @@ fn deep_book() -> OrderBook {
             last_update_id: 1,
         },
         None,
-    );
+    )
+    .unwrap();
     book
 }
 
@@ -85,7 +86,7 @@ fn bench_cycle(c: &mut Criterion, group: &str, name: &str, cycle: &[BookLevels])
         b.iter(|| {
             let d = &cycle[next];
             next = (next + 1) % cycle.len();
-            black_box(book.apply_delta(black_box(d)))
+            black_box(book.apply_delta(black_box(d)).unwrap())
         })
     });
     g.finish();

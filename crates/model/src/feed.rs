@@ -17,7 +17,7 @@
 //! own, so each update is applied once.
 
 use crate::book::OrderBook;
-use crate::{BookLevels, InstrumentId, MarketEvent, UnixNanos};
+use crate::{BookLevels, InstrumentId, MarketEvent, Price, UnixNanos};
 
 /// A change to one instrument's book, already checked against the exchange's sequence
 /// rules by the venue adapter.
@@ -75,6 +75,10 @@ pub enum BookRejected {
     /// wrong (an update was lost or misapplied).
     #[error("book checksum mismatch: the venue sent {expected}, the book gives {computed}")]
     Checksum { expected: u32, computed: u32 },
+    /// The price cannot be held exactly beside the book's others: at the finest scale
+    /// among them it would need more than 19 digits (see [`crate::book`]).
+    #[error("price {price} cannot be held exactly beside the book's other prices (more than 19 digits at their common scale)")]
+    PriceRange { price: Price },
 }
 
 /// What the adapter knows about data of an instrument's event streams (trades, BBO,

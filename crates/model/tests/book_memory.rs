@@ -50,7 +50,7 @@ fn bytes_per_level() {
 
     let before = LIVE.load(Ordering::Relaxed);
     let mut book = OrderBook::new();
-    book.apply_snapshot(&snapshot, None);
+    book.apply_snapshot(&snapshot, None).unwrap();
     let used = LIVE.load(Ordering::Relaxed) - before;
     let levels = 2 * DEPTH as usize;
     let per_level = used / levels;

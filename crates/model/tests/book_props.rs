@@ -109,10 +109,13 @@ enum Op {
 
 /// A price on a tick grid (0.1 apart), written at a random scale ("1.5", "1.50", "1.500")
 /// so that numerically equal prices with different text must land on the same level.
+/// One in ten carries 20 more zeros ("1.500…0", 21 decimals): beside "40" that needs
+/// more than a `u64`, so books widen their ranks in the middle of deltas too.
 fn price(ticks: std::ops::RangeInclusive<i64>) -> impl Strategy<Value = Price> {
-    (ticks, 0u32..3).prop_map(|(ticks, extra)| {
-        let mantissa = ticks * 10i64.pow(extra);
-        Price::new(Decimal::new(mantissa, 1 + extra)).unwrap()
+    let extra = prop_oneof![9 => 0u32..3, 1 => Just(20u32)];
+    (ticks, extra).prop_map(|(ticks, extra)| {
+        let mantissa = i128::from(ticks) * 10i128.pow(extra);
+        Price::new(Decimal::from_i128_with_scale(mantissa, 1 + extra)).unwrap()
     })
 }
 
@@ -157,6 +160,17 @@ fn ops() -> impl Strategy<Value = Vec<Op>> {
     )
 }
 
+/// The book's touch tier: tiny ones make every spill and refill between its tiers
+/// happen within a test's few dozen levels; the default holds them all in the tier.
+fn touch_levels() -> impl Strategy<Value = usize> {
+    prop_oneof![
+        Just(2usize),
+        Just(3),
+        Just(5),
+        Just(raven_model::book::DEFAULT_TOUCH_LEVELS)
+    ]
+}
+
 fn check_sorted(snap: &BookLevels, depth: usize) -> Result<(), TestCaseError> {
     if depth > 0 {
         prop_assert!(snap.bids.len() <= depth && snap.asks.len() <= depth);
@@ -171,18 +185,18 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(512))]
 
     #[test]
-    fn book_matches_the_reference(ops in ops(), depth in 0usize..12) {
-        let mut book = OrderBook::new();
+    fn book_matches_the_reference(ops in ops(), depth in 0usize..12, touch in touch_levels()) {
+        let mut book = OrderBook::with_touch_levels(touch);
         let mut reference = Reference::default();
         for op in &ops {
             let last_id = match op {
                 Op::Snapshot(s, limit) => {
-                    book.apply_snapshot(s, *limit);
+                    book.apply_snapshot(s, *limit).unwrap();
                     reference.snapshot(s, *limit);
                     s.last_update_id
                 }
                 Op::Delta(d) => {
-                    let outcome = book.apply_delta(d);
+                    let outcome = book.apply_delta(d).unwrap();
                     let unknown = reference.delta(d);
                     prop_assert_eq!(outcome.unknown_removals, unknown);
                     prop_assert_eq!(outcome.levels_applied, d.bids.len() + d.asks.len());
@@ -266,9 +280,10 @@ proptest! {
         ops in ops(),
         levels in 1usize..=5,
         depth in prop::option::of(1usize..=8),
+        touch in touch_levels(),
     ) {
         let checksum = rule(levels);
-        let mut book = OrderBook::new();
+        let mut book = OrderBook::with_touch_levels(touch);
         let mut fresh = OrderBook::new();
         for op in ops {
             let update = match op {

@@ -102,7 +102,7 @@ async fn replay_one_symbol(file: &str, depth_path: &str, symbol: &str, futures: 
     let snap = snapshot_levels(&later.body);
     assert_eq!(snap.last_update_id, client.last_u());
     let mut sim_book = OrderBook::new();
-    sim_book.apply_snapshot(&snap, None);
+    sim_book.apply_snapshot(&snap, None).unwrap();
     assert_eq!(book_text(&sim_book), book_text(&client.book));
     assert!(!sim_book.is_crossed());
     sim.shutdown().await;
@@ -220,7 +220,7 @@ async fn malformed_and_crossing_faults_on_a_replay() {
     assert!(sim.replay_finished().await);
     let later = snapshot_levels(&get(sim.local_addr(), &target).await.body);
     let mut sim_book = OrderBook::new();
-    sim_book.apply_snapshot(&later, None);
+    sim_book.apply_snapshot(&later, None).unwrap();
     assert_eq!(book_text(&sim_book), book_text(&reference.book));
     let stats = sim.stats();
     assert_eq!((stats.faults.malformed, stats.faults.crossed), (1, 1));

@@ -73,7 +73,7 @@ async fn client_stays_in_sync(venue: SimVenue, depth_path: &str) {
     }
     assert_eq!(client.last_u(), as_of);
     let mut sim_book = OrderBook::new();
-    sim_book.apply_snapshot(&later, None);
+    sim_book.apply_snapshot(&later, None).unwrap();
     assert_eq!(book_text(&client.book), book_text(&sim_book));
     assert!(diffs > 500, "only {diffs} diffs");
     assert!(tickers > 10, "only {tickers} book tickers");

@@ -555,7 +555,8 @@ impl ClientBook {
                 last_update_id: 0,
             },
             None,
-        );
+        )
+        .unwrap();
         let text = |b: &OrderBook| {
             let t = |l: Level| (l.price.to_string(), l.qty.to_string());
             (

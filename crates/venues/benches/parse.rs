@@ -110,7 +110,7 @@ fn parse_benches(c: &mut Criterion) {
             if let SnapshotOutcome::Synced { snapshot, .. } =
                 sync.on_snapshot(parse_snapshot(body, UnixNanos(0)).unwrap())
             {
-                book.apply_snapshot(&snapshot.into_levels(), None);
+                book.apply_snapshot(&snapshot.into_levels(), None).unwrap();
             }
             synced.insert(instrument, (sync, book));
         }
@@ -126,7 +126,7 @@ fn parse_benches(c: &mut Criterion) {
                         {
                             if let Some((sync, book)) = books.get_mut(&instrument) {
                                 if let DiffOutcome::Apply(d) = sync.on_diff(diff) {
-                                    black_box(book.apply_delta(&d.into_levels()));
+                                    black_box(book.apply_delta(&d.into_levels()).unwrap());
                                 }
                             }
                         }

@@ -165,7 +165,7 @@ fn sync_symbol(
                 }
                 match sync.on_diff(diff) {
                     DiffOutcome::Apply(d) => {
-                        book.apply_delta(&d.into_levels());
+                        book.apply_delta(&d.into_levels()).unwrap();
                         assert!(!book.is_crossed(), "{symbol} crossed");
                         applied += 1;
                     }
@@ -180,9 +180,9 @@ fn sync_symbol(
             Entry::Snapshot(_, s, body) if s == symbol => {
                 match sync.on_snapshot(parse_snapshot(body, UnixNanos(0)).unwrap()) {
                     SnapshotOutcome::Synced { snapshot, replay } => {
-                        book.apply_snapshot(&snapshot.into_levels(), None);
+                        book.apply_snapshot(&snapshot.into_levels(), None).unwrap();
                         for d in replay {
-                            book.apply_delta(&d.into_levels());
+                            book.apply_delta(&d.into_levels()).unwrap();
                             applied += 1;
                         }
                         assert!(!book.is_crossed(), "{symbol} crossed");

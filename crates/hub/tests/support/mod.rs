@@ -425,7 +425,7 @@ pub fn sync_btc(hub: &Hub) -> OrderBook {
     )
     .unwrap();
     let mut reference = OrderBook::new();
-    reference.apply_snapshot(&snap, None);
+    reference.apply_snapshot(&snap, None).unwrap();
     reference
 }
 
@@ -440,6 +440,6 @@ pub fn publish_delta(hub: &Hub, reference: &mut OrderBook, n: u64) -> BookLevels
         t(20 + n),
     )
     .unwrap();
-    reference.apply_delta(&d);
+    reference.apply_delta(&d).unwrap();
     d
 }

@@ -169,8 +169,9 @@ impl SimBook {
         self.asks.values()
     }
 
-    /// The book as Raven's model sees it (for tests and `Sim::book`).
-    pub fn to_order_book(&self) -> OrderBook {
+    /// The book as Raven's model sees it (for tests and `Sim::book`); `None` when its
+    /// prices cannot make one (see [`raven_model::feed::BookRejected::PriceRange`]).
+    pub fn to_order_book(&self) -> Option<OrderBook> {
         let level = |e: &Entry| {
             Some(Level {
                 price: Price::parse(&e.price).ok()?,
@@ -186,8 +187,9 @@ impl SimBook {
                 last_update_id: self.update_id.unwrap_or(0),
             },
             None,
-        );
-        book
+        )
+        .ok()?;
+        Some(book)
     }
 }
 
@@ -251,7 +253,7 @@ mod tests {
         assert!(!b.apply(&frame(false, &[("9", "1")], Some(7))), "stale");
         assert_eq!(b.update_id(), Some(7));
         assert_eq!(b.meta("ts"), Some("Some(7)"));
-        let ob = b.to_order_book();
+        let ob = b.to_order_book().unwrap();
         assert_eq!(ob.len(), (2, 0));
         assert_eq!(ob.best_bid().unwrap().price.to_string(), "3.00");
     }

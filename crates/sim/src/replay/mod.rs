@@ -588,7 +588,7 @@ impl Replay {
         let b = *self.books_by_name.get(&name)?;
         let state = self.state.lock();
         let book = &state.books[b];
-        book.started().then(|| book.to_order_book())
+        book.started().then(|| book.to_order_book()).flatten()
     }
 
     /// A new listener: the player starts (or resumes) once one exists.

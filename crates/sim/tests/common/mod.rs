@@ -149,7 +149,7 @@ pub struct SyncedBook {
 impl SyncedBook {
     pub fn new(snapshot: &BookLevels, futures: bool) -> Self {
         let mut book = OrderBook::new();
-        book.apply_snapshot(snapshot, None);
+        book.apply_snapshot(snapshot, None).unwrap();
         Self {
             book,
             futures,
@@ -196,12 +196,14 @@ impl SyncedBook {
             }
         }
         self.prev_u = u;
-        self.book.apply_delta(&BookLevels {
-            bids: levels(&data["b"]),
-            asks: levels(&data["a"]),
-            first_update_id: first,
-            last_update_id: u,
-        });
+        self.book
+            .apply_delta(&BookLevels {
+                bids: levels(&data["b"]),
+                asks: levels(&data["a"]),
+                first_update_id: first,
+                last_update_id: u,
+            })
+            .unwrap();
         true
     }
 

@@ -93,7 +93,8 @@ mod tests {
                 ..BookLevels::default()
             },
             None,
-        );
+        )
+        .unwrap();
         book
     }
 
@@ -147,7 +148,8 @@ mod tests {
         b.apply_delta(&BookLevels {
             bids: vec![lv("0.00753600", "5.00000000")],
             ..BookLevels::default()
-        });
+        })
+        .unwrap();
         assert_eq!(checksum(&b), 2_884_602_505);
     }
 
@@ -221,7 +223,8 @@ mod tests {
         b.apply_delta(&BookLevels {
             asks: vec![lv("10.5", "0")],
             ..BookLevels::default()
-        });
+        })
+        .unwrap();
         assert_eq!(checksum(&b), 2_250_337_087);
         assert_ne!(before, checksum(&b));
     }

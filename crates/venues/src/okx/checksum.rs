@@ -120,7 +120,8 @@ mod tests {
                 last_update_id: 0,
             },
             None,
-        );
+        )
+        .unwrap();
         b
     }
 

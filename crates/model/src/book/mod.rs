@@ -1,15 +1,21 @@
 //! The full-depth L2 order book.
 //!
-//! A book is two price-ordered maps of level quantities. It knows nothing of exchange
-//! sequence numbers or sockets: the venue adapter decides *whether* a batch of levels may
-//! be applied (snapshot/diff joining, gap detection), and the book only applies it.
+//! A book is two price-ordered sides of levels. It knows nothing of exchange sequence
+//! numbers or sockets: the venue adapter decides *whether* a batch of levels may be
+//! applied (snapshot/diff joining, gap detection), and the book only applies it.
 //!
 //! Design choices, each for a reason:
-//! * `BTreeMap<Price, Qty>` per side: updates land anywhere in a deep book (Binance sends
-//!   changes 5 % away from the touch), so an ordered tree's O(log n) is the safe bound;
-//!   a sorted `Vec` would be faster near the touch and O(n) far from it.
-//! * The best bid and ask are cached after every change, so reading the touch is O(1)
-//!   for the BBO checks the hub runs after every delta.
+//! * Levels are found by an integer *rank*, not by comparing decimals ([`ranked`]): every
+//!   price of a book is its exact value in integer units of the book's scale (the most
+//!   decimals any of its prices was written with; "0.35210000" at scale 8 is
+//!   35 210 000), so ordering two levels is one integer comparison. Ranks are `u64`,
+//!   which holds every real instrument (19 digits from its largest price to its finest
+//!   decimal); a book whose prices need more moves to `u128` ranks (38 digits) until its
+//!   next snapshot, and only a book beyond that is refused
+//!   ([`BookRejected::PriceRange`]): exact always, never rounded. Each level keeps its
+//!   price as the venue wrote it, so it prints back (and checksums) exactly.
+//! * Each side favours the touch, where almost every change lands ([`side`]): its best
+//!   levels in sorted arrays, the deep rest in a B-tree.
 //! * Removing a level the book does not hold is normal: exchanges announce removals of
 //!   levels that were outside the snapshot's depth. It is counted, not an error.
 //! * A crossed book (best bid ≥ best ask) means Raven's copy is wrong; [`OrderBook::is_crossed`]
@@ -28,45 +34,43 @@
 //!   the book, rather than on a second copy in the adapter, is what lets every update
 //!   be applied exactly once.
 
-use std::collections::BTreeMap;
+mod ranked;
+mod side;
+
+use ranked::{Ranked, Unfit};
+pub use side::DEFAULT_TOUCH_LEVELS;
 
 use crate::feed::{BookChecks, BookChecksum, BookRejected, BookUpdate};
-use crate::{BookLevels, Level, Price, Qty};
+use crate::{BookLevels, Level};
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct OrderBook {
-    bids: BTreeMap<Price, Qty>,
-    asks: BTreeMap<Price, Qty>,
-    best_bid: Option<Level>,
-    best_ask: Option<Level>,
+    layout: Layout,
     last_update_id: u64,
-    /// Bids at or above this price are complete; `None`: the whole side is.
-    known_bid_floor: Option<Price>,
-    /// Asks at or below this price are complete; `None`: the whole side is.
-    known_ask_ceiling: Option<Price>,
-    /// The venue checksum last computed, while no change has reached the levels it
-    /// read (see [`OrderBook::apply_checked`]).
-    checksum_memo: Option<ChecksumMemo>,
+    /// The sides' touch tier (see [`side`]).
+    touch: usize,
 }
 
-/// A book's checksum and the worst price of each side among the levels it was computed
-/// from: a change at a worse price leaves those levels, and so the checksum, as they
-/// were. `None` for a side the checksum read whole (fewer levels than it reads): any
-/// change there counts.
-#[derive(Debug, Clone, Copy)]
-struct ChecksumMemo {
-    value: u32,
-    bid_edge: Option<Price>,
-    ask_edge: Option<Price>,
+/// The rank width the book's prices need (see the module docs).
+#[derive(Debug, Clone)]
+enum Layout {
+    Narrow(Ranked<u64>),
+    Wide(Ranked<u128>),
 }
 
-impl ChecksumMemo {
-    fn keeps_bid(&self, price: Price) -> bool {
-        self.bid_edge.is_some_and(|edge| price < edge)
-    }
+/// Runs `$e` on the book's ranks, whichever their width.
+macro_rules! ranks {
+    ($book:expr, $r:ident => $e:expr) => {
+        match $book {
+            Layout::Narrow($r) => $e,
+            Layout::Wide($r) => $e,
+        }
+    };
+}
 
-    fn keeps_ask(&self, price: Price) -> bool {
-        self.ask_edge.is_some_and(|edge| price > edge)
+impl Default for OrderBook {
+    fn default() -> Self {
+        Self::with_touch_levels(DEFAULT_TOUCH_LEVELS)
     }
 }
 
@@ -87,29 +91,39 @@ impl OrderBook {
         Self::default()
     }
 
+    /// A book whose sides keep about `levels` best levels in their touch tier (see
+    /// [`side`]); [`OrderBook::new`] takes [`DEFAULT_TOUCH_LEVELS`]. Only the layout
+    /// changes, never what the book holds: tests use a tiny tier to cross its edges.
+    pub fn with_touch_levels(levels: usize) -> Self {
+        Self {
+            layout: Layout::Narrow(Ranked::new(levels)),
+            last_update_id: 0,
+            touch: levels,
+        }
+    }
+
     /// Replaces the whole book with a snapshot. Zero-quantity levels are ignored.
     /// `limit` is the most levels per side the snapshot could hold (`None`: the whole
-    /// book); a side that came back full may go deeper (see the module docs).
-    pub fn apply_snapshot(&mut self, snapshot: &BookLevels, limit: Option<usize>) {
-        self.checksum_memo = None;
-        self.bids.clear();
-        self.asks.clear();
-        for l in snapshot.bids.iter().filter(|l| !l.qty.is_zero()) {
-            self.bids.insert(l.price, l.qty);
-        }
-        for l in snapshot.asks.iter().filter(|l| !l.qty.is_zero()) {
-            self.asks.insert(l.price, l.qty);
-        }
+    /// book); a side that came back full may go deeper (see the module docs). On `Err`
+    /// the book is empty.
+    pub fn apply_snapshot(
+        &mut self,
+        snapshot: &BookLevels,
+        limit: Option<usize>,
+    ) -> Result<(), BookRejected> {
         self.last_update_id = snapshot.last_update_id;
-        let truncated = |side: &[Level]| limit.is_some_and(|n| side.len() >= n);
-        self.known_bid_floor = truncated(&snapshot.bids)
-            .then(|| self.bids.first_key_value().map(|(p, _)| *p))
-            .flatten();
-        self.known_ask_ceiling = truncated(&snapshot.asks)
-            .then(|| self.asks.last_key_value().map(|(p, _)| *p))
-            .flatten();
-        self.refresh_best_bid();
-        self.refresh_best_ask();
+        let mut narrow = Ranked::new(self.touch);
+        if narrow.fill(snapshot, limit).is_ok() {
+            self.layout = Layout::Narrow(narrow);
+            return Ok(());
+        }
+        let mut wide = Ranked::new(self.touch);
+        let filled = wide.fill(snapshot, limit);
+        self.layout = match filled {
+            Ok(()) => Layout::Wide(wide),
+            Err(_) => Layout::Narrow(Ranked::new(self.touch)),
+        };
+        filled.map_err(|Unfit(price)| BookRejected::PriceRange { price })
     }
 
     /// Applies a snapshot or delta under the venue's `checks`, rewriting `update` into
@@ -128,27 +142,19 @@ impl OrderBook {
                 if let Some(depth) = checks.depth {
                     *limit = Some(limit.map_or(depth, |l| l.min(depth)));
                 }
-                self.apply_snapshot(levels, *limit);
-                if let Some(depth) = checks
-                    .depth
-                    .filter(|d| self.bids.len().max(self.asks.len()) > *d)
-                {
+                self.apply_snapshot(levels, *limit)?;
+                let before = self.len();
+                if let Some(depth) = checks.depth.filter(|d| before.0.max(before.1) > *d) {
                     // A snapshot deeper than the book keeps: only N per side count, and
                     // a side that was cut is known down to its new last level.
-                    let cut = self.len();
                     self.truncate(depth, &mut BookLevels::default());
-                    if cut.0 > depth {
-                        self.known_bid_floor = self.bids.first_key_value().map(|(p, _)| *p);
-                    }
-                    if cut.1 > depth {
-                        self.known_ask_ceiling = self.asks.last_key_value().map(|(p, _)| *p);
-                    }
+                    ranks!(&mut self.layout, r => r.known_after_cut(before, depth));
                     levels.bids = self.bids().collect();
                     levels.asks = self.asks().collect();
                 }
             }
             BookUpdate::Delta(delta) => {
-                self.apply_delta(delta);
+                self.apply_delta(delta)?;
                 if let Some(depth) = checks.depth {
                     self.truncate(depth, delta);
                 }
@@ -169,25 +175,13 @@ impl OrderBook {
     /// The venue's checksum of the book: the last one computed while no change since
     /// has reached the best `checksum.levels` of either side, else computed afresh.
     /// Only the venue's rule ever checks a book (one instrument, one venue), so the
-    /// memo is never another rule's.
+    /// kept value is never another rule's.
     fn checksum(&mut self, checksum: BookChecksum) -> u32 {
-        if let Some(memo) = self.checksum_memo {
-            return memo.value;
+        if let Some(value) = ranks!(&self.layout, r => r.kept_checksum()) {
+            return value;
         }
         let value = (checksum.compute)(self);
-        // The worst level read per side, when the side has more than that.
-        let n = checksum.levels;
-        self.checksum_memo = Some(ChecksumMemo {
-            value,
-            bid_edge: (self.bids.len() > n)
-                .then(|| n.checked_sub(1).and_then(|i| self.bids.keys().rev().nth(i)))
-                .flatten()
-                .copied(),
-            ask_edge: (self.asks.len() > n)
-                .then(|| n.checked_sub(1).and_then(|i| self.asks.keys().nth(i)))
-                .flatten()
-                .copied(),
-        });
+        ranks!(&mut self.layout, r => r.keep_checksum(value, checksum.levels));
         value
     }
 
@@ -195,90 +189,53 @@ impl OrderBook {
     /// has at those prices is in the book. Equal to [`OrderBook::len`] when the last
     /// snapshot held whole sides.
     pub fn known_depth(&self) -> KnownDepth {
-        let bids = match self.known_bid_floor {
-            None => self.bids.len(),
-            Some(floor) => self.bids.range(floor..).count(),
-        };
-        let asks = match self.known_ask_ceiling {
-            None => self.asks.len(),
-            Some(ceiling) => self.asks.range(..=ceiling).count(),
-        };
-        (bids, asks)
+        ranks!(&self.layout, r => r.known_depth())
     }
 
-    /// Applies a batch of level changes: a positive quantity sets the level, zero removes it.
-    pub fn apply_delta(&mut self, delta: &BookLevels) -> ApplyOutcome {
+    /// Applies a batch of level changes: a positive quantity sets the level, zero
+    /// removes it. On `Err` ([`BookRejected::PriceRange`]) the levels before the one
+    /// refused were applied: the book is wrong and must be resynced.
+    pub fn apply_delta(&mut self, delta: &BookLevels) -> Result<ApplyOutcome, BookRejected> {
         let mut out = ApplyOutcome::default();
-        let mut bid_touched = false;
-        let mut memo_kept = self.checksum_memo.is_some();
-        for l in &delta.bids {
-            bid_touched |= self.best_bid.is_none_or(|b| l.price >= b.price);
-            memo_kept = memo_kept && self.checksum_memo.is_some_and(|m| m.keeps_bid(l.price));
-            out.unknown_removals += usize::from(set_level(&mut self.bids, *l));
-        }
-        let mut ask_touched = false;
-        for l in &delta.asks {
-            ask_touched |= self.best_ask.is_none_or(|a| l.price <= a.price);
-            memo_kept = memo_kept && self.checksum_memo.is_some_and(|m| m.keeps_ask(l.price));
-            out.unknown_removals += usize::from(set_level(&mut self.asks, *l));
-        }
-        if !memo_kept {
-            self.checksum_memo = None;
-        }
-        if bid_touched {
-            self.refresh_best_bid();
-        }
-        if ask_touched {
-            self.refresh_best_ask();
+        let mut from = 0;
+        loop {
+            let applied = ranks!(&mut self.layout, r => r.apply(delta, from, &mut out));
+            match (applied, &self.layout) {
+                (Ok(()), _) => break,
+                // A price the narrow ranks cannot hold: the book widens and goes on
+                // from the level that did not fit.
+                (Err((_, at)), Layout::Narrow(narrow)) => {
+                    self.layout = Layout::Wide(narrow.widen());
+                    from = at;
+                }
+                (Err((Unfit(price), _)), Layout::Wide(_)) => {
+                    return Err(BookRejected::PriceRange { price })
+                }
+            }
         }
         out.levels_applied = delta.bids.len() + delta.asks.len();
         self.last_update_id = delta.last_update_id;
-        out
+        Ok(out)
     }
 
     /// Keeps at most `depth` levels per side, dropping the worst; each dropped level is
     /// appended to `removed` with zero quantity (a top-N venue sends no removal for a
     /// level pushed beyond N, so whoever follows this book learns it from `removed`).
     pub fn truncate(&mut self, depth: usize, removed: &mut BookLevels) {
-        while self.bids.len() > depth {
-            if let Some((price, _)) = self.bids.pop_first() {
-                if self.checksum_memo.is_some_and(|m| !m.keeps_bid(price)) {
-                    self.checksum_memo = None;
-                }
-                removed.bids.push(Level {
-                    price,
-                    qty: Qty::ZERO,
-                });
-            }
-        }
-        while self.asks.len() > depth {
-            if let Some((price, _)) = self.asks.pop_last() {
-                if self.checksum_memo.is_some_and(|m| !m.keeps_ask(price)) {
-                    self.checksum_memo = None;
-                }
-                removed.asks.push(Level {
-                    price,
-                    qty: Qty::ZERO,
-                });
-            }
-        }
-        if self.bids.is_empty() || self.asks.is_empty() {
-            self.refresh_best_bid();
-            self.refresh_best_ask();
-        }
+        ranks!(&mut self.layout, r => r.truncate(depth, removed))
     }
 
     pub fn best_bid(&self) -> Option<Level> {
-        self.best_bid
+        ranks!(&self.layout, r => r.best_bid())
     }
 
     pub fn best_ask(&self) -> Option<Level> {
-        self.best_ask
+        ranks!(&self.layout, r => r.best_ask())
     }
 
     /// True when the best bid is at or above the best ask: the copy is wrong.
     pub fn is_crossed(&self) -> bool {
-        matches!((self.best_bid, self.best_ask), (Some(b), Some(a)) if b.price >= a.price)
+        ranks!(&self.layout, r => r.is_crossed())
     }
 
     /// The exchange update id of the last snapshot or delta applied.
@@ -288,19 +245,20 @@ impl OrderBook {
 
     /// Number of bid and ask levels.
     pub fn len(&self) -> (usize, usize) {
-        (self.bids.len(), self.asks.len())
+        ranks!(&self.layout, r => r.len())
     }
 
     pub fn is_empty(&self) -> bool {
-        self.bids.is_empty() && self.asks.is_empty()
+        ranks!(&self.layout, r => r.is_empty())
     }
 
     /// The best `depth` levels of each side (0 = all): bids descending, asks ascending.
     pub fn snapshot(&self, depth: usize) -> BookLevels {
         let take = if depth == 0 { usize::MAX } else { depth };
+        let (bids, asks) = ranks!(&self.layout, r => r.best_levels(take));
         BookLevels {
-            bids: self.bids.iter().rev().take(take).map(level).collect(),
-            asks: self.asks.iter().take(take).map(level).collect(),
+            bids,
+            asks,
             first_update_id: self.last_update_id,
             last_update_id: self.last_update_id,
         }
@@ -308,37 +266,36 @@ impl OrderBook {
 
     /// Bids from best to worst.
     pub fn bids(&self) -> impl Iterator<Item = Level> + '_ {
-        self.bids.iter().rev().map(level)
+        match &self.layout {
+            Layout::Narrow(r) => Either::Narrow(r.bids().copied()),
+            Layout::Wide(r) => Either::Wide(r.bids().copied()),
+        }
     }
 
     /// Asks from best to worst.
     pub fn asks(&self) -> impl Iterator<Item = Level> + '_ {
-        self.asks.iter().map(level)
-    }
-
-    fn refresh_best_bid(&mut self) {
-        self.best_bid = self.bids.last_key_value().map(level);
-    }
-
-    fn refresh_best_ask(&mut self) {
-        self.best_ask = self.asks.first_key_value().map(level);
+        match &self.layout {
+            Layout::Narrow(r) => Either::Narrow(r.asks().copied()),
+            Layout::Wide(r) => Either::Wide(r.asks().copied()),
+        }
     }
 }
 
-fn level((price, qty): (&Price, &Qty)) -> Level {
-    Level {
-        price: *price,
-        qty: *qty,
-    }
+/// A side's levels, from whichever layout holds them.
+enum Either<A, B> {
+    Narrow(A),
+    Wide(B),
 }
 
-/// Sets or removes one level; returns true when it removed a price the side did not hold.
-fn set_level(side: &mut BTreeMap<Price, Qty>, l: Level) -> bool {
-    if l.qty.is_zero() {
-        side.remove(&l.price).is_none()
-    } else {
-        side.insert(l.price, l.qty);
-        false
+impl<A: Iterator<Item = Level>, B: Iterator<Item = Level>> Iterator for Either<A, B> {
+    type Item = Level;
+
+    #[inline]
+    fn next(&mut self) -> Option<Level> {
+        match self {
+            Either::Narrow(a) => a.next(),
+            Either::Wide(b) => b.next(),
+        }
     }
 }
 
@@ -346,6 +303,7 @@ fn set_level(side: &mut BTreeMap<Price, Qty>, l: Level) -> bool {
 mod tests {
     use super::*;
     use crate::feed::BookChecksum;
+    use crate::{Price, Qty};
 
     fn l(price: &str, qty: &str) -> Level {
         Level {
@@ -368,11 +326,12 @@ mod tests {
         let mut book = OrderBook::new();
         // Limit 3: the bid side came back full (the exchange may hold more below 97),
         // the ask side did not (it is the whole side).
-        book.apply_snapshot(&levels(&["99", "98", "97"], &["101", "102"]), Some(3));
+        book.apply_snapshot(&levels(&["99", "98", "97"], &["101", "102"]), Some(3))
+            .unwrap();
         assert_eq!(book.known_depth(), (3, 2));
         // A delta beyond the known range adds a level that is held but not "known":
         // there may be levels between 97 and 95 Raven never heard of.
-        book.apply_delta(&levels(&["95"], &["110"]));
+        book.apply_delta(&levels(&["95"], &["110"])).unwrap();
         assert_eq!(book.len(), (4, 3));
         assert_eq!(
             book.known_depth(),
@@ -383,18 +342,94 @@ mod tests {
         book.apply_delta(&BookLevels {
             bids: vec![l("98.5", "2"), l("99", "0")],
             ..BookLevels::default()
-        });
+        })
+        .unwrap();
         assert_eq!(book.known_depth(), (3, 3));
         // A market falling through the boundary leaves nothing known on that side.
         book.apply_delta(&BookLevels {
             bids: vec![l("98.5", "0"), l("98", "0"), l("97", "0")],
             ..BookLevels::default()
-        });
+        })
+        .unwrap();
         assert_eq!(book.len().0, 1);
         assert_eq!(book.known_depth().0, 0);
         // The next snapshot without a limit knows everything.
-        book.apply_snapshot(&levels(&["99"], &["101"]), None);
+        book.apply_snapshot(&levels(&["99"], &["101"]), None)
+            .unwrap();
         assert_eq!(book.known_depth(), (1, 1));
+    }
+
+    #[test]
+    fn a_finer_price_moves_the_book_to_its_scale_and_every_price_prints_as_written() {
+        let mut book = OrderBook::new();
+        book.apply_snapshot(&levels(&["100", "99.5"], &["101"]), None)
+            .unwrap();
+        book.apply_delta(&levels(&["100.25", "99.50"], &["100.750"]))
+            .unwrap();
+        let text = |it: &mut dyn Iterator<Item = Level>| -> Vec<String> {
+            it.map(|l| l.price.to_string()).collect()
+        };
+        // "99.50" is the level "99.5" already held: it keeps its first text.
+        assert_eq!(text(&mut book.bids()), ["100.25", "100", "99.5"]);
+        assert_eq!(text(&mut book.asks()), ["100.750", "101"]);
+        assert!(!book.is_crossed());
+        book.apply_delta(&levels(&[], &["100.2500"])).unwrap();
+        assert!(
+            book.is_crossed(),
+            "an ask at the best bid, at yet another scale"
+        );
+    }
+
+    #[test]
+    fn a_book_whose_prices_need_more_than_19_digits_widens_and_stays_exact() {
+        let mut book = OrderBook::new();
+        book.apply_snapshot(&levels(&["100000000000"], &["100000000001"]), None)
+            .unwrap();
+        // 10^11 at 9 decimals is 10^20 units, past a u64: the book widens in the middle
+        // of this delta and applies every level of it, once.
+        let outcome = book
+            .apply_delta(&levels(&["99", "0.000000001"], &["100000000002"]))
+            .unwrap();
+        assert_eq!(outcome.levels_applied, 3);
+        assert!(matches!(book.layout, Layout::Wide(_)));
+        let bids: Vec<String> = book.bids().map(|l| l.price.to_string()).collect();
+        assert_eq!(bids, ["100000000000", "99", "0.000000001"]);
+        assert_eq!(book.len(), (3, 2));
+        assert!(!book.is_crossed());
+        // The next snapshot that fits starts narrow again.
+        book.apply_snapshot(&levels(&["1.5"], &["2"]), None)
+            .unwrap();
+        assert!(matches!(book.layout, Layout::Narrow(_)));
+    }
+
+    #[test]
+    fn a_price_beyond_38_digits_of_the_others_is_refused_never_rounded() {
+        let mut book = OrderBook::new();
+        book.apply_snapshot(&levels(&["1000000000000000000000000000"], &[]), None)
+            .unwrap();
+        let tiny = l("0.0000000000000000000000000001", "1").price;
+        assert_eq!(
+            book.apply_delta(&levels(&["0.0000000000000000000000000001"], &[])),
+            Err(BookRejected::PriceRange { price: tiny })
+        );
+        assert_eq!(book.len(), (1, 0), "the refused level is not applied");
+        assert_eq!(
+            book.apply_snapshot(
+                &levels(
+                    &[
+                        "0.0000000000000000000000000001",
+                        "1000000000000000000000000000"
+                    ],
+                    &[]
+                ),
+                None
+            ),
+            // A snapshot takes its finest scale first: the large price is the one out.
+            Err(BookRejected::PriceRange {
+                price: l("1000000000000000000000000000", "1").price
+            })
+        );
+        assert!(book.is_empty(), "a refused snapshot leaves no half-book");
     }
 
     fn checked(
@@ -440,8 +475,8 @@ mod tests {
         assert_eq!(bids, vec![l("10.5", "2"), l("10", "1")]);
         // Following the delta as sent gives the same book.
         let mut follower = OrderBook::new();
-        follower.apply_snapshot(&kept, limit);
-        follower.apply_delta(&applied);
+        follower.apply_snapshot(&kept, limit).unwrap();
+        follower.apply_delta(&applied).unwrap();
         assert_eq!(follower.bids().collect::<Vec<_>>(), bids);
     }
 
