@@ -90,6 +90,10 @@ bench: ## Benchmarks: criterion (parse, book, fan-out, SQLite store), InfluxDB s
 	$(CARGO) bench --workspace --exclude raven
 	scripts/bench-e2e.sh
 
+.PHONY: bench-smoke
+bench-smoke: ## A short end-to-end latency run (10 k frames/s, 10 subscribers): prints the percentiles, fails only if it cannot run
+	scripts/bench-e2e.sh -- latency --rate 14700 --duration 5 --warmup 2
+
 ##@ Deployment (STACK=docker|native)
 
 .PHONY: deploy

@@ -132,6 +132,11 @@ fn describe() {
         "Exchange frames processed into events or book changes, by venue."
     );
     describe_histogram!(
+        raven_hub::PUBLISH_LATENCY,
+        Unit::Seconds,
+        "Time from a frame's receive time to its messages queued for every subscriber: parse, sequence checks, book apply, encode, fan-out."
+    );
+    describe_histogram!(
         "response_latency_seconds",
         Unit::Seconds,
         "Time to answer a gRPC request (Subscribe: time to the first message), by method."

@@ -128,7 +128,15 @@ pub struct Hub {
     /// Wakes the view task.
     views_wakeup: Notify,
     started: Instant,
+    /// [`PUBLISH_LATENCY`], resolved once: it is recorded for every frame.
+    publish_latency: metrics::Histogram,
 }
+
+/// Seconds from a frame's receive time (read off the socket) to its messages being in
+/// every subscriber's queue: parse, sequence checks, book apply, encode and fan-out.
+/// The first stage of the time inside Raven; the rest (`send_time − receive_time`
+/// minus this) is waiting for the stream to be polled by the transport.
+pub const PUBLISH_LATENCY: &str = "raven_publish_latency_seconds";
 
 /// The `result` label values of `raven_resumes_total`.
 pub const RESUME_RESULTS: [&str; 4] = ["replayed", "epoch_changed", "out_of_range", "unavailable"];
@@ -226,6 +234,7 @@ impl Hub {
             last_sample: Mutex::new(None),
             views_wakeup: Notify::new(),
             started: Instant::now(),
+            publish_latency: metrics::histogram!(PUBLISH_LATENCY),
         })
     }
 
@@ -508,6 +517,17 @@ impl Hub {
 #[error("unknown instrument")]
 pub struct UnknownInstrument;
 
+impl Hub {
+    /// Records [`PUBLISH_LATENCY`] for a frame received at `receive_time`.
+    #[inline]
+    fn published(&self, receive_time: UnixNanos) {
+        let elapsed = UnixNanos::now()
+            .as_nanos()
+            .saturating_sub(receive_time.as_nanos());
+        self.publish_latency.record(elapsed as f64 * 1e-9);
+    }
+}
+
 impl FeedSink for Hub {
     fn instruments_listed(&self, listed: Vec<Listing>) {
         let mut names = self.names.write();
@@ -527,6 +547,7 @@ impl FeedSink for Hub {
     fn market_event(&self, event: MarketEvent) {
         if let Some(state) = self.instruments.get(&event.instrument) {
             let closed = state.state.lock().market_event(&event);
+            self.published(event.receive_time);
             // Stores are fed outside the instrument's lock.
             self.tap_candles(&event.instrument, closed, true);
             offer_all(&self.taps, Record::Event(event));
@@ -549,6 +570,7 @@ impl FeedSink for Hub {
                 .state
                 .lock()
                 .book_update(&mut update, checks, exchange_time, receive_time)?;
+        self.published(receive_time);
         if views {
             self.schedule_views(state);
         }

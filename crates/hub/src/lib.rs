@@ -32,7 +32,8 @@ pub mod views;
 pub use channel::{Channel, TopicKey, TopicRequest};
 pub use grant::Grant;
 pub use hub::{
-    Hub, HubConfig, InstrumentSpec, ListedInstrument, Session, UnknownInstrument, RESUME_RESULTS,
+    Hub, HubConfig, InstrumentSpec, ListedInstrument, Session, UnknownInstrument, PUBLISH_LATENCY,
+    RESUME_RESULTS,
 };
 pub use instrument::InstrumentInfo;
 pub use replay::{ReplayEnd, ReplayStart, REPLAY_RESULTS};

@@ -43,6 +43,16 @@
 //! `--tls` serves the gRPC port over TLS with a certificate made for the run (rcgen),
 //! and every client connects with it: the difference to a plain run is what TLS costs.
 //!
+//! `--sim-batch-us MICROS` sets the simulator's shortest time between two batches
+//! (`raven sim --batch-us`; 1000 gives the millisecond bursts of earlier runs).
+//!
+//! `--raven-workers N` gives Raven's runtime N worker threads (`TOKIO_WORKER_THREADS`)
+//! instead of one per CPU.
+//!
+//! `--pin-raven CPU` starts Raven on that CPU alone (`taskset`, so its runtime sizes
+//! itself to one worker) and moves this process, its clients and the simulator to the
+//! other CPUs: Raven's latency without the load generator competing for its core.
+//!
 //! Environment equivalents: `RAVEN_E2E_SCENARIOS` (comma-separated),
 //! `RAVEN_E2E_DURATION`, `RAVEN_E2E_WARMUP` (seconds).
 
@@ -149,11 +159,18 @@ struct Options {
     duration: Duration,
     /// Serve gRPC over TLS (a certificate made for the run) and connect with it.
     tls: bool,
+    /// Run Raven on this CPU alone and everything else on the others.
+    pin_raven: Option<usize>,
+    /// The simulator's `--batch-us` (its own default when not given).
+    sim_batch_us: Option<u64>,
+    /// Raven's runtime worker threads (tokio's `TOKIO_WORKER_THREADS`; one per CPU when
+    /// not given).
+    raven_workers: Option<usize>,
 }
 
 const USAGE: &str =
     "usage: cargo bench -p raven --bench e2e -- [latency|fanout|memory|isolation|hostile ...] \
-[--duration SECS] [--warmup SECS] [--rate MSGS_PER_S] [--subscribers N] [--tls]";
+[--duration SECS] [--warmup SECS] [--rate MSGS_PER_S] [--subscribers N] [--tls] [--pin-raven CPU] [--sim-batch-us MICROS] [--raven-workers N]";
 
 fn parse_options() -> Result<Options> {
     let secs = |what: &str, v: &str| -> Result<Duration> {
@@ -171,6 +188,9 @@ fn parse_options() -> Result<Options> {
     let mut names: Vec<String> = Vec::new();
     let (mut rate, mut subscribers): (Option<u64>, Option<usize>) = (None, None);
     let mut tls = false;
+    let mut pin_raven: Option<usize> = None;
+    let mut sim_batch_us: Option<u64> = None;
+    let mut raven_workers: Option<usize> = None;
     if let Ok(v) = std::env::var("RAVEN_E2E_DURATION") {
         duration = secs("RAVEN_E2E_DURATION", &v)?;
     }
@@ -218,6 +238,30 @@ fn parse_options() -> Result<Options> {
                 );
             }
             "--tls" => tls = true,
+            "--pin-raven" => {
+                let v = value("--pin-raven")?;
+                let cpu: usize = v
+                    .parse()
+                    .with_context(|| format!("--pin-raven: {v:?} is not a CPU number"))?;
+                let cpus = machine_cpus();
+                if cpus < 2 || cpu >= cpus {
+                    bail!("--pin-raven: CPU {cpu} leaves no other CPU of the machine's {cpus}");
+                }
+                pin_raven = Some(cpu);
+            }
+            "--raven-workers" => {
+                let v = value("--raven-workers")?;
+                raven_workers = match v.parse() {
+                    Ok(n) if n > 0 => Some(n),
+                    _ => bail!("--raven-workers: {v:?} is not a positive whole number"),
+                };
+            }
+            "--sim-batch-us" => {
+                let v = value("--sim-batch-us")?;
+                sim_batch_us = Some(v.parse().with_context(|| {
+                    format!("--sim-batch-us: {v:?} is not a whole number of microseconds")
+                })?);
+            }
             "-h" | "--help" => {
                 println!("{USAGE}");
                 std::process::exit(0);
@@ -261,12 +305,25 @@ fn parse_options() -> Result<Options> {
             }
             s.what.push_str(", over TLS");
         }
+        if let Some(cpu) = pin_raven {
+            s.what.push_str(&format!(", Raven alone on CPU {cpu}"));
+        }
+        if let Some(n) = raven_workers {
+            s.what
+                .push_str(&format!(", Raven on {n} runtime worker(s)"));
+        }
+        if let Some(us) = sim_batch_us {
+            s.what.push_str(&format!(", sim batches ≥ {us} µs apart"));
+        }
     }
     Ok(Options {
         scenarios,
         warmup,
         duration,
         tls,
+        pin_raven,
+        sim_batch_us,
+        raven_workers,
     })
 }
 
@@ -294,9 +351,13 @@ impl Child {
 }
 
 /// Starts `raven sim` on a free port; returns it and its `host:port`.
-fn spawn_sim(s: &Scenario) -> Result<(Child, String)> {
-    let mut proc = Command::new(RAVEN)
-        .arg("sim")
+fn spawn_sim(s: &Scenario, opts: &Options) -> Result<(Child, String)> {
+    let mut command = Command::new(RAVEN);
+    command.arg("sim");
+    if let Some(us) = opts.sim_batch_us {
+        command.args(["--batch-us", &us.to_string()]);
+    }
+    let mut proc = command
         .args(["--listen", "127.0.0.1:0", "--venue", "spot"])
         .args(["--symbols", &s.symbols.to_string()])
         .args(["--rate", &s.rate.to_string()])
@@ -388,7 +449,8 @@ struct Server {
 
 /// Starts `raven serve` pointed at the simulator at `sim_addr`, its gRPC port over TLS
 /// when `tls`.
-fn spawn_serve(s: &Scenario, sim_addr: &str, tls: bool) -> Result<Server> {
+fn spawn_serve(s: &Scenario, sim_addr: &str, opts: &Options) -> Result<Server> {
+    let tls = opts.tls;
     let dir = tempfile::tempdir().context("tempdir")?;
     let (tls_lines, ca) = if tls {
         let (lines, ca) = make_tls(dir.path())?;
@@ -414,7 +476,19 @@ fn spawn_serve(s: &Scenario, sim_addr: &str, tls: bool) -> Result<Server> {
     std::fs::write(&path, config).context("write config")?;
     let log = std::fs::File::create(dir.path().join("serve.log")).context("log file")?;
     let err = log.try_clone().context("log file")?;
-    let proc = Command::new(RAVEN)
+    // `taskset` execs Raven, so the pid (for CPU and RSS readings) is Raven's.
+    let mut command = match opts.pin_raven {
+        Some(cpu) => {
+            let mut c = Command::new("taskset");
+            c.args(["-c", &cpu.to_string(), RAVEN]);
+            c
+        }
+        None => Command::new(RAVEN),
+    };
+    if let Some(n) = opts.raven_workers {
+        command.env("TOKIO_WORKER_THREADS", n.to_string());
+    }
+    let proc = command
         .args(["serve", "--config"])
         .arg(&path)
         .env("RUST_LOG", "info")
@@ -468,22 +542,45 @@ impl Server {
         }
     }
 
-    /// `raven_feed_frames_total`, summed over its label sets.
-    async fn feed_frames(&self, http: &reqwest::Client) -> Result<u64> {
+    async fn metrics(&self, http: &reqwest::Client) -> Result<String> {
         let url = format!("http://127.0.0.1:{}/metrics", self.metrics_port);
-        let text = http
-            .get(&url)
+        http.get(&url)
             .send()
             .await
             .context("GET /metrics")?
             .text()
             .await
-            .context("read /metrics")?;
-        Ok(text
+            .context("read /metrics")
+    }
+
+    /// `raven_feed_frames_total`, summed over its label sets.
+    async fn feed_frames(&self, http: &reqwest::Client) -> Result<u64> {
+        Ok(self
+            .metrics(http)
+            .await?
             .lines()
             .filter(|l| l.starts_with("raven_feed_frames_total"))
             .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
             .sum::<f64>() as u64)
+    }
+
+    /// The cumulative buckets of `raven_publish_latency_seconds` (upper bound, count).
+    async fn publish_buckets(&self, http: &reqwest::Client) -> Result<Vec<(f64, u64)>> {
+        Ok(self
+            .metrics(http)
+            .await?
+            .lines()
+            .filter_map(|l| l.strip_prefix("raven_publish_latency_seconds_bucket{le=\""))
+            .filter_map(|l| {
+                let (le, count) = l.split_once("\"} ")?;
+                let le = if le == "+Inf" {
+                    f64::INFINITY
+                } else {
+                    le.parse().ok()?
+                };
+                Some((le, count.trim().parse::<f64>().ok()? as u64))
+            })
+            .collect())
     }
 }
 
@@ -901,6 +998,25 @@ impl Histogram {
     }
 }
 
+/// The p50, p99 and p99.9 of what a cumulative histogram counted between two readings:
+/// each the upper bound of the bucket it falls in (`None` with nothing counted).
+fn bucket_quantiles(before: &[(f64, u64)], after: &[(f64, u64)]) -> [Option<f64>; 3] {
+    let counts: Vec<(f64, u64)> = after
+        .iter()
+        .map(|(le, n)| {
+            let was = before.iter().find(|(l, _)| l == le).map_or(0, |(_, n)| *n);
+            (*le, n.saturating_sub(was))
+        })
+        .collect();
+    let total = counts.iter().map(|(_, n)| *n).max().unwrap_or(0);
+    [0.5, 0.99, 0.999].map(|q| {
+        let rank = (q * total as f64).ceil() as u64;
+        (total > 0)
+            .then(|| counts.iter().find(|(_, n)| *n >= rank).map(|(le, _)| *le))
+            .flatten()
+    })
+}
+
 struct Outcome {
     scenario: Scenario,
     window: Duration,
@@ -911,6 +1027,9 @@ struct Outcome {
     total_rate: f64,
     raven: Histogram,
     internal: Histogram,
+    /// Raven's receive → queued for every subscriber, per frame (p50, p99, p99.9), from
+    /// its histogram: each the upper bound of the bucket the quantile falls in.
+    publish: [Option<f64>; 3],
     exchange: Histogram,
     cpu_raven: f64,
     cpu_sim: f64,
@@ -929,9 +1048,9 @@ struct Outcome {
 }
 
 async fn run_scenario(s: &Scenario, opts: &Options, http: &reqwest::Client) -> Result<Outcome> {
-    let (sim, sim_addr) = spawn_sim(s)?;
+    let (sim, sim_addr) = spawn_sim(s, opts)?;
     let started = Instant::now();
-    let server = spawn_serve(s, &sim_addr, opts.tls)?;
+    let server = spawn_serve(s, &sim_addr, opts)?;
     wait_synced(&server, http, s.symbols, Duration::from_secs(300)).await?;
     let sync_secs = started.elapsed().as_secs_f64();
 
@@ -971,6 +1090,7 @@ async fn run_scenario(s: &Scenario, opts: &Options, http: &reqwest::Client) -> R
     let (raven_pid, sim_pid) = (server.child.pid(), sim.pid());
     let sim0 = Reading(sim_frames_sent(http, &sim_addr).await?, Instant::now());
     let feed0 = Reading(server.feed_frames(http).await?, Instant::now());
+    let publish0 = server.publish_buckets(http).await?;
     let cpu0 = cpu_sample(raven_pid, sim_pid)?;
     let t0 = Instant::now();
     phase.store(RECORD, Relaxed);
@@ -982,6 +1102,7 @@ async fn run_scenario(s: &Scenario, opts: &Options, http: &reqwest::Client) -> R
     let cpu1 = cpu_sample(raven_pid, sim_pid)?;
     let sim1 = Reading(sim_frames_sent(http, &sim_addr).await?, Instant::now());
     let feed1 = Reading(server.feed_frames(http).await?, Instant::now());
+    let publish = bucket_quantiles(&publish0, &server.publish_buckets(http).await?);
     let (rss, rss_peak) = memory(raven_pid)?;
     let levels: u64 = book_status(&server.grpc)
         .await?
@@ -1054,6 +1175,7 @@ async fn run_scenario(s: &Scenario, opts: &Options, http: &reqwest::Client) -> R
     Ok(Outcome {
         scenario: s.clone(),
         window,
+        publish,
         sim_rate: rate(sim0, sim1),
         feed_rate: rate(feed0, feed1),
         per_sub_mean: if rates.is_empty() {
@@ -1081,6 +1203,25 @@ async fn run_scenario(s: &Scenario, opts: &Options, http: &reqwest::Client) -> R
     })
 }
 
+/// Moves this process to every CPU it may use except `cpu` (`taskset`, util-linux).
+fn pin_self_off(cpu: usize) -> Result<()> {
+    let cpus = machine_cpus();
+    let others: Vec<String> = (0..cpus)
+        .filter(|&c| c != cpu)
+        .map(|c| c.to_string())
+        .collect();
+    let status = Command::new("taskset")
+        .args(["-a", "-p", "-c", &others.join(",")])
+        .arg(std::process::id().to_string())
+        .stdout(Stdio::null())
+        .status()
+        .context("run taskset")?;
+    if !status.success() {
+        bail!("taskset -p -c {} failed: {status}", others.join(","));
+    }
+    Ok(())
+}
+
 // ---------------------------------------------------------------- report
 
 fn command_output(cmd: &str, args: &[&str]) -> Option<String> {
@@ -1090,8 +1231,16 @@ fn command_output(cmd: &str, args: &[&str]) -> Option<String> {
         .then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
 }
 
+/// The machine's CPUs (numbered from 0), whatever this process is pinned to.
+fn machine_cpus() -> usize {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .map(|c| c.lines().filter(|l| l.starts_with("processor")).count())
+        .unwrap_or(0)
+        .max(1)
+}
+
 fn machine() -> String {
-    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let cores = machine_cpus();
     let model = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
         .and_then(|c| {
@@ -1189,18 +1338,23 @@ fn report(outcomes: &[Outcome], opts: &Options) -> String {
     );
     let _ = writeln!(
         o,
-        "| Scenario | Samples | Client recv − Raven recv (Raven + gRPC) | Raven send − Raven recv (inside Raven) | Client recv − exchange `E` (ms resolution) |"
+        "| Scenario | Samples | Client recv − Raven recv (Raven + gRPC) | Raven send − Raven recv (inside Raven) | of which recv → queued, per frame (p50 / p99 / p99.9, ≤ bucket) | Client recv − exchange `E` (ms resolution) |"
     );
-    let _ = writeln!(o, "|---|---:|---|---|---|");
+    let _ = writeln!(o, "|---|---:|---|---|---|---|");
     for r in outcomes {
         let row = |h: &Histogram| h.summary().map(fmt_us).join(" / ");
+        let publish = r
+            .publish
+            .map(|q| q.map_or("?".into(), |s| format!("≤ {}", fmt_us(s * 1e6))))
+            .join(" / ");
         let _ = writeln!(
             o,
-            "| {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} |",
             r.scenario.what,
             r.raven.0.len(),
             row(&r.raven),
             row(&r.internal),
+            publish,
             row(&r.exchange)
         );
     }
@@ -1265,6 +1419,14 @@ fn main() -> ExitCode {
     if !Path::new(RAVEN).exists() {
         eprintln!("e2e: the raven binary {RAVEN} does not exist; run through `cargo bench -p raven --bench e2e`");
         return ExitCode::FAILURE;
+    }
+    if let Some(cpu) = opts.pin_raven {
+        // Before the runtime exists, so every thread and child (simulator, hostile
+        // client) inherits the mask.
+        if let Err(e) = pin_self_off(cpu) {
+            eprintln!("e2e: --pin-raven: {e:#}");
+            return ExitCode::FAILURE;
+        }
     }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

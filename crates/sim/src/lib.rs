@@ -81,6 +81,12 @@ pub struct SimArgs {
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
 
+    /// Synthetic mode: the shortest time between two batches of frames, in
+    /// microseconds. Frames go out as they fall due, so a fast market is a steady
+    /// stream of small batches, as a venue's feed is; 1000 makes millisecond bursts.
+    #[arg(long, value_name = "MICROS", default_value_t = 100)]
+    pub batch_us: u64,
+
     /// Seconds between the WebSocket pings the simulator sends on every connection.
     #[arg(long, value_name = "SECONDS", default_value_t = 20)]
     pub ping_secs: u64,
@@ -104,6 +110,7 @@ impl Default for SimArgs {
             venue: SimVenue::Spot,
             levels: 100,
             seed: 1,
+            batch_us: 100,
             ping_secs: 20,
             start_grace: 1.0,
         }
@@ -257,7 +264,8 @@ impl Sim {
     /// Replay mode: the simulator's own book behind (endpoint path, channel, symbol),
     /// as the venue spells them (`"/ws/v5/public", "books", "BTC-USDT"`): the recorded
     /// snapshot plus every delta played so far, at the venue's depth. `None` before its
-    /// snapshot played, for unknown books and in synthetic mode.
+    /// snapshot played, for unknown books, in synthetic mode, and when the recorded
+    /// prices cannot make a Raven book.
     pub fn book(
         &self,
         path: &str,

@@ -29,10 +29,13 @@
 //! under the same lock, so a Binance snapshot's `lastUpdateId` is always the `u` of a
 //! frame and a correct connector always syncs.
 //!
-//! Frames are formatted once, by hand (no serde per frame), and published in batches
-//! every millisecond over a broadcast channel; each connection filters the batch by its
-//! streams. Event times are the wall clock at generation, so a latency harness can
-//! measure simulator-send → client-receive from them.
+//! Frames are formatted once, by hand (no serde per frame), and published over a
+//! broadcast channel as soon as they are due, at most one batch per `--batch-us`
+//! (100 µs by default); each connection filters the batch by its streams. A venue's feed
+//! is a steady stream of frames spread over time, not a burst per timer tick: 1 ms
+//! bursts made a latency harness measure the queue behind the burst's first frame,
+//! not the server. Event times are the wall clock at generation, so a latency harness
+//! can measure simulator-send → client-receive from them.
 
 mod binance;
 mod bybit;
@@ -41,14 +44,13 @@ mod walk;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Result};
 use parking_lot::Mutex;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use tokio::sync::broadcast;
-use tokio::time::{Instant, MissedTickBehavior};
 
 use crate::control::Faults;
 use crate::format::{push_decimal, Fixed};
@@ -67,6 +69,8 @@ pub struct Config {
     /// About this many levels per side.
     pub levels: usize,
     pub seed: u64,
+    /// The shortest time between two batches of frames.
+    pub batch_every: Duration,
 }
 
 impl From<&SimArgs> for Config {
@@ -77,6 +81,7 @@ impl From<&SimArgs> for Config {
             rate: a.rate,
             levels: a.levels,
             seed: a.seed,
+            batch_every: Duration::from_micros(a.batch_us),
         }
     }
 }
@@ -107,10 +112,11 @@ impl Kind {
     ];
 }
 
-/// Batches a connection may fall behind before it is closed (about two seconds).
-const BROADCAST_CAPACITY: usize = 2048;
-/// One batch per tick.
-const TICK: Duration = Duration::from_millis(1);
+/// Batches a connection may fall behind before it is closed (over a second at 10 k
+/// batches/s).
+const BROADCAST_CAPACITY: usize = 16_384;
+/// The generator's longest sleep, so that it sees a shutdown soon.
+const SHUTDOWN_POLL: Duration = Duration::from_millis(10);
 
 /// How prices and sizes are written: integer ticks/lots printed at a fixed scale.
 #[derive(Debug, Clone, Copy)]
@@ -364,24 +370,55 @@ impl Market {
         self.format.rest(path, query)
     }
 
-    /// The generator task: one batch of frames per millisecond at the configured rate,
-    /// plus mark prices every second for futures, until shutdown.
+    /// The generator: frames at the configured rate, each batch sent as soon as its
+    /// first frame is due but no sooner than `batch_every` after the last, plus mark
+    /// prices every second for futures, until shutdown. It runs on a thread of its own
+    /// because tokio's timers tick in whole milliseconds.
     pub(crate) async fn generate(self: Arc<Self>, app: Arc<App>) {
-        let mut shutdown = app.shutdown.clone();
+        let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
+        let spawned = std::thread::Builder::new()
+            .name("sim-generator".into())
+            .spawn(move || {
+                self.generate_until_shutdown(&app);
+                drop(done_tx);
+            });
+        match spawned {
+            // Resolves (with an error) when the thread drops its end.
+            Ok(_) => {
+                let _ = done_rx.await;
+            }
+            Err(e) => tracing::error!("sim: cannot start the generator thread: {e}"),
+        }
+    }
+
+    fn generate_until_shutdown(&self, app: &App) {
+        let shutdown = app.shutdown.clone();
         let mut rng = SmallRng::seed_from_u64(self.config.seed.wrapping_add(1));
         let mut changes = Changes::default();
         let rate = self.config.rate;
         let max_backlog = (rate / 20).max(1);
         let marks = self.config.venue != SimVenue::Spot;
-        let mut tick = tokio::time::interval(TICK);
-        tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let start = Instant::now();
         let mut next_mark = start;
+        let mut last_batch: Option<Instant> = None;
         let mut produced: u64 = 0;
         loop {
-            tokio::select! {
-                _ = tick.tick() => {}
-                _ = shutdown.changed() => return,
+            let now = Instant::now();
+            let mut wake = now + SHUTDOWN_POLL;
+            if rate > 0 {
+                let due = start + Duration::from_secs_f64((produced + 1) as f64 / rate as f64);
+                let earliest = last_batch.map_or(due, |t| due.max(t + self.config.batch_every));
+                wake = wake.min(earliest);
+            }
+            if marks {
+                wake = wake.min(next_mark);
+            }
+            if wake > now {
+                std::thread::sleep(wake - now);
+            }
+            // A shutdown, or the simulator is gone.
+            if shutdown.has_changed().unwrap_or(true) {
+                return;
             }
             let now = Instant::now();
             let due = (now.duration_since(start).as_secs_f64() * rate as f64) as u64;
@@ -404,6 +441,7 @@ impl Market {
                 }
             }
             if !batch.is_empty() {
+                last_batch = Some(now);
                 app.faults
                     .counters
                     .frames_sent
