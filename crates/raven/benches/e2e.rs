@@ -16,8 +16,8 @@
 //!   `receive_time_ns` (Raven's own latency including gRPC transport and the client's
 //!   decode), `send_time_ns − receive_time_ns` (inside Raven, up to the hand-off to the
 //!   transport) and client receive − `exchange_time_ns` (from the simulator's `E`, which
-//!   Binance gives in **milliseconds**: it adds 0–1 ms of truncation plus the sim's 1 ms
-//!   batching, so only its tail is meaningful);
+//!   Binance gives in **milliseconds**: it adds 0–1 ms of truncation plus the sim's
+//!   batching (`--sim-batch-us`), so only its tail is meaningful);
 //! * **resources**: CPU of Raven, the simulator, this bench process and the rest of the
 //!   machine over the window (`/proc/<pid>/stat` utime+stime and `/proc/stat`, % of one
 //!   core; a busy "other" means the run was disturbed), Raven's RSS at the end, the book
@@ -295,6 +295,21 @@ fn parse_options() -> Result<Options> {
         }
         if let Some(n) = subscribers {
             s.subscribers = n;
+        }
+        if rate.is_some() || subscribers.is_some() {
+            // The default title names the default load; say what runs instead.
+            let letter = s.what.split_once(' ').map_or("", |(l, _)| l).to_owned();
+            s.what = format!(
+                "{letter} {}: sim {} msgs/s, {} subscribers{}",
+                s.name,
+                s.rate,
+                s.subscribers,
+                if s.hostile {
+                    ", plus one hostile stream"
+                } else {
+                    ""
+                }
+            );
         }
         if tls {
             if s.hostile {
@@ -1362,8 +1377,8 @@ fn report(outcomes: &[Outcome], opts: &Options) -> String {
         o,
         "\n`Sim generated/s` counts every synthetic stream (depth, aggTrade, trade, bookTicker); \
          `Raven read/s` only the depth and aggTrade frames Raven subscribes to. `E` is Binance's \
-         millisecond event time, truncated, and the simulator publishes in 1 ms batches, so the last \
-         column carries up to ~2 ms of resolution error. CPU is % of one core over the window; \
+         millisecond event time, truncated, so the last column carries up to ~1 ms of resolution \
+         error (plus the simulator's batching, `--batch-us`). CPU is % of one core over the window; \
          `other` is the rest of the machine's busy time (other processes, and kernel softirq \
          time such as loopback TCP not charged to a process)."
     );
