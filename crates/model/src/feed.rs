@@ -76,8 +76,8 @@ pub enum BookRejected {
     #[error("book checksum mismatch: the venue sent {expected}, the book gives {computed}")]
     Checksum { expected: u32, computed: u32 },
     /// The price cannot be held exactly beside the book's others: at the finest scale
-    /// among them it would need more than 19 digits (see [`crate::book`]).
-    #[error("price {price} cannot be held exactly beside the book's other prices (more than 19 digits at their common scale)")]
+    /// among them it would need more than 38 digits (see [`crate::book`]).
+    #[error("price {price} cannot be held exactly beside the book's other prices (more than 38 digits at their common scale)")]
     PriceRange { price: Price },
 }
 

@@ -568,22 +568,17 @@ impl Server {
             .context("read /metrics")
     }
 
-    /// `raven_feed_frames_total`, summed over its label sets.
-    async fn feed_frames(&self, http: &reqwest::Client) -> Result<u64> {
-        Ok(self
-            .metrics(http)
-            .await?
+    /// One read of `/metrics` at a window's edge: `raven_feed_frames_total` (summed
+    /// over its label sets) and the cumulative buckets of
+    /// `raven_publish_latency_seconds` (upper bound, count).
+    async fn window_edge(&self, http: &reqwest::Client) -> Result<(u64, Vec<(f64, u64)>)> {
+        let text = self.metrics(http).await?;
+        let frames = text
             .lines()
             .filter(|l| l.starts_with("raven_feed_frames_total"))
             .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum::<f64>() as u64)
-    }
-
-    /// The cumulative buckets of `raven_publish_latency_seconds` (upper bound, count).
-    async fn publish_buckets(&self, http: &reqwest::Client) -> Result<Vec<(f64, u64)>> {
-        Ok(self
-            .metrics(http)
-            .await?
+            .sum::<f64>() as u64;
+        let buckets = text
             .lines()
             .filter_map(|l| l.strip_prefix("raven_publish_latency_seconds_bucket{le=\""))
             .filter_map(|l| {
@@ -595,7 +590,8 @@ impl Server {
                 };
                 Some((le, count.trim().parse::<f64>().ok()? as u64))
             })
-            .collect())
+            .collect();
+        Ok((frames, buckets))
     }
 }
 
@@ -1104,8 +1100,8 @@ async fn run_scenario(s: &Scenario, opts: &Options, http: &reqwest::Client) -> R
 
     let (raven_pid, sim_pid) = (server.child.pid(), sim.pid());
     let sim0 = Reading(sim_frames_sent(http, &sim_addr).await?, Instant::now());
-    let feed0 = Reading(server.feed_frames(http).await?, Instant::now());
-    let publish0 = server.publish_buckets(http).await?;
+    let (frames0, publish0) = server.window_edge(http).await?;
+    let feed0 = Reading(frames0, Instant::now());
     let cpu0 = cpu_sample(raven_pid, sim_pid)?;
     let t0 = Instant::now();
     phase.store(RECORD, Relaxed);
@@ -1116,8 +1112,9 @@ async fn run_scenario(s: &Scenario, opts: &Options, http: &reqwest::Client) -> R
     let window = t0.elapsed();
     let cpu1 = cpu_sample(raven_pid, sim_pid)?;
     let sim1 = Reading(sim_frames_sent(http, &sim_addr).await?, Instant::now());
-    let feed1 = Reading(server.feed_frames(http).await?, Instant::now());
-    let publish = bucket_quantiles(&publish0, &server.publish_buckets(http).await?);
+    let (frames1, publish1) = server.window_edge(http).await?;
+    let feed1 = Reading(frames1, Instant::now());
+    let publish = bucket_quantiles(&publish0, &publish1);
     let (rss, rss_peak) = memory(raven_pid)?;
     let levels: u64 = book_status(&server.grpc)
         .await?

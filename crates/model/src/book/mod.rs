@@ -149,8 +149,9 @@ impl OrderBook {
                     // a side that was cut is known down to its new last level.
                     self.truncate(depth, &mut BookLevels::default());
                     ranks!(&mut self.layout, r => r.known_after_cut(before, depth));
-                    levels.bids = self.bids().collect();
-                    levels.asks = self.asks().collect();
+                    let kept = self.snapshot(0);
+                    levels.bids = kept.bids;
+                    levels.asks = kept.asks;
                 }
             }
             BookUpdate::Delta(delta) => {
