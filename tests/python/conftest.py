@@ -8,6 +8,7 @@ import json
 import os
 import random
 import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -57,10 +58,17 @@ def pb():
     return raven_pb2, raven_pb2_grpc
 
 
+def serve_env(tmp: Path) -> dict:
+    """The server's environment, its data dir (SQLite history) in `tmp`: without it the
+    default `data` is relative to pytest's working directory, the source tree, and an
+    inherited RAVEN_DATA_DIR would beat any `data_dir` in the config file."""
+    return {**os.environ, "RAVEN_DATA_DIR": str(tmp / "data")}
+
+
 def start_raven(server_extra: str = ""):
     """Starts `raven sim` (synthetic spot market) and `raven serve` pointed at it, with
     `server_extra` TOML after the `[server]` keys; waits until every book is synced.
-    Returns (gRPC address, [processes], temp dir)."""
+    Returns (gRPC address, [processes], temp dir); `stop(processes, tmp)` ends both."""
     tmp = Path(tempfile.mkdtemp(prefix="raven-py-"))
     sim = subprocess.Popen(
         [RAVEN, "sim", "--listen", "127.0.0.1:0", "--symbols", "3", "--rate", "2000"],
@@ -93,7 +101,9 @@ rest_url = "http://{addr}"
 """
     )
     log = open(tmp / "serve.log", "w")
-    serve = subprocess.Popen([RAVEN, "serve", "--config", str(config)], stdout=log, stderr=log)
+    serve = subprocess.Popen(
+        [RAVEN, "serve", "--config", str(config)], stdout=log, stderr=log, env=serve_env(tmp)
+    )
     deadline = time.time() + 60
     while True:
         # Ready needs one book in sync; the tests want all three.
@@ -110,21 +120,25 @@ rest_url = "http://{addr}"
     return f"127.0.0.1:{grpc_port}", [serve, sim], tmp
 
 
-def stop(procs):
+def stop(procs, tmp: Path | None = None):
+    """Ends `procs`, then removes `tmp` (config, log, data) once nothing writes there."""
     for p in procs:
         p.terminate()
         try:
             p.wait(timeout=10)
         except subprocess.TimeoutExpired:
             p.kill()
+            p.wait()
+    if tmp is not None:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
 def raven_server():
     """A Raven anyone may call, in plain text."""
-    addr, procs, _ = start_raven()
+    addr, procs, tmp = start_raven()
     yield addr
-    stop(procs)
+    stop(procs, tmp)
 
 
 @pytest.fixture(scope="session")
@@ -143,6 +157,7 @@ def demo_server():
         stdout=log,
         stderr=log,
         cwd=tmp,
+        env=serve_env(tmp),
     )
     deadline = time.time() + 60
     while True:
@@ -156,4 +171,4 @@ def demo_server():
         assert time.time() < deadline, "raven serve --demo did not become ready in 60 s"
         time.sleep(0.2)
     yield f"127.0.0.1:{grpc_port}"
-    stop([serve])
+    stop([serve], tmp)

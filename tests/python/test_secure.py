@@ -64,7 +64,7 @@ def secure_server(tmp_path_factory):
     (d / "server.crt").write_bytes(pem(server[0]))
     (d / "server.key").write_bytes(key_pem(server[1]))
     digest = hashlib.sha256(TOKEN.encode()).hexdigest()
-    addr, procs, _ = start_raven(
+    addr, procs, tmp = start_raven(
         f"""
 [server.tls]
 cert = "{d / 'server.crt'}"
@@ -77,7 +77,7 @@ channels = ["trades"]
 """
     )
     yield addr, (d / "ca.crt").read_bytes()
-    stop(procs)
+    stop(procs, tmp)
 
 
 def channel(addr, ca, token=None):

@@ -7,7 +7,7 @@
 mod support;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,7 +19,14 @@ use raven_proto::pb::server_message::Payload;
 use support::*;
 
 const FEEDS: usize = 4;
+/// Publishes per feed at least; the feeds go on until the consumer has read
+/// `CONSUMED` messages, so the test's reach does not depend on how fast the feed threads
+/// run against the consumer (a release build's feeds finish 20 000 in a blink).
 const PUBLISHES: u64 = 20_000;
+const CONSUMED: u64 = 2_000;
+/// A consumer that stops reading must not hang the test: the feeds give up here, and
+/// the assertion on what it read says why.
+const PUBLISHES_MAX: u64 = 50 * PUBLISHES;
 
 fn instrument(i: usize) -> InstrumentId {
     InstrumentId::new(Venue::new("binance_spot").unwrap(), &format!("S{i}USDT"))
@@ -106,8 +113,9 @@ fn concurrent_feeds_never_leave_an_unexplained_gap() {
     subscribe(&mut session, topics);
 
     let done = Arc::new(AtomicBool::new(false));
+    let consumed = Arc::new(AtomicU64::new(0));
     let consumer = {
-        let (sub, done) = (sub.clone(), done.clone());
+        let (sub, done, consumed) = (sub.clone(), done.clone(), consumed.clone());
         std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_time()
@@ -124,6 +132,7 @@ fn concurrent_feeds_never_leave_an_unexplained_gap() {
                             let m = decode(&bytes);
                             check(&mut seen, &m)?;
                             messages += 1;
+                            consumed.store(messages, Ordering::Release);
                             explained += u64::from(matches!(
                                 m.payload,
                                 Some(Payload::Dropped(_))
@@ -146,10 +155,13 @@ fn concurrent_feeds_never_leave_an_unexplained_gap() {
     };
     let feeds: Vec<_> = (0..FEEDS)
         .map(|i| {
-            let hub = hub.clone();
+            let (hub, consumed) = (hub.clone(), consumed.clone());
             std::thread::spawn(move || {
                 let id = instrument(i);
-                for n in 0..PUBLISHES {
+                let mut n = 0;
+                while n < PUBLISHES_MAX
+                    && (n < PUBLISHES || consumed.load(Ordering::Acquire) < CONSUMED)
+                {
                     if n.is_multiple_of(2) {
                         hub.market_event(trade_event(&id, n));
                     } else {
@@ -162,6 +174,7 @@ fn concurrent_feeds_never_leave_an_unexplained_gap() {
                         )
                         .unwrap();
                     }
+                    n += 1;
                 }
             })
         })
@@ -171,7 +184,10 @@ fn concurrent_feeds_never_leave_an_unexplained_gap() {
     }
     done.store(true, Ordering::Release);
     let (messages, explained) = consumer.join().unwrap().unwrap();
-    assert!(messages > 1000, "the consumer read {messages} messages");
+    assert!(
+        messages >= CONSUMED,
+        "the consumer read {messages} messages"
+    );
     assert!(
         explained > 100,
         "the queue must have overflowed often for this to test anything: {explained} recoveries"

@@ -479,12 +479,13 @@ fn spawn_serve(s: &Scenario, sim_addr: &str, opts: &Options) -> Result<Server> {
         .snapshot_limit
         .map(|l| format!("snapshot_limit = {l}\n"))
         .unwrap_or_default();
+    let data = dir.path().join("data");
     let config = format!(
         "[server]\nhost = \"127.0.0.1\"\ngrpc_port = {grpc}\nhealth_port = {health}\nmetrics_port = {metrics}\nheartbeat_ms = 1000\ndata_dir = \"{}\"\n{tls_lines}\n\
          [[venues]]\nvenue = \"{VENUE}\"\nsymbols = [{}]\nchannels = [\"trades\", \"book\"]\n\
          ws_url = \"ws://{sim_addr}\"\nrest_url = \"http://{sim_addr}\"\n\
          rest_weight_per_minute = 1000000\n{limit}",
-        dir.path().join("data").display(),
+        data.display(),
         symbols.join(", ")
     );
     let path = dir.path().join("raven.toml");
@@ -507,6 +508,14 @@ fn spawn_serve(s: &Scenario, sim_addr: &str, opts: &Options) -> Result<Server> {
         .args(["serve", "--config"])
         .arg(&path)
         .env("RUST_LOG", "info")
+        // The environment beats the file: an inherited RAVEN_DATA_DIR (a shell with the
+        // deployment's variables) would put the SQLite history there, a relative one in
+        // the source tree (cargo runs the bench from crates/raven). Pinned, it stays in
+        // the temp dir removed with `Server`. An inherited store URL would have the run
+        // write to someone's Redis or InfluxDB, and measure them too.
+        .env("RAVEN_DATA_DIR", &data)
+        .env_remove("REDIS_URL")
+        .env_remove("INFLUXDB_URL")
         .env_remove("SERVER_HOST")
         .env_remove("SERVER_PORT")
         .env_remove("HEALTH_PORT")

@@ -279,9 +279,13 @@ fn invalid_config_exits_non_zero_naming_the_key() {
         "[[venues]]\nvenue = \"binance_spot\"\nsymbols = [\"BTCUSDT\"]\nchannels = [\"funding\"]\n",
     )
     .expect("write");
+    // Should a check ever come after the stores open, their files land in the temp dir,
+    // not in the default `data` under cargo's working directory (the source tree).
+    let data = dir.path().join("data");
     let out = std::process::Command::new(RAVEN)
         .args(["serve", "--config"])
         .arg(&path)
+        .env("RAVEN_DATA_DIR", &data)
         .output()
         .expect("run");
     assert!(!out.status.success());
@@ -290,6 +294,7 @@ fn invalid_config_exits_non_zero_naming_the_key() {
     let out = std::process::Command::new(RAVEN)
         .args(["serve", "--config"])
         .arg(&path)
+        .env("RAVEN_DATA_DIR", &data)
         .env("SERVER_PORT", "http")
         .output()
         .expect("run");

@@ -149,6 +149,10 @@ fn spawn_serve_full(
         .args(["serve", "--config"])
         .arg(&path)
         .env("RUST_LOG", "info")
+        // The environment beats the file: an inherited RAVEN_DATA_DIR would have every
+        // test server share that directory, a relative one in the source tree (cargo
+        // runs the tests from crates/raven). Pinned, it stays in the test's temp dir.
+        .env("RAVEN_DATA_DIR", &data)
         .envs(env.iter().copied())
         .stdout(log)
         .stderr(err)
