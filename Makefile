@@ -7,7 +7,8 @@
 #   STACK=native  InfluxDB 1.x, Redis and Prometheus from Debian's packages and Raven as
 #                 plain processes, on the guide's ports, state in .stack/ (no Grafana or
 #                 Jaeger: they have no Debian packages)
-# Default: docker when a Docker engine answers `docker compose`, native otherwise.
+# Default: docker when a Docker engine answers Compose (v2 `docker compose` or v1
+# `docker-compose`), native otherwise.
 # Both are scripts/stack/{docker,native}.sh, with the same verbs.
 
 SHELL := /bin/bash
@@ -76,7 +77,7 @@ fmt-check: ## Check formatting without changing files
 
 .PHONY: lint-scripts
 lint-scripts: ## Check the shell scripts with shellcheck (apt: shellcheck)
-	shellcheck -x scripts/*.sh scripts/stack/*.sh
+	shellcheck -x scripts/*.sh scripts/stack/*.sh deploy/raven/*.sh deploy/ci/*/*.sh
 
 .PHONY: dev
 dev: ## Run fmt + lint + test
@@ -174,6 +175,10 @@ shell: ## Open server container shell (native: a shell with the stack's environm
 .PHONY: db-shell
 db-shell: ## Open InfluxDB shell
 	@$(STACK_SH) db-shell
+
+.PHONY: docker-e2e
+docker-e2e: ## Docker stack end to end on a real engine (installs docker.io, starts dockerd if needed): build, deploy, backup, wipe, restore, stop, clean
+	@scripts/stack/docker-e2e.sh
 
 .PHONY: stack-e2e
 stack-e2e: ## Native stack end to end: up, data in InfluxDB/Redis/Prometheus, backup, wipe, restore, down

@@ -7,7 +7,8 @@
 What is checked (each function below returns a list of problems, empty when fine):
 
 - docker-compose.yml, interpolated with .env.example the way `docker compose` does it,
-  validates against the Compose Specification schema vendored in deploy/schema/;
+  validates against the Compose Specification schema vendored in deploy/schema/, and
+  Compose v1 accepts it (no top-level `name:`; the open-file limit from .env);
 - host ports, credentials, environment, resource limits and reservations, health check
   timings and named volumes equal the deployment guide's promises (GUIDE below, and the
   guide itself when ../shared/spec/DEPLOYMENT_GUIDE.md is present), and docs/DEPLOYMENT.md
@@ -17,7 +18,8 @@ What is checked (each function below returns a list of problems, empty when fine
 - Prometheus's config passes `promtool check config` and scrapes services that exist,
   Grafana's datasources point at them;
 - the Dockerfile builds the workspace's `raven` binary, runs it as a non-root user with a
-  `raven health` HEALTHCHECK and OCI labels, and .dockerignore lets its COPY sources in;
+  `raven health` HEALTHCHECK and OCI labels, .dockerignore lets its COPY sources in, and
+  Docker 20.10's builders parse it (no `# syntax=`, heredoc or COPY --chmod);
 - the image's entrypoint and the InfluxDB init script behave (run with stub binaries).
 
 Needs PyYAML and jsonschema (tests/python/requirements.txt); promtool for the
@@ -390,6 +392,24 @@ def check_services() -> list[str]:
     return []
 
 
+def check_compose_versions() -> list[str]:
+    """What Compose v1 (Debian's docker-compose 1.29) and hosts with a low open-file
+    limit need: no top-level `name:` (v1 rejects it) and a nofile limit that can be
+    set from .env (a container cannot get a hard limit above the engine's)."""
+    problems = []
+    raw = yaml.safe_load(COMPOSE.read_text())
+    for key in raw:
+        if key not in ("services", "volumes", "networks", "configs", "secrets") and not key.startswith("x-"):
+            problems.append(f"docker-compose.yml: top-level `{key}:` is rejected by Compose v1")
+    for name, svc in raw.get("services", {}).items():
+        nofile = ((svc or {}).get("ulimits") or {}).get("nofile")
+        limits = nofile.values() if isinstance(nofile, dict) else [nofile] if nofile is not None else []
+        for v in limits:
+            if not isinstance(v, str) or "${" not in v:
+                problems.append(f"{name}: ulimits nofile {v!r} is fixed; take it from a variable (RAVEN_NOFILE)")
+    return problems
+
+
 def check_ports() -> list[str]:
     problems = []
     services = load_compose()["services"]
@@ -462,7 +482,8 @@ def check_env_example() -> list[str]:
         if op in (None, ":?", "?") and name not in env:
             problems.append(f"docker-compose.yml needs {name}, which .env.example does not set")
     for key in env:
-        if key not in used:
+        # COMPOSE_* settings are Compose's own (the project name), not interpolated.
+        if key not in used and not key.startswith("COMPOSE_"):
             problems.append(f".env.example: {key} is not used by docker-compose.yml")
     gitignore = (ROOT / ".gitignore").read_text().split()
     if "/.env" not in gitignore and ".env" not in gitignore:
@@ -729,16 +750,31 @@ def check_dockerfile() -> list[str]:
         if i == "ARG" and "=" in a:
             k, v = a.split("=", 1)
             args[k] = v.strip('"')
-    froms = [a for i, a in ins if i == "FROM"]
-    if len(froms) < 2:
+    stages = dockerfile_stages(ins)
+    names = {name for name, _, _ in stages}
+    if len(stages) < 2:
         problems.append("Dockerfile: not multi-stage")
-    for f in froms:
-        image = re.sub(r"\$\{(\w+)\}", lambda m: args.get(m.group(1), ""), f.split()[0])
+    for _, base, _ in stages:
+        if base in names:
+            continue
+        image = re.sub(r"\$\{(\w+)\}", lambda m: args.get(m.group(1), ""), base)
         if not re.search(r":\d|:[a-z]+-slim$|-slim$", image) or image.endswith(":latest"):
             problems.append(f"Dockerfile: base image {image} not pinned")
-    final = ins[max(i for i, (n, _) in enumerate(ins) if n == "FROM") :]
-    if "rust" in final[0][1].split()[0]:
+    # The default target (the last stage) with what it inherits from the stages it is
+    # built FROM.
+    final = stage_chain(stages, len(stages) - 1)
+    root = re.sub(r"\$\{(\w+)\}", lambda m: args.get(m.group(1), ""), final[0][1].split()[0])
+    if "rust" in root:
         problems.append("Dockerfile: the runtime stage is the Rust build image")
+    # What Docker 20.10's builders cannot parse, or fetch from a registry first.
+    text = DOCKERFILE.read_text()
+    if re.search(r"^#\s*syntax\s*=", text, re.M | re.I):
+        problems.append("Dockerfile: a `# syntax=` directive makes BuildKit fetch its frontend from a registry")
+    for n, a in ins:
+        if n in ("COPY", "ADD") and "--chmod" in a.split("\n", 1)[0]:
+            problems.append(f"Dockerfile: {n} --chmod is rejected by the legacy builder")
+        if n in ("RUN", "COPY") and "\n" in a:
+            problems.append(f"Dockerfile: a heredoc in {n}, which Docker 20.10 cannot parse")
     users = [a for n, a in final if n == "USER"]
     if not users or users[-1].split(":")[0] in ("root", "0"):
         problems.append("Dockerfile: the runtime stage must end with a non-root USER")
@@ -768,7 +804,9 @@ def check_dockerfile() -> list[str]:
             continue
         words = [w for w in a.split() if not w.startswith("--")]
         for src in words[:-1]:
-            if not (ROOT / src).exists():
+            src = re.sub(r"\$\{(\w+)\}", lambda m: args.get(m.group(1), m.group(0)), src)
+            # target/: a build's output (the runtime-prebuilt binary), not in a checkout.
+            if not src.startswith("target/") and not (ROOT / src).exists():
                 problems.append(f"Dockerfile: COPY source {src} does not exist")
             elif not dockerignore_includes(src):
                 problems.append(f"Dockerfile: COPY source {src} is excluded by .dockerignore")
@@ -795,11 +833,36 @@ def check_dockerfile() -> list[str]:
     return problems
 
 
+def dockerfile_stages(ins: list[tuple[str, str]]) -> list[tuple[str, str, list[tuple[str, str]]]]:
+    """(name, base, instructions from its FROM on) per stage; unnamed stages by index."""
+    stages = []
+    for n, a in ins:
+        if n == "FROM":
+            words = a.split()
+            name = words[2] if len(words) >= 3 and words[1].upper() == "AS" else str(len(stages))
+            stages.append((name, words[0], []))
+        if stages:
+            stages[-1][2].append((n, a))
+    return stages
+
+
+def stage_chain(stages, index: int) -> list[tuple[str, str]]:
+    """The instructions that make stage `index`: its ancestors' (FROM another stage), then
+    its own."""
+    by_name = {name: i for i, (name, _, _) in enumerate(stages)}
+    name, base, own = stages[index]
+    if base in by_name and by_name[base] < index:
+        return stage_chain(stages, by_name[base]) + own
+    return own
+
+
 def entrypoint_script() -> str:
+    """The script the Dockerfile installs as raven-entrypoint (COPY from the repo)."""
     for n, a in dockerfile_instructions():
-        if n == "COPY" and "raven-entrypoint" in a and "<<" in a:
-            return a.split("\n", 1)[1]
-    raise AssertionError("Dockerfile: no inline raven-entrypoint")
+        words = a.split()
+        if n == "COPY" and words and words[-1].endswith("/raven-entrypoint") and "--from=" not in a:
+            return (ROOT / words[-2]).read_text()
+    raise AssertionError("Dockerfile: no COPY of raven-entrypoint")
 
 
 def _stub(dirpath: Path, name: str, body: str) -> Path:
@@ -928,6 +991,7 @@ def check_guide() -> list[str]:
 
 CHECKS = [
     check_schema,
+    check_compose_versions,
     check_services,
     check_ports,
     check_environment,

@@ -6,28 +6,30 @@
 #   VERB: deploy start stop restart status health urls logs logs-server logs-influx
 #         logs-grafana backup restore NAME clean clean-all shell db-shell build
 #
+# Compose v2 (`docker compose`) or v1 (`docker-compose` 1.27+, Debian's), whichever is
+# here. COMPOSE_FILE picks the files as Compose itself does (the CI override adds
+# deploy/ci/docker-compose.ci.yml); services scaled to 0 there are not expected to run.
+#
 # Backups (docker/backups/raven_backup_YYYYmmdd_HHMMSS/): InfluxDB through `influx
-# backup` (restored with `influx restore --full`), Redis through BGSAVE and its RDB,
-# Prometheus through a TSDB snapshot (admin API) or, when that is off, a copy taken
-# with the container paused, Grafana's /var/lib/grafana and Raven's data dir copied
-# with their container paused (crash-consistent, a few seconds), and manifest.json.
+# backup` (2.x; restored with `influx restore --full`) or `influxd backup -portable`
+# (1.x, the CI image), Redis through BGSAVE and its RDB, Prometheus through a TSDB
+# snapshot (admin API) or, when that is off, a copy taken with the container paused,
+# Grafana's /var/lib/grafana and Raven's data dir copied with their container paused
+# (crash-consistent, a few seconds), and manifest.json.
 set -euo pipefail
 # shellcheck source=scripts/stack/lib.sh
 . "$(dirname "$0")/lib.sh"
 cd "$STACK_ROOT"
 
-docker compose version >/dev/null 2>&1 ||
-  die "docker compose is not available here (Docker 20.10+ with Compose 2): without Docker use STACK=native"
+compose_command || die "neither docker compose (v2) nor docker-compose (v1) works here: without Docker use STACK=native"
 ENV_FILE="${ENV_FILE:-.env}"
-# `-p raven`: the file says `name: raven`, which Compose before 2.3 ignores.
-DC=(docker compose -p raven --env-file "$ENV_FILE")
 # OCI labels of the image: which commit, when, from where.
 BUILD_ARGS=(--build-arg "VCS_REF=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
   --build-arg "BUILD_DATE=$(date -u +%FT%TZ)"
   --build-arg "SOURCE_URL=$(git remote get-url origin 2>/dev/null || true)")
-REDIS_CLI=("${DC[@]}" exec -T redis redis-cli)
-SERVICES=(raven influxdb redis prometheus grafana jaeger)
+ALL_SERVICES=(raven influxdb redis prometheus grafana jaeger)
 RAVEN_DATA_DIR_IN=/var/lib/raven # RAVEN_DATA_DIR in docker-compose.yml
+NOFILE_DEFAULT=65536             # RAVEN_NOFILE's default in docker-compose.yml
 
 ensure_env() {
   if [ ! -f "$ENV_FILE" ]; then
@@ -41,6 +43,80 @@ env_get() { # env_get KEY DEFAULT — a value of .env (KEY=VALUE lines, optional
   v="$(sed -n "s/^[[:space:]]*$1=//p" "$ENV_FILE" 2>/dev/null | tail -n 1)"
   v="${v%\"}" v="${v#\"}" v="${v%\'}" v="${v#\'}"
   printf '%s\n' "${v:-$2}"
+}
+
+# The project name: COMPOSE_PROJECT_NAME (environment, then .env), else raven. Passed
+# as -p so that every Compose version names containers and volumes alike.
+compose_init() {
+  local project
+  project="${COMPOSE_PROJECT_NAME:-$(env_get COMPOSE_PROJECT_NAME raven)}"
+  DC=("${COMPOSE[@]}" -p "$project" --env-file "$ENV_FILE")
+  REDIS_CLI=("${DC[@]}" exec -T redis redis-cli)
+  # The services that run: all but those scaled to 0 (the CI override's), in the order
+  # above; the full list when the configuration cannot be read this way.
+  local config running s
+  # v2 prints JSON when asked; v1 has only YAML (and ignores the option, printing nothing).
+  config="$("${DC[@]}" config --format json 2>/dev/null || true)"
+  [ -n "$config" ] || config="$("${DC[@]}" config 2>/dev/null || true)"
+  running="$(python3 "$STACKUTIL" compose-services <<<"$config" 2>/dev/null || true)"
+  SERVICES=()
+  for s in "${ALL_SERVICES[@]}"; do
+    if [ -z "$running" ] || grep -qx "$s" <<<"$running"; then SERVICES+=("$s"); fi
+  done
+}
+
+runs() { # runs SERVICE — whether SERVICE is one of the running services
+  local s
+  for s in "${SERVICES[@]}"; do [ "$s" = "$1" ] && return 0; done
+  return 1
+}
+
+# The file-descriptor limit of Raven's container (RAVEN_NOFILE, default 65536), lowered
+# to the engine's hard limit when that is below it: a container cannot raise its hard
+# limit above the engine's (`error setting rlimit type 7: operation not permitted`).
+nofile_init() { # nofile_init IMAGE — the engine's limit as a container of IMAGE sees it
+  local want hard
+  want="${RAVEN_NOFILE:-$(env_get RAVEN_NOFILE "$NOFILE_DEFAULT")}"
+  case "$want" in '' | *[!0-9]*) die "RAVEN_NOFILE must be a number of files, not '$want'" ;; esac
+  hard="$(docker run --rm --entrypoint sh "$1" -c 'ulimit -Hn' 2>/dev/null || true)"
+  if [ -n "$hard" ] && [ "$hard" != unlimited ] && [ "$hard" -lt "$want" ]; then
+    warn "RAVEN_NOFILE=$want is above this Docker engine's hard limit of $hard open files: Raven gets $hard"
+    want="$hard"
+  fi
+  export RAVEN_NOFILE="$want"
+}
+
+raven_image() { printf 'raven:%s\n' "$(env_get RAVEN_VERSION 0.1.0)"; }
+
+# The build target (RAVEN_BUILD_TARGET: runtime or runtime-prebuilt) and what it needs:
+# runtime-prebuilt gets Raven built here, release, without debug info (as the image's
+# own build stage strips it), at target/docker/raven; runtime with Compose v1 builds
+# through the docker CLI, whose BuildKit the cache mounts need.
+build_init() {
+  local target bin
+  target="${RAVEN_BUILD_TARGET:-$(env_get RAVEN_BUILD_TARGET runtime)}"
+  export RAVEN_BUILD_TARGET="$target"
+  case "$target" in
+    runtime)
+      if [ "${COMPOSE[0]}" = docker-compose ]; then
+        export COMPOSE_DOCKER_CLI_BUILD="${COMPOSE_DOCKER_CLI_BUILD:-1}" DOCKER_BUILDKIT="${DOCKER_BUILDKIT:-1}"
+      fi
+      ;;
+    runtime-prebuilt)
+      step "building Raven on the host for the runtime-prebuilt image"
+      "${CARGO:-cargo}" build --release --locked --bin raven
+      bin="${CARGO_TARGET_DIR:-target}/release/raven"
+      mkdir -p target/docker
+      if command -v objcopy >/dev/null; then
+        objcopy --strip-debug "$bin" target/docker/raven.tmp
+      else
+        cp "$bin" target/docker/raven.tmp
+      fi
+      chmod 0755 target/docker/raven.tmp
+      mv -f target/docker/raven.tmp target/docker/raven
+      ;;
+    *) die "RAVEN_BUILD_TARGET is runtime or runtime-prebuilt, not '$target'" ;;
+  esac
 }
 
 cid() { "${DC[@]}" ps -a -q "$1" 2>/dev/null | head -n 1; }
@@ -80,19 +156,47 @@ wait_healthy() {
   say "all services healthy"
 }
 
+# influx_major — 1 or 2: the InfluxDB the stack runs (2.x upstream; 1.x in the CI
+# override), from the version header /ping answers with.
+influx_major() {
+  local v
+  v="$(curl -s -m 5 -o /dev/null -D - http://127.0.0.1:8086/ping 2>/dev/null |
+    tr -d '\r' | sed -n 's/^[Xx]-[Ii]nflux[Dd][Bb]-[Vv]ersion: *v\{0,1\}\([0-9]*\).*/\1/p')"
+  printf '%s\n' "${v:-2}"
+}
+
 cmd_urls() {
-  url_table \
-    "Grafana Dashboard|http://localhost:3000|$(env_get GRAFANA_ADMIN_USER raven) / $(env_get GRAFANA_ADMIN_PASSWORD ravens_see_all)" \
-    "Prometheus|http://localhost:9091|-" \
-    "Jaeger Tracing|http://localhost:16686|-" \
-    "InfluxDB UI|http://localhost:8086|$(env_get INFLUXDB_ADMIN_USERNAME raven) / $(env_get INFLUXDB_ADMIN_PASSWORD ravens_fly_at_dawn)" \
-    "Health Check|http://localhost:8080/health|-" \
-    "Metrics|http://localhost:9090/metrics|-" \
-    "gRPC Server|localhost:50051|-"
+  local rows=()
+  if runs grafana; then
+    rows+=("Grafana Dashboard|http://localhost:3000|$(env_get GRAFANA_ADMIN_USER raven) / $(env_get GRAFANA_ADMIN_PASSWORD ravens_see_all)")
+  fi
+  if runs prometheus; then rows+=("Prometheus|http://localhost:9091|-"); fi
+  if runs jaeger; then rows+=("Jaeger Tracing|http://localhost:16686|-"); fi
+  if runs influxdb; then
+    if [ "$(influx_major)" = 1 ]; then
+      rows+=("InfluxDB (1.x API)|http://localhost:8086|$(env_get INFLUXDB_USERNAME raven) / $(env_get INFLUXDB_PASSWORD ravens_fly_at_dawn)")
+    else
+      rows+=("InfluxDB UI|http://localhost:8086|$(env_get INFLUXDB_ADMIN_USERNAME raven) / $(env_get INFLUXDB_ADMIN_PASSWORD ravens_fly_at_dawn)")
+    fi
+  fi
+  rows+=("Health Check|http://localhost:8080/health|-" "Metrics|http://localhost:9090/metrics|-" "gRPC Server|localhost:50051|-")
+  url_table "${rows[@]}"
+}
+
+# Each service's URL on the host, checked by `make health` (redis has none: its state is
+# its health check).
+service_url() {
+  case "$1" in
+    raven) echo http://localhost:8080/health/ready http://localhost:9090/metrics ;;
+    influxdb) echo http://localhost:8086/ping ;;
+    prometheus) echo http://localhost:9091/-/ready ;;
+    grafana) echo http://localhost:3000/api/health ;;
+    jaeger) echo http://localhost:16686/ ;;
+  esac
 }
 
 cmd_health() {
-  local bad=0 s st
+  local bad=0 s st url
   for s in "${SERVICES[@]}"; do
     st="$(state_of "$s")"
     if [ "$st" = healthy ] || [ "$st" = running ]; then say "  ${C_OK}ok${C_OFF}   $s ($st)"; else
@@ -100,19 +204,19 @@ cmd_health() {
       bad=1
     fi
   done
-  local url
-  for url in http://localhost:8080/health/ready http://localhost:9090/metrics http://localhost:8086/health \
-    http://localhost:9091/-/ready http://localhost:3000/api/health http://localhost:16686/; do
-    if http_ok "$url"; then say "  ${C_OK}ok${C_OFF}   $url"; else
-      say "  ${C_BAD}FAIL${C_OFF} $url"
-      bad=1
-    fi
+  for s in "${SERVICES[@]}"; do
+    for url in $(service_url "$s"); do
+      if http_ok "$url"; then say "  ${C_OK}ok${C_OFF}   $url"; else
+        say "  ${C_BAD}FAIL${C_OFF} $url"
+        bad=1
+      fi
+    done
   done
   return $bad
 }
 
 # helper_run VOLUMES_FROM_SERVICE COMMAND... — a throwaway root container with the
-# service's volumes at their paths, from the Redis image (alpine: sh, cp, chown, stat).
+# service's volumes at their paths, from the Redis image (it has sh, cp, chown, stat).
 helper_run() {
   local from img
   from="$(cid "$1")"
@@ -138,6 +242,10 @@ influx_cut_counts() {
     "$(env_get INFLUXDB_USERNAME raven)" "$(env_get INFLUXDB_PASSWORD ravens_fly_at_dawn)" "$1"
 }
 
+influx_as_raven() { # Raven's user can query its database (the v1 API, both majors)
+  influx_cut_counts 0 >/dev/null
+}
+
 redis_cli() { "${DC[@]}" exec -T redis redis-cli "$@" | tr -d '\r'; }
 
 redis_pong() { [ "$(redis_cli ping)" = PONG ]; }
@@ -158,14 +266,21 @@ cmd_backup() {
   mapfile -t targs < <(influx_token_args)
   step "backup $name (docker stack) -> $dir"
 
-  # InfluxDB 2.x: `influx backup` inside the container; counts older than the cut, equal
-  # before and after the backup.
-  local cut before after attempt
+  # InfluxDB: `influx backup` (2.x) or `influxd backup -portable` (1.x) inside the
+  # container; counts older than the cut, equal before and after the backup.
+  local cut before after attempt backup_cmd tool
+  if [ "$(influx_major)" = 1 ]; then
+    backup_cmd=(influxd backup -portable -host 127.0.0.1:8088 /tmp/raven_backup)
+    tool="influxd backup -portable"
+  else
+    backup_cmd=(influx backup "${targs[@]}" /tmp/raven_backup)
+    tool="influx backup"
+  fi
   for attempt in 1 2 3; do
     cut=$((($(date +%s) - ${BACKUP_SETTLE_SECS:-10}) * 1000000000))
     before="$(influx_cut_counts "$cut")"
     "${DC[@]}" exec -T influxdb sh -c 'rm -rf /tmp/raven_backup'
-    "${DC[@]}" exec -T influxdb influx backup "${targs[@]}" /tmp/raven_backup >/dev/null
+    "${DC[@]}" exec -T influxdb "${backup_cmd[@]}" >/dev/null
     after="$(influx_cut_counts "$cut")"
     [ "$before" = "$after" ] && break
     [ $attempt -lt 3 ] || die "InfluxDB kept changing below the cut: backup not verifiable"
@@ -173,7 +288,7 @@ cmd_backup() {
   rm -rf "$dir/influxdb"
   docker cp "$(cid influxdb):/tmp/raven_backup" "$dir/influxdb" >/dev/null
   "${DC[@]}" exec -T influxdb rm -rf /tmp/raven_backup
-  echo "{\"tool\": \"influx backup\", \"points_before_ns\": $cut, \"points\": $before}" >"$parts/influxdb.json"
+  echo "{\"tool\": \"$tool\", \"points_before_ns\": $cut, \"points\": $before}" >"$parts/influxdb.json"
   say "  influxdb    points: $before"
 
   # Redis: BGSAVE, wait for LASTSAVE to move, copy the RDB. Keys counted around it.
@@ -208,6 +323,7 @@ cmd_backup() {
   local svc path sub
   for svc in grafana:/var/lib/grafana:grafana raven:$RAVEN_DATA_DIR_IN:raven_data; do
     IFS=: read -r svc path sub <<<"$svc"
+    runs "$svc" || continue
     "${DC[@]}" pause "$svc" >/dev/null
     docker cp "$(cid "$svc"):$path" "$dir/$sub" >/dev/null || {
       "${DC[@]}" unpause "$svc" >/dev/null
@@ -220,7 +336,7 @@ cmd_backup() {
   done
 
   python3 "$STACKUTIL" manifest "$dir" "$parts" name="$name" mode=docker created="$(date -u +%FT%TZ)" \
-    "images=\"$("${DC[@]}" images --format '{{.Repository}}:{{.Tag}}' 2>/dev/null | sort -u | tr '\n' ' ')\""
+    "images=\"$(for svc in "${SERVICES[@]}"; do docker inspect --format '{{.Config.Image}}' "$(cid "$svc")"; done | sort -u | tr '\n' ' ')\""
   PARTIAL_BACKUP=""
   echo "$name" >"$BACKUP_ROOT/LATEST"
   say "backup done in $((SECONDS - t0))s: $dir"
@@ -235,16 +351,38 @@ cmd_restore() {
   [ -f "$m" ] || die "$dir has no manifest.json"
   BACKUP_DIR_ABS="$dir"
   mapfile -t targs < <(influx_token_args)
+  nofile_init "$(raven_image)"
   step "restore $(basename "$dir") -> docker stack"
   python3 "$STACKUTIL" verify-files "$dir" | sed 's/^/  /'
   "${DC[@]}" up -d influxdb redis >/dev/null
-  "${DC[@]}" stop raven grafana prometheus redis >/dev/null
+  local s
+  for s in raven grafana prometheus redis; do
+    if runs "$s"; then "${DC[@]}" stop "$s" >/dev/null; fi
+  done
+  wait_until "influxdb" "$STACK_TIMEOUT" http_ok http://127.0.0.1:8086/ping || die "InfluxDB does not answer: make logs-influx"
 
   if [ -d "$dir/influxdb" ]; then
-    "${DC[@]}" exec -T influxdb rm -rf /tmp/raven_restore
+    "${DC[@]}" exec -T -u 0 influxdb rm -rf /tmp/raven_restore
     docker cp "$dir/influxdb" "$(cid influxdb):/tmp/raven_restore" >/dev/null
-    "${DC[@]}" exec -T influxdb influx restore "${targs[@]}" --full /tmp/raven_restore
-    "${DC[@]}" exec -T influxdb rm -rf /tmp/raven_restore
+    # docker cp keeps the backup's owner and modes (influxd writes it 0700): readable by
+    # the user the server and its CLI run as.
+    "${DC[@]}" exec -T -u 0 influxdb chmod -R a+rX /tmp/raven_restore
+    if [ "$(influx_major)" = 1 ]; then
+      # A portable restore creates the database, so the current one goes first (as the
+      # admin, once the image's entrypoint has made it); the restart gives Raven's user
+      # its grant on the restored database back.
+      # shellcheck disable=SC2016 # expanded in the container, from its environment
+      wait_until "InfluxDB 1.x: DROP DATABASE as the admin" "$STACK_TIMEOUT" \
+        "${DC[@]}" exec -T influxdb sh -c 'influx -host 127.0.0.1 -username "$DOCKER_INFLUXDB_INIT_USERNAME" -password "$DOCKER_INFLUXDB_INIT_PASSWORD" -execute "DROP DATABASE \"$INFLUXDB_DATABASE\""' ||
+        die "InfluxDB 1.x: cannot drop the database before the restore"
+      "${DC[@]}" exec -T influxdb influxd restore -portable -host 127.0.0.1:8088 /tmp/raven_restore >/dev/null
+      "${DC[@]}" exec -T -u 0 influxdb rm -rf /tmp/raven_restore
+      "${DC[@]}" restart influxdb >/dev/null
+      wait_until "influxdb healthy" "$STACK_TIMEOUT" influx_as_raven || die "InfluxDB not ready after the restore: make logs-influx"
+    else
+      "${DC[@]}" exec -T influxdb influx restore "${targs[@]}" --full /tmp/raven_restore
+      "${DC[@]}" exec -T -u 0 influxdb rm -rf /tmp/raven_restore
+    fi
   fi
   if [ -f "$dir/redis/dump.rdb" ]; then
     # Redis runs with appendonly yes: it would load the (newer) AOF and ignore the RDB,
@@ -291,15 +429,20 @@ trap on_exit EXIT
 
 follow=(-f)
 [ "${FOLLOW:-1}" != 0 ] || follow=()
+# exec with a terminal only when there is one: `echo 'id -u' | make shell` works too.
+tty=()
+[ -t 0 ] || tty=(-T)
 
 ensure_env
+compose_init
 verb="${1:-}"
 shift || true
 case "$verb" in
   deploy)
-    ensure_env
-    step "building the Raven image"
+    build_init
+    step "building the images"
     "${DC[@]}" build "${BUILD_ARGS[@]}"
+    nofile_init "$(raven_image)"
     step "starting the stack"
     "${DC[@]}" up -d
     wait_healthy
@@ -308,12 +451,13 @@ case "$verb" in
     cmd_urls
     ;;
   start)
-    ensure_env
+    nofile_init "$(raven_image)"
     "${DC[@]}" up -d
     wait_healthy
     ;;
   stop) "${DC[@]}" stop ;;
   restart)
+    nofile_init "$(raven_image)"
     "${DC[@]}" restart
     wait_healthy
     ;;
@@ -325,17 +469,23 @@ case "$verb" in
   logs-influx) "${DC[@]}" logs "${follow[@]}" --tail=100 influxdb ;;
   logs-grafana) "${DC[@]}" logs "${follow[@]}" --tail=100 grafana ;;
   build)
-    ensure_env
+    build_init
     "${DC[@]}" build "${BUILD_ARGS[@]}" raven
     ;;
   backup) cmd_backup ;;
   restore) cmd_restore "${1:-${BACKUP_NAME:-}}" ;;
   clean) "${DC[@]}" down --remove-orphans ;;
   clean-all) "${DC[@]}" down --volumes --remove-orphans --rmi local ;;
-  shell) "${DC[@]}" exec raven bash ;;
+  shell) "${DC[@]}" exec "${tty[@]}" raven bash ;;
   db-shell)
-    # InfluxQL as the v1 user Raven writes with (the influx CLI in the influxdb image).
-    "${DC[@]}" exec influxdb influx v1 shell
+    if [ "$(influx_major)" = 1 ]; then
+      # InfluxQL as Raven's user, on its database (the 1.x CLI of the CI image).
+      # shellcheck disable=SC2016 # expanded in the container, from its environment
+      "${DC[@]}" exec "${tty[@]}" influxdb sh -c 'exec influx -host 127.0.0.1 -username "$INFLUXDB_USERNAME" -password "$INFLUXDB_PASSWORD" -database "$INFLUXDB_DATABASE"'
+    else
+      # InfluxQL as the v1 user Raven writes with (the influx CLI in the influxdb image).
+      "${DC[@]}" exec "${tty[@]}" influxdb influx v1 shell
+    fi
     ;;
   *) die "usage: $0 deploy|start|stop|restart|status|health|urls|logs|logs-server|logs-influx|logs-grafana|build|backup|restore NAME|clean|clean-all|shell|db-shell" ;;
 esac

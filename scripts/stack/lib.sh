@@ -109,3 +109,15 @@ redis_bgsave() {
   done
   return 1
 }
+
+# compose_command — sets COMPOSE to the Compose here: v2 (`docker compose`) when the
+# docker CLI has it, else v1 (`docker-compose`, Debian's package). Fails without either.
+compose_command() {
+  if docker compose version >/dev/null 2>&1; then
+    COMPOSE=(docker compose)
+  elif docker-compose version >/dev/null 2>&1; then
+    COMPOSE=(docker-compose)
+  else
+    return 1
+  fi
+}

@@ -2,12 +2,15 @@
 # The Makefile's deployment targets land here: `scripts/stack/stack.sh VERB [ARG]` runs
 # VERB in the docker stack (docker compose) or the native one (Debian packages + Raven
 # as processes), by STACK=docker|native, or by default docker when a Docker engine
-# answers `docker compose`, native otherwise.
+# answers and Compose (v2 `docker compose` or v1 `docker-compose`) is here, native
+# otherwise.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
+# shellcheck source=scripts/stack/lib.sh
+. "$here/lib.sh"
 mode="${STACK:-}"
 if [ -z "$mode" ]; then
-  if docker compose version >/dev/null 2>&1 && docker info >/dev/null 2>&1; then
+  if compose_command && docker info >/dev/null 2>&1; then
     mode=docker
   else
     mode=native

@@ -10,6 +10,9 @@
   verify-files DIR                               every file listed in DIR/manifest.json has its size and sha256
   get FILE PATH                                  prints the JSON value at PATH (a.b.c) of FILE
   same A B                                       exit 0 when JSON texts A and B are equal, else prints both
+  compose-services                               the services of a `docker compose config` (JSON, or YAML
+                                                 when PyYAML is there) on stdin that run: scale and
+                                                 deploy.replicas not 0; one per line
 """
 import base64
 import hashlib
@@ -91,6 +94,21 @@ def list_files(root):
     return sorted(files, key=lambda f: f["path"])
 
 
+def compose_services(text):
+    try:
+        config = json.loads(text)
+    except ValueError:
+        import yaml  # Compose v1 prints YAML only; it depends on PyYAML itself
+
+        config = yaml.safe_load(text)
+    running = []
+    for name, svc in (config.get("services") or {}).items():
+        replicas = ((svc or {}).get("deploy") or {}).get("replicas")
+        if int((svc or {}).get("scale", 1)) != 0 and (replicas is None or int(replicas) != 0):
+            running.append(name)
+    return running
+
+
 def coerce(v):
     try:
         return json.loads(v)
@@ -150,6 +168,8 @@ def main(argv):
         if v is None:
             raise SystemExit(1)
         print(v if isinstance(v, str) else json.dumps(v, sort_keys=True))
+    elif cmd == "compose-services":
+        print("\n".join(compose_services(sys.stdin.read())))
     elif cmd == "same":
         a, b = json.loads(args[0]), json.loads(args[1])
         if a != b:

@@ -56,11 +56,14 @@ def test_checks_catch_mistakes(monkeypatch, tmp_path):
     del compose["services"]["influxdb"]["deploy"]
     compose["services"]["raven"]["unknown_key"] = 1
     compose["volumes"].pop("raven_logs")
+    compose["name"] = "raven"
+    compose["services"]["raven"]["ulimits"]["nofile"] = {"soft": 65536, "hard": 65536}
     broken = tmp_path / "docker-compose.yml"
     broken.write_text(yaml.safe_dump(compose))
     monkeypatch.setattr(check_deploy, "COMPOSE", broken)
     found = {c.__name__: c() for c in (
         check_deploy.check_schema,
+        check_deploy.check_compose_versions,
         check_deploy.check_ports,
         check_deploy.check_healthchecks,
         check_deploy.check_images,
@@ -68,3 +71,18 @@ def test_checks_catch_mistakes(monkeypatch, tmp_path):
         check_deploy.check_volumes_and_mounts,
     )}
     assert all(found.values()), found
+
+
+def test_dockerfile_check_catches_what_docker_20_10_rejects(monkeypatch, tmp_path):
+    """A `# syntax=` line, a heredoc and COPY --chmod each fail check_dockerfile."""
+    text = check_deploy.DOCKERFILE.read_text()
+    broken = {
+        "syntax": "# syntax=docker/dockerfile:1.7\n" + text,
+        "chmod": text.replace("COPY deploy/raven/entrypoint.sh", "COPY --chmod=0755 deploy/raven/entrypoint.sh"),
+        "heredoc": text + "\nRUN <<EOF\necho hi\nEOF\n",
+    }
+    for what, body in broken.items():
+        path = tmp_path / f"Dockerfile.{what}"
+        path.write_text(body)
+        monkeypatch.setattr(check_deploy, "DOCKERFILE", path)
+        assert check_deploy.check_dockerfile(), what
