@@ -18,8 +18,8 @@
 # --chmod): the builder's own frontend parses it, nothing is fetched from a registry,
 # and Docker 20.10's builders accept it. Base images are build arguments.
 
-ARG RUST_IMAGE=rust:1.95-slim-bookworm
-ARG RUNTIME_IMAGE=debian:bookworm-slim
+ARG RUST_IMAGE=docker.io/library/rust:1.95-slim-bookworm
+ARG RUNTIME_IMAGE=docker.io/library/debian:bookworm-slim
 
 # --- CA certificates -----------------------------------------------------------------
 # Debian's CA bundle, built here and copied alone: the package's openssl and libssl3

@@ -11,7 +11,8 @@
 # An image the engine already has is never replaced, so a real debian:bookworm-slim
 # pulled from Docker Hub wins. The root file system is cached as a tarball in
 # RAVEN_DOCKER_CACHE (default /var/cache/raven-docker), so a pruned engine gets it back
-# in seconds instead of a new debootstrap (about 30 s and 30 MB of downloads).
+# in seconds instead of a new debootstrap (about 30 s and 30 MB of downloads); after 30
+# days it is made anew.
 #
 # Settings: DEBIAN_MIRROR (default: this machine's apt mirror, else deb.debian.org),
 # DEBIAN_RELEASE (bookworm).
@@ -113,7 +114,8 @@ EOF
   trap - EXIT
 }
 
-[ -f "$tarball" ] || build_rootfs
+# A month-old root file system misses Debian's security updates: made anew.
+if [ -z "$(find "$tarball" -mtime -30 2>/dev/null)" ]; then build_rootfs; fi
 step "docker import $tarball as $image"
 docker import \
   --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \

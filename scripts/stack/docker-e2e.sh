@@ -140,11 +140,13 @@ raven="$(cid raven)"
 [ "$(docker image inspect --format '{{.Config.User}}' "$image")" = 10001:10001 ] || die "the image's USER is not 10001:10001"
 [ "$(docker exec "$raven" id -u)" = 10001 ] || die "Raven's container does not run as uid 10001"
 [ "$(docker inspect --format '{{.HostConfig.ReadonlyRootfs}}' "$raven")" = true ] || die "the root file system is writable"
-docker exec "$raven" sh -c 'touch /usr/local/bin/x' 2>/dev/null && die "wrote to the read-only root file system"
+# As root, who owns /usr/local/bin: only a read-only file system stops the write.
+docker exec -u 0 "$raven" sh -c 'touch /usr/local/bin/x' 2>/dev/null && die "wrote to the read-only root file system"
 docker inspect --format '{{.HostConfig.CapDrop}} {{.HostConfig.SecurityOpt}}' "$raven" | grep -q 'ALL.*no-new-privileges' ||
   die "capabilities not dropped or no-new-privileges missing"
-[ "$(docker exec "$raven" sh -c 'grep ^CapEff /proc/self/status')" = "CapEff:	0000000000000000" ] ||
-  die "Raven's process has capabilities"
+# The bounding set of the container's first process: empty only with cap_drop ALL.
+[ "$(docker exec "$raven" sh -c 'grep ^CapBnd /proc/1/status')" = "CapBnd:	0000000000000000" ] ||
+  die "Raven's container keeps capabilities"
 for m in raven_data:/var/lib/raven raven_logs:/var/log/raven; do
   vol="${COMPOSE_PROJECT_NAME}_${m%%:*}" path="${m#*:}"
   docker inspect --format '{{range .Mounts}}{{.Name}}={{.Destination}} {{end}}' "$raven" | grep -q "$vol=$path" ||
@@ -153,7 +155,12 @@ for m in raven_data:/var/lib/raven raven_logs:/var/log/raven; do
   [ "$owners" = "raven:raven " ] || die "$path holds files not owned by raven:raven: $owners"
 done
 docker exec "$raven" test -s /var/log/raven/raven.log || die "no log in the raven_logs volume"
-nofile="$(docker exec "$raven" sh -c 'ulimit -n')"
+# The compose file's nofile (soft = hard, as make chose it) is what Raven's process has.
+nofile="$(docker exec "$raven" sh -c 'echo "$(ulimit -n) $(ulimit -Hn)"')"
+set_nofile="$(docker inspect --format '{{range .HostConfig.Ulimits}}{{if eq .Name "nofile"}}{{.Soft}} {{.Hard}}{{end}}{{end}}' "$raven")"
+[ "$nofile" = "$set_nofile" ] || die "Raven's open-file limits (soft hard) are '$nofile', the container's '$set_nofile'"
+[ "${nofile% *}" = "${nofile#* }" ] || die "Raven's soft and hard open-file limits differ: $nofile"
+nofile="${nofile% *}"
 # The compose file's limits reach the container (Compose v1 applies deploy.resources).
 limits="$(docker inspect --format '{{.HostConfig.Memory}} {{.HostConfig.NanoCpus}}' "$raven")"
 [ "$limits" = "2147483648 2000000000" ] || die "Raven's container limits are '$limits', not 2G and 2 CPUs"

@@ -35,6 +35,11 @@ ensure_env() {
   if [ ! -f "$ENV_FILE" ]; then
     cp .env.example "$ENV_FILE"
     warn "created $ENV_FILE from .env.example with the guide's public default credentials: change them (docs/DEPLOYMENT.md)"
+  elif ! grep -q '^[[:space:]]*COMPOSE_PROJECT_NAME=' "$ENV_FILE"; then
+    # An .env from before the compose file lost its `name: raven`: without this, plain
+    # `docker compose` would name the project after the directory (new, empty volumes).
+    printf '\n# The compose project (docs/DEPLOYMENT.md); added by make.\nCOMPOSE_PROJECT_NAME=raven\n' >>"$ENV_FILE"
+    warn "added COMPOSE_PROJECT_NAME=raven to $ENV_FILE (the compose file no longer names the project)"
   fi
 }
 
@@ -72,16 +77,22 @@ runs() { # runs SERVICE — whether SERVICE is one of the running services
 }
 
 # The file-descriptor limit of Raven's container (RAVEN_NOFILE, default 65536), lowered
-# to the engine's hard limit when that is below it: a container cannot raise its hard
-# limit above the engine's (`error setting rlimit type 7: operation not permitted`).
-nofile_init() { # nofile_init IMAGE — the engine's limit as a container of IMAGE sees it
+# to what the engine can grant when it cannot grant that: a container cannot get a hard
+# limit above the engine's own (`error setting rlimit type 7: operation not permitted`).
+nofile_init() { # nofile_init IMAGE — tried with a throwaway container of IMAGE
   local want hard
   want="${RAVEN_NOFILE:-$(env_get RAVEN_NOFILE "$NOFILE_DEFAULT")}"
   case "$want" in '' | *[!0-9]*) die "RAVEN_NOFILE must be a number of files, not '$want'" ;; esac
-  hard="$(docker run --rm --entrypoint sh "$1" -c 'ulimit -Hn' 2>/dev/null || true)"
-  if [ -n "$hard" ] && [ "$hard" != unlimited ] && [ "$hard" -lt "$want" ]; then
-    warn "RAVEN_NOFILE=$want is above this Docker engine's hard limit of $hard open files: Raven gets $hard"
-    want="$hard"
+  if docker image inspect "$1" >/dev/null 2>&1 &&
+    ! docker run --rm --ulimit "nofile=$want:$want" --entrypoint true "$1" >/dev/null 2>&1; then
+    hard="$(docker run --rm --entrypoint sh "$1" -c 'ulimit -Hn' 2>/dev/null || true)"
+    case "$hard" in
+      '' | *[!0-9]*) warn "the engine refuses RAVEN_NOFILE=$want open files and shows no limit of its own" ;;
+      *)
+        warn "this Docker engine cannot grant RAVEN_NOFILE=$want open files: Raven gets its limit, $hard"
+        want="$hard"
+        ;;
+    esac
   fi
   export RAVEN_NOFILE="$want"
 }
@@ -188,7 +199,8 @@ cmd_urls() {
 service_url() {
   case "$1" in
     raven) echo http://localhost:8080/health/ready http://localhost:9090/metrics ;;
-    influxdb) echo http://localhost:8086/ping ;;
+    # 2.x's /health says whether it is healthy; 1.6 has only /ping.
+    influxdb) if [ "$(influx_major)" = 1 ]; then echo http://localhost:8086/ping; else echo http://localhost:8086/health; fi ;;
     prometheus) echo http://localhost:9091/-/ready ;;
     grafana) echo http://localhost:3000/api/health ;;
     jaeger) echo http://localhost:16686/ ;;

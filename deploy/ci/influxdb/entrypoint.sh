@@ -18,7 +18,7 @@ as_admin() { influx -host 127.0.0.1 -port 8086 -username "$admin" -password "$ad
 
 influxd -config /etc/influxdb/influxdb.conf &
 pid=$!
-# docker stop: SIGTERM reaches this script (under the compose file's init); influxd
+# docker stop: SIGTERM reaches this script (PID 1: the service has no init); influxd
 # gets it and the script exits with influxd's status.
 trap 'kill -TERM "$pid" 2>/dev/null || true' TERM INT
 
@@ -50,7 +50,9 @@ if [ "$user" != "$admin" ]; then
   as_admin "GRANT ALL ON \"$db\" TO \"$user\""
 fi
 echo "ci-influxdb-entrypoint: database $db, users $admin (admin) and $user ready"
-# A trapped signal ends `wait` early: wait again until influxd itself has exited.
+# A trapped signal ends `wait` early: wait again until influxd itself has exited, then
+# take its status (bash keeps it for a child already waited for).
+while kill -0 "$pid" 2>/dev/null; do wait "$pid" || true; done
 status=0
-while kill -0 "$pid" 2>/dev/null; do wait "$pid" || status=$?; done
+wait "$pid" || status=$?
 exit "$status"
