@@ -25,6 +25,8 @@
 set -euo pipefail
 # shellcheck source=scripts/stack/lib.sh
 . "$(dirname "$0")/lib.sh"
+# shellcheck source=scripts/stack/e2e-lib.sh
+. "$(dirname "$0")/e2e-lib.sh"
 cd "$STACK_ROOT"
 
 export STACK=docker FOLLOW=0
@@ -38,22 +40,9 @@ PORTS=(50051 8080 9090 8086 6379 9091)
 INFLUX=(http://127.0.0.1:8086 market_data raven ravens_fly_at_dawn)
 PROM=http://127.0.0.1:9091
 SETTLE=$((${BACKUP_SETTLE_SECS:-10} + 2))
-T_START=$SECONDS
-T_STEP=$SECONDS
+E2E_NAME=docker-e2e
 started_dockerd=""
 done_ok=""
-
-timed() { # a new step: prints the time since the start and the previous step's length
-  local now=$SECONDS
-  printf '%s[docker-e2e %4ds, previous step %3ds]%s %s\n' "$C_HEAD" "$((now - T_START))" "$((now - T_STEP))" "$C_OFF" "$*"
-  T_STEP=$now
-}
-
-ports_in_use() {
-  local p inuse=()
-  for p in "${PORTS[@]}"; do port_open 127.0.0.1 "$p" && inuse+=("$p"); done
-  echo "${inuse[*]}"
-}
 
 dc() { "${COMPOSE[@]}" -p "$COMPOSE_PROJECT_NAME" --env-file "$ENV_FILE" "$@"; }
 cid() { dc ps -a -q "$1" 2>/dev/null | head -n 1; }
@@ -189,15 +178,7 @@ else
 fi
 
 timed "waiting for data in InfluxDB, Redis and Prometheus"
-influx_trades() { # points in trades older than $1 (ns), or all
-  python3 "$STACKUTIL" influx-counts "${INFLUX[@]}" "${1:-$(($(date +%s) * 1000000000 + 10 ** 12))}" |
-    python3 -c 'import json,sys; print(json.load(sys.stdin).get("trades", 0))'
-}
-settled_trades() { influx_trades "$((($(date +%s) - SETTLE) * 1000000000))"; }
-trades_above() { [ "$(influx_trades)" -gt "$1" ]; }
 redis_raven_keys() { dc exec -T redis redis-cli --scan --pattern 'raven:*' | wc -l; }
-prom_value() { python3 "$STACKUTIL" prom-query "$PROM" "$1"; }
-positive() { [ "$("$@" 2>/dev/null | cut -d. -f1)" -gt 0 ] 2>/dev/null; }
 wait_until "trades in InfluxDB older than ${SETTLE}s" 120 positive settled_trades || die "no trades reached InfluxDB"
 wait_until "raven:* keys in Redis" 60 positive redis_raven_keys || die "no raven:* keys in Redis"
 wait_until "Prometheus: raven_ready == 1" 90 positive prom_value 'raven_ready' || die "Prometheus has no raven_ready == 1"

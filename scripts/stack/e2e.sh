@@ -11,6 +11,8 @@
 set -euo pipefail
 # shellcheck source=scripts/stack/lib.sh
 . "$(dirname "$0")/lib.sh"
+# shellcheck source=scripts/stack/e2e-lib.sh
+. "$(dirname "$0")/e2e-lib.sh"
 cd "$STACK_ROOT"
 
 export STACK=native
@@ -20,23 +22,10 @@ MAKE="${MAKE:-make}"
 PORTS=(50051 8080 9090 8086 8088 6379 9091 9443)
 INFLUX=(http://127.0.0.1:8086 market_data raven ravens_fly_at_dawn)
 PROM=http://127.0.0.1:9091
-T_START=$SECONDS
-T_STEP=$SECONDS
+E2E_NAME=e2e
 SETTLE=$((${BACKUP_SETTLE_SECS:-10} + 2))
 backup=""
 done_ok=""
-
-timed() { # a new step: prints the time since the start and the previous step's length
-  local now=$SECONDS
-  printf '%s[e2e %4ds, previous step %3ds]%s %s\n' "$C_HEAD" "$((now - T_START))" "$((now - T_STEP))" "$C_OFF" "$*"
-  T_STEP=$now
-}
-
-ports_in_use() {
-  local p inuse=()
-  for p in "${PORTS[@]}"; do port_open 127.0.0.1 "$p" && inuse+=("$p"); done
-  echo "${inuse[*]}"
-}
 
 on_exit() {
   local rc=$?
@@ -53,15 +42,7 @@ on_exit() {
 }
 trap on_exit EXIT
 
-influx_trades() { # points in trades older than $1 (ns), or all
-  python3 "$STACKUTIL" influx-counts "${INFLUX[@]}" "${1:-$(($(date +%s) * 1000000000 + 10 ** 12))}" |
-    python3 -c 'import json,sys; print(json.load(sys.stdin).get("trades", 0))'
-}
-settled_trades() { influx_trades "$((($(date +%s) - SETTLE) * 1000000000))"; }
-trades_above() { [ "$(influx_trades)" -gt "$1" ]; }
 redis_raven_keys() { redis-cli -p 6379 --scan --pattern 'raven:*' | wc -l; }
-prom_value() { python3 "$STACKUTIL" prom-query "$PROM" "$1"; }
-positive() { [ "$("$@" 2>/dev/null | cut -d. -f1)" -gt 0 ] 2>/dev/null; }
 
 # ------------------------------------------------------------------------------------
 timed "checking the ports are free: ${PORTS[*]}"
