@@ -197,49 +197,17 @@ grep -q '"level":"INFO"' <<<"$logs" || die "make logs-server shows no log of Rav
 echo 'SHOW MEASUREMENTS' | "$MAKE" --no-print-directory db-shell 2>/dev/null | grep -qx trades ||
   die "make db-shell does not reach Raven's database"
 
-timed "make backup"
-"$MAKE" --no-print-directory backup
-backup="$(cat "$BACKUP_ROOT/LATEST")"
-manifest="$BACKUP_ROOT/$backup/manifest.json"
-[ -f "$manifest" ] || die "no manifest in $BACKUP_ROOT/$backup"
-cut="$(python3 "$STACKUTIL" get "$manifest" components.influxdb.points_before_ns)"
-want_influx="$(python3 "$STACKUTIL" get "$manifest" components.influxdb.points)"
-want_redis="$(python3 "$STACKUTIL" get "$manifest" components.redis.snapshot)"
-want_prom="$(python3 "$STACKUTIL" get "$manifest" components.prometheus.stats)"
-[ "$(python3 -c 'import json,sys; print(json.loads(sys.argv[1]).get("trades", 0))' "$want_influx")" -gt 0 ] ||
-  die "the backup holds no trades"
-[ "$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["keys"])' "$want_redis")" -gt 0 ] ||
-  die "the backup holds no Redis keys"
+e2e_backup
 
 timed "wipe: make clean-all (containers and volumes deleted), make start (empty)"
 "$MAKE" --no-print-directory clean-all
 [ -z "$(docker volume ls -q --filter "label=com.docker.compose.project=$COMPOSE_PROJECT_NAME")" ] ||
   die "volumes left after make clean-all"
 "$MAKE" --no-print-directory start
-# Raven writes again as soon as it is up, so "empty" means no point from before the
-# backup's cut; candles are left out, as a candle is stamped with its open time, which a
-# candle opened before the wipe has.
-got="$(python3 "$STACKUTIL" influx-counts "${INFLUX[@]}" "$cut")"
-python3 -c 'import json,sys; sys.exit(any(v for k, v in json.loads(sys.argv[1]).items() if k != "candles"))' "$got" ||
-  die "InfluxDB not empty after the wipe: $got"
-got="$(python3 "$STACKUTIL" prom-stats "$PROM" "$(python3 "$STACKUTIL" get "$manifest" components.prometheus.stats.time)")"
-python3 "$STACKUTIL" same "$want_prom" "$got" >/dev/null && die "Prometheus still has the old data after the wipe"
-say "  wiped: InfluxDB has no point before the backup's cut, Prometheus none at its time"
-
-timed "make restore BACKUP_NAME=$backup"
-"$MAKE" --no-print-directory restore BACKUP_NAME="$backup"
-
-timed "data back: InfluxDB, Redis, Prometheus as in the manifest; Raven healthy and writing"
-got="$(python3 "$STACKUTIL" influx-counts "${INFLUX[@]}" "$cut")"
-python3 "$STACKUTIL" same "$want_influx" "$got" || die "InfluxDB points differ from the manifest"
-got="$(python3 "$STACKUTIL" prom-stats "$PROM" "$(python3 "$STACKUTIL" get "$manifest" components.prometheus.stats.time)")"
-python3 "$STACKUTIL" same "$want_prom" "$got" || die "Prometheus differs from the manifest"
-[ "$(redis_raven_keys)" -ge "$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["keys"])' "$want_redis")" ] ||
-  die "fewer raven:* keys than the backup's"
-"$MAKE" --no-print-directory health >/dev/null
-before="$(influx_trades)"
-wait_until "new trades after the restore" 60 trades_above "$before" || die "Raven does not write after the restore"
-say "  influxdb $want_influx; redis $want_redis; prometheus $want_prom"
+# Candles are left out: a candle is stamped with its open time, which a candle opened
+# before the wipe has.
+e2e_wiped candles
+e2e_restored
 
 timed "docker stop: Raven ends within its grace period, exit 0, stores flushed"
 raven="$(cid raven)"

@@ -76,47 +76,17 @@ timed "make status / health / urls"
 "$MAKE" --no-print-directory health
 "$MAKE" --no-print-directory urls >/dev/null
 
-timed "make backup"
-"$MAKE" --no-print-directory backup
-backup="$(cat "$BACKUP_ROOT/LATEST")"
-manifest="$BACKUP_ROOT/$backup/manifest.json"
-[ -f "$manifest" ] || die "no manifest in $BACKUP_ROOT/$backup"
-cut="$(python3 "$STACKUTIL" get "$manifest" components.influxdb.points_before_ns)"
-want_influx="$(python3 "$STACKUTIL" get "$manifest" components.influxdb.points)"
-want_redis_keys="$(python3 "$STACKUTIL" get "$manifest" components.redis.snapshot.keys)"
-want_prom="$(python3 "$STACKUTIL" get "$manifest" components.prometheus.stats)"
-[ "$(python3 -c 'import json,sys; print(json.loads(sys.argv[1]).get("trades", 0))' "$want_influx")" -gt 0 ] ||
-  die "the backup holds no trades"
-[ "$want_redis_keys" -gt 0 ] || die "the backup holds no Redis keys"
+e2e_backup
 
 timed "wipe: make stop, every store's data deleted, make start (empty)"
 "$MAKE" --no-print-directory stop
 rm -rf "$RAVEN_STACK_DIR"/influxdb/{meta,data,wal} "$RAVEN_STACK_DIR/redis/dump.rdb" \
   "$RAVEN_STACK_DIR/prometheus/data" "$RAVEN_STACK_DIR/raven/data"
 "$MAKE" --no-print-directory start
-# Raven writes again as soon as it is up, so "empty" means no point from before the
-# backup's cut; a measurement Raven just created holds only newer points.
-got="$(python3 "$STACKUTIL" influx-counts "${INFLUX[@]}" "$cut")"
-python3 -c 'import json,sys; sys.exit(any(json.loads(sys.argv[1]).values()))' "$got" ||
-  die "InfluxDB not empty after the wipe: $got"
-got="$(python3 "$STACKUTIL" prom-stats "$PROM" "$(python3 "$STACKUTIL" get "$manifest" components.prometheus.stats.time)")"
-python3 "$STACKUTIL" same "$want_prom" "$got" >/dev/null && die "Prometheus still has the old data after the wipe"
-say "  wiped: InfluxDB has no point before the backup's cut, Prometheus none at its time"
-
-timed "make restore BACKUP_NAME=$backup"
-"$MAKE" --no-print-directory restore BACKUP_NAME="$backup"
-
-timed "data back: InfluxDB, Redis, Prometheus as in the manifest; Raven healthy and writing"
-got="$(python3 "$STACKUTIL" influx-counts "${INFLUX[@]}" "$cut")"
-python3 "$STACKUTIL" same "$want_influx" "$got" || die "InfluxDB points differ from the manifest"
-got="$(python3 "$STACKUTIL" prom-stats "$PROM" "$(python3 "$STACKUTIL" get "$manifest" components.prometheus.stats.time)")"
-python3 "$STACKUTIL" same "$want_prom" "$got" || die "Prometheus differs from the manifest"
-[ "$(redis_raven_keys)" -ge "$want_redis_keys" ] || die "fewer raven:* keys than the backup's $want_redis_keys"
-"$MAKE" --no-print-directory health >/dev/null
-before="$(influx_trades)"
-wait_until "new trades after the restore" 60 trades_above "$before" ||
-  die "Raven does not write after the restore"
-say "  influxdb $want_influx; redis $want_redis_keys keys; prometheus $want_prom"
+# Every measurement, candles too: the native wipe runs long after any candle opened.
+# shellcheck disable=SC2119 # no measurement left out
+e2e_wiped
+e2e_restored
 
 timed "make stop: nothing left running, every port free"
 pids="$(cat "$RAVEN_STACK_DIR"/run/*.pid 2>/dev/null | tr '\n' ' ')"
