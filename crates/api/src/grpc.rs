@@ -309,6 +309,17 @@ fn parse_venue(venue: &str) -> Result<Venue, Status> {
         .map_err(|e| Status::invalid_argument(format!("venue: {e}")))
 }
 
+/// What a response stream takes from its queue at once: tonic's default yield threshold,
+/// at which it cuts what it has encoded into one HTTP/2 write.
+const BATCH_BYTES: usize = 32 << 10;
+
+/// Messages a response stream has taken from its queue and not yet handed to tonic.
+#[derive(Default)]
+struct Batch {
+    more: std::collections::VecDeque<bytes::Bytes>,
+    send_time_ns: u64,
+}
+
 type OutboundStream = Pin<Box<dyn Stream<Item = Result<OutboundMessage, Status>> + Send>>;
 type HistoryStream = Pin<Box<dyn Stream<Item = Result<pb::HistoryRecord, Status>> + Send>>;
 
@@ -670,45 +681,62 @@ impl MarketData for MarketDataService {
             _reader: AbortOnDrop(reader),
             _replays: replays,
         };
-        let state = (held, false, trace);
-        let stream = futures_util::stream::unfold(state, move |(session, finished, mut trace)| {
-            let subscriber = subscriber.clone();
-            let heartbeat_body = heartbeat_body.clone();
-            async move {
-                if finished {
-                    return None;
-                }
-                let deadline = tokio::time::Instant::now() + heartbeat;
-                let item = match subscriber.next(deadline).await {
-                    Next::Message(body) => {
+        // Messages are taken from the queue in batches of up to what tonic encodes into
+        // one write; a batch's messages share one send time, the time it was taken.
+        let state = (held, false, trace, Batch::default());
+        let stream = futures_util::stream::unfold(
+            state,
+            move |(session, finished, mut trace, mut batch)| {
+                let subscriber = subscriber.clone();
+                let heartbeat_body = heartbeat_body.clone();
+                async move {
+                    if finished {
+                        return None;
+                    }
+                    if let Some(body) = batch.more.pop_front() {
                         trace.messages += 1;
-                        Ok(OutboundMessage {
+                        let send_time_ns = batch.send_time_ns;
+                        return Some((
+                            Ok(OutboundMessage { send_time_ns, body }),
+                            (session, false, trace, batch),
+                        ));
+                    }
+                    let deadline = tokio::time::Instant::now() + heartbeat;
+                    let item = match subscriber
+                        .next_batch(deadline, &mut batch.more, BATCH_BYTES)
+                        .await
+                    {
+                        Next::Message(body) => {
+                            trace.messages += 1;
+                            batch.send_time_ns = UnixNanos::now().as_nanos();
+                            Ok(OutboundMessage {
+                                send_time_ns: batch.send_time_ns,
+                                body,
+                            })
+                        }
+                        Next::Idle => Ok(OutboundMessage {
                             send_time_ns: UnixNanos::now().as_nanos(),
-                            body,
-                        })
-                    }
-                    Next::Idle => Ok(OutboundMessage {
-                        send_time_ns: UnixNanos::now().as_nanos(),
-                        body: heartbeat_body,
-                    }),
-                    Next::Ended(end) => {
-                        let status = match *end {
-                            EndReason::SlowConsumer(reason) => {
-                                metrics::counter!("errors_total", "kind" => "slow_consumer")
-                                    .increment(1);
-                                Status::resource_exhausted(reason)
-                            }
-                            EndReason::Stopping(reason) => Status::unavailable(reason),
-                            EndReason::BadRequest(reason) => Status::invalid_argument(reason),
-                            EndReason::TooLarge(reason) => Status::resource_exhausted(reason),
-                        };
-                        trace.code = status.code();
-                        return Some((Err(status), (session, true, trace)));
-                    }
-                };
-                Some((item, (session, false, trace)))
-            }
-        });
+                            body: heartbeat_body,
+                        }),
+                        Next::Ended(end) => {
+                            let status = match *end {
+                                EndReason::SlowConsumer(reason) => {
+                                    metrics::counter!("errors_total", "kind" => "slow_consumer")
+                                        .increment(1);
+                                    Status::resource_exhausted(reason)
+                                }
+                                EndReason::Stopping(reason) => Status::unavailable(reason),
+                                EndReason::BadRequest(reason) => Status::invalid_argument(reason),
+                                EndReason::TooLarge(reason) => Status::resource_exhausted(reason),
+                            };
+                            trace.code = status.code();
+                            return Some((Err(status), (session, true, trace, batch)));
+                        }
+                    };
+                    Some((item, (session, false, trace, batch)))
+                }
+            },
+        );
         Ok(Response::new(Box::pin(stream)))
     }
 

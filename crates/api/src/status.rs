@@ -139,6 +139,7 @@ impl StatusSource {
                 queue_bytes: s.queue_bytes as u64,
                 queue_max_bytes: s.queue_max_bytes as u64,
                 principal: s.principal,
+                batch_delay_us: u32::try_from(s.batch_delay.as_micros()).unwrap_or(u32::MAX),
             })
             .collect();
         pb::StatusResponse {

@@ -33,6 +33,10 @@ use crate::retention::{RetentionBudget, RetentionLimits};
 use crate::subscriber::{QueueLimits, Subscriber, SubscriberInfo};
 use crate::tap::{offer_all, Record, Tap};
 
+/// The longest batch delay a stream may ask for: beyond it, fewer writes save nothing
+/// more worth a client's data being older.
+pub const MAX_BATCH_DELAY: Duration = Duration::from_millis(50);
+
 #[derive(Debug, Clone)]
 pub struct HubConfig {
     /// Messages a subscriber may have queued before its topics conflate or drop.
@@ -621,6 +625,7 @@ impl Session {
         match msg.kind {
             Some(pb::client_message::Kind::Subscribe(req)) => {
                 if self.within_request_limit(req.topics.len() + req.resume.len() + req.replay.len())
+                    && self.batch_delay_set(req.max_batch_delay_us)
                 {
                     for r in &req.resume {
                         cost += self.resume(r);
@@ -667,6 +672,29 @@ impl Session {
             );
         }
         topics <= max
+    }
+
+    /// Applies a request's batch delay (see `SubscribeRequest.max_batch_delay_us`); one
+    /// beyond the limit refuses the request whole, with one ack, and changes nothing.
+    fn batch_delay_set(&self, micros: Option<u32>) -> bool {
+        let Some(micros) = micros else {
+            return true;
+        };
+        let delay = Duration::from_micros(u64::from(micros));
+        let max = MAX_BATCH_DELAY.min(self.hub.config.slow_consumer_limit / 2);
+        if delay > max {
+            self.reject(
+                &pb::Topic::default(),
+                &format!(
+                    "max_batch_delay_us: {micros} exceeds the maximum {} (50 000, and at most \
+                     half of hub.slow_consumer_limit_ms)",
+                    max.as_micros()
+                ),
+            );
+            return false;
+        }
+        self.sub.set_batch_delay(delay);
+        true
     }
 
     pub(crate) fn ack(&self, topic: &pb::Topic, result: pb::ack::Result, reason: &str) {

@@ -13,7 +13,8 @@
 //! * [`views`]: top-N book views, built off the feed's path;
 //! * [`encode`]: model to wire, encoded once per message for all subscribers;
 //! * [`subscriber`]: each stream's bounded queue, and the kill switch for clients that
-//!   stay behind;
+//!   stay behind, and its batch delay;
+//! * `pacer`: the sub-millisecond clock batch delays wait on;
 //! * [`tap`]: bounded feeds from the hub to stores, offered without waiting.
 
 pub mod channel;
@@ -21,6 +22,7 @@ pub mod encode;
 pub mod grant;
 mod hub;
 mod instrument;
+mod pacer;
 pub mod replay;
 mod retention;
 pub mod seam;

@@ -36,9 +36,22 @@
 //! it is not a publisher that must never wait but a task that can, so it takes only
 //! the first half of the queue (live data keeps the rest) and waits for the reader to
 //! make room ([`Subscriber::room`]) instead of falling behind.
+//!
+//! A stream may ask for a *batch delay* (`SubscribeRequest.max_batch_delay_us`): then
+//! the reader takes messages in batches at most one per delay, the first message after
+//! a quiet spell at once and the ones that follow it within the delay together when the
+//! delay is up. Each message the reader takes wakes the HTTP/2 connection and makes a
+//! socket write; with a batch they are one wake-up and one write for all. While the
+//! reader holds a batch, publishers do not wake it for every message, only when the
+//! queue passes half its bounds (then the batch leaves at once, so a delay never makes
+//! a stream conflate). The wait is [`crate::pacer`]'s, since tokio's timer cannot wait
+//! less than a millisecond.
 
 use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::task::{Context, Waker};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -101,6 +114,13 @@ struct Queue {
     swept: (u64, Option<Instant>),
     /// Messages the consumer has taken so far.
     reads: u64,
+    /// When the reader started taking its last batch (batch delay only).
+    batch_started: Option<Instant>,
+    /// The reader is taking a batch: the rest of what is queued goes without waiting.
+    sending: bool,
+    /// The reader waits for its batch delay: publishers wake it only when the queue
+    /// passes half its bounds.
+    holding: bool,
 }
 
 impl Queue {
@@ -123,6 +143,9 @@ pub struct Subscriber {
     conflations: AtomicU64,
     dropped: AtomicU64,
     topics: AtomicU64,
+    /// The stream's batch delay in nanoseconds (0: every message as soon as it is
+    /// queued).
+    batch_delay_ns: AtomicU64,
 }
 
 /// Counters of one subscriber, for `GetStatus`.
@@ -139,6 +162,8 @@ pub struct SubscriberInfo {
     pub queue_max_bytes: usize,
     pub conflations: u64,
     pub dropped: u64,
+    /// The stream's batch delay (zero: none).
+    pub batch_delay: Duration,
 }
 
 impl Subscriber {
@@ -159,6 +184,9 @@ impl Subscriber {
                 reads: 0,
                 swept: (0, None),
                 ended: None,
+                batch_started: None,
+                sending: false,
+                holding: false,
             }),
             ready: Notify::new(),
             room_wanted: AtomicBool::new(false),
@@ -166,7 +194,25 @@ impl Subscriber {
             conflations: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
             topics: AtomicU64::new(0),
+            batch_delay_ns: AtomicU64::new(0),
         }
+    }
+
+    /// Sets the stream's batch delay (see the module docs); zero sends every message
+    /// as soon as it is queued.
+    pub(crate) fn set_batch_delay(&self, delay: Duration) {
+        let ns = u64::try_from(delay.as_nanos()).unwrap_or(u64::MAX);
+        self.batch_delay_ns.store(ns, Ordering::Relaxed);
+    }
+
+    fn batch_delay(&self) -> Duration {
+        Duration::from_nanos(self.batch_delay_ns.load(Ordering::Relaxed))
+    }
+
+    /// Whether a publisher that just queued a message must wake the reader: not while
+    /// it holds a batch, unless the queue is past half its bounds.
+    fn must_wake(&self, q: &Queue) -> bool {
+        !q.holding || !self.half_free(q)
     }
 
     /// Whether `extra` more messages of `bytes` fit the data bounds now.
@@ -185,8 +231,11 @@ impl Subscriber {
         }
         if self.fits_data(&q, 1, msg.len()) {
             q.push(msg.clone());
+            let wake = self.must_wake(&q);
             drop(q);
-            self.ready.notify_one();
+            if wake {
+                self.ready.notify_one();
+            }
             Admit::Accepted
         } else {
             self.fall_behind_locked(&mut q);
@@ -247,8 +296,11 @@ impl Subscriber {
         let fits = self.replay_fits(&q, msg.len());
         if fits {
             q.push(msg.clone());
+            let wake = self.must_wake(&q);
             drop(q);
-            self.ready.notify_one();
+            if wake {
+                self.ready.notify_one();
+            }
         }
         fits
     }
@@ -392,19 +444,55 @@ impl Subscriber {
         self.queue.lock().ended.is_some()
     }
 
-    /// Waits for the next message, up to `deadline`.
+    /// Waits for the next message, up to `deadline`, holding it for the stream's batch
+    /// delay when one is set.
     pub async fn next(&self, deadline: tokio::time::Instant) -> Next {
+        self.next_batch(deadline, &mut VecDeque::new(), 0).await
+    }
+
+    /// [`Subscriber::next`], and with the message it returns also takes those queued
+    /// after it, into `more`, while they total at most `max_bytes` with it. One lock,
+    /// and one look at the clock by the caller, for what the response stream encodes
+    /// into one HTTP/2 write anyway.
+    pub async fn next_batch(
+        &self,
+        deadline: tokio::time::Instant,
+        more: &mut VecDeque<Bytes>,
+        max_bytes: usize,
+    ) -> Next {
+        let mut released = false;
         loop {
-            {
+            let batching = !self.batch_delay().is_zero();
+            if batching {
+                self.forget_stale_wakeup();
+            }
+            let hold = {
                 let mut q = self.queue.lock();
+                q.holding = false;
                 // A slow consumer's queue was cleared; a stopping stream gets what was
                 // queued first.
                 if let Some(reason @ EndReason::SlowConsumer(_)) = &q.ended {
                     return Next::Ended(Box::new(reason.clone()));
                 }
-                if let Some(msg) = q.items.pop_front() {
-                    q.bytes -= msg.len();
-                    q.reads += 1;
+                let hold = match batching && !q.items.is_empty() {
+                    true => self.hold_until(&mut q, released),
+                    false => None,
+                };
+                if hold.is_some() {
+                    q.holding = true;
+                } else if let Some(msg) = q.items.pop_front() {
+                    let mut taken = msg.len();
+                    let mut also = 0;
+                    for next in &q.items {
+                        if taken + next.len() > max_bytes {
+                            break;
+                        }
+                        taken += next.len();
+                        also += 1;
+                    }
+                    more.extend(q.items.drain(..also));
+                    q.bytes -= taken;
+                    q.reads += 1 + also as u64;
                     if q.items.is_empty() {
                         q.behind_since = None;
                     }
@@ -413,10 +501,23 @@ impl Subscriber {
                         self.room.notify_one();
                     }
                     return Next::Message(msg);
+                } else {
+                    q.sending = false;
+                    if let Some(reason) = &q.ended {
+                        return Next::Ended(Box::new(reason.clone()));
+                    }
                 }
-                if let Some(reason) = &q.ended {
-                    return Next::Ended(Box::new(reason.clone()));
+                hold
+            };
+            if let Some(due) = hold {
+                // Until the delay is up, or a publisher finds the queue half full, or
+                // the stream ends; whichever, the batch then leaves.
+                tokio::select! {
+                    () = crate::pacer::until(due) => {}
+                    () = self.ready.notified() => {}
                 }
+                released = true;
+                continue;
             }
             // A notify_one before this await leaves a permit, so no wakeup is lost.
             if tokio::time::timeout_at(deadline, self.ready.notified())
@@ -426,6 +527,34 @@ impl Subscriber {
                 return Next::Idle;
             }
         }
+    }
+
+    /// When the reader must wait before taking the next batch (`None`: take it now).
+    /// A batch starts at most once per delay; it leaves early once `released`, when the
+    /// queue is past half its bounds, or when the stream ends.
+    fn hold_until(&self, q: &mut Queue, released: bool) -> Option<Instant> {
+        if q.sending {
+            return None;
+        }
+        let now = Instant::now();
+        if !released && q.ended.is_none() && self.half_free(q) {
+            if let Some(due) = q.batch_started.map(|at| at + self.batch_delay()) {
+                if now < due {
+                    return Some(due);
+                }
+            }
+        }
+        q.batch_started = Some(now);
+        q.sending = true;
+        None
+    }
+
+    /// Takes a wake-up left from before: a publisher's `notify_one` while nobody waited
+    /// leaves a permit, which would end the next batch hold at once. (The queue is
+    /// looked at under its lock after this, so a message never waits for a wake-up.)
+    fn forget_stale_wakeup(&self) {
+        let notified = pin!(self.ready.notified());
+        let _ = notified.poll(&mut Context::from_waker(Waker::noop()));
     }
 
     pub(crate) fn count_conflation(&self) {
@@ -458,6 +587,7 @@ impl Subscriber {
             queue_max_bytes: self.limits.max_bytes,
             conflations: self.conflations.load(Ordering::Relaxed),
             dropped: self.dropped.load(Ordering::Relaxed),
+            batch_delay: self.batch_delay(),
         }
     }
 }
@@ -708,5 +838,82 @@ mod tests {
             s.next(far()).await,
             Next::Ended(Box::new(EndReason::Stopping("server is stopping".into())))
         );
+    }
+
+    #[tokio::test]
+    async fn a_batch_takes_what_is_queued_up_to_its_bytes() {
+        let s = sub(16, 1 << 20, 60_000);
+        for n in 1..=5 {
+            s.offer_data(&msg(n));
+        }
+        let mut more = VecDeque::new();
+        assert_eq!(
+            s.next_batch(far(), &mut more, 3).await,
+            Next::Message(msg(1))
+        );
+        assert_eq!(more, [msg(2), msg(3)]);
+        assert_eq!(s.info().queue_depth, 2);
+        assert_eq!(s.info().queue_bytes, 2);
+    }
+
+    #[tokio::test]
+    async fn with_a_batch_delay_what_follows_a_message_waits_for_the_delay_then_leaves_together() {
+        let delay = Duration::from_millis(200);
+        let s = sub(64, 1 << 20, 60_000);
+        s.set_batch_delay(delay);
+        s.offer_data(&msg(1));
+        let first = Instant::now();
+        // After a quiet spell the first message is not held.
+        assert_eq!(s.next(far()).await, Next::Message(msg(1)));
+        assert!(first.elapsed() < delay, "the first message waited");
+        // The reader finds the queue empty (as tonic does when it has taken all): the
+        // batch is over.
+        assert_eq!(s.next(tokio::time::Instant::now()).await, Next::Idle);
+        s.offer_data(&msg(2));
+        s.offer_data(&msg(3));
+        let heartbeat = tokio::time::Instant::now() + Duration::from_secs(10);
+        assert_eq!(s.next(heartbeat).await, Next::Message(msg(2)));
+        assert!(
+            first.elapsed() + crate::pacer::SLACK >= delay,
+            "not held: {:?}",
+            first.elapsed()
+        );
+        // The rest of the batch goes without another wait.
+        let taken = Instant::now();
+        assert_eq!(s.next(heartbeat).await, Next::Message(msg(3)));
+        assert!(taken.elapsed() < delay, "the batch was split");
+        assert_eq!(s.info().batch_delay, delay);
+    }
+
+    #[tokio::test]
+    async fn a_queue_past_half_full_or_a_stop_ends_the_hold() {
+        let s = Arc::new(sub(4, 1 << 20, 60_000));
+        // A delay no test waits out: only the queue or the stop can end the hold.
+        s.set_batch_delay(Duration::from_secs(3600));
+        s.offer_data(&msg(1));
+        assert_eq!(s.next(far()).await, Next::Message(msg(1)));
+        assert_eq!(s.next(tokio::time::Instant::now()).await, Next::Idle);
+        let held = {
+            let s = s.clone();
+            tokio::spawn(async move { s.next(far()).await })
+        };
+        s.offer_data(&msg(2));
+        tokio::task::yield_now().await;
+        assert!(!held.is_finished());
+        s.offer_data(&msg(3));
+        let got = tokio::time::timeout(Duration::from_secs(10), held).await;
+        assert_eq!(got.unwrap().unwrap(), Next::Message(msg(2)));
+        assert_eq!(s.next(far()).await, Next::Message(msg(3)));
+        assert_eq!(s.next(tokio::time::Instant::now()).await, Next::Idle);
+
+        s.offer_data(&msg(4));
+        let held = {
+            let s = s.clone();
+            tokio::spawn(async move { s.next(far()).await })
+        };
+        tokio::task::yield_now().await;
+        s.stop("server is stopping");
+        let got = tokio::time::timeout(Duration::from_secs(10), held).await;
+        assert_eq!(got.unwrap().unwrap(), Next::Message(msg(4)));
     }
 }

@@ -1102,3 +1102,69 @@ async fn a_topic_beyond_the_grant_is_rejected_naming_the_entitlement() {
     expect_ack(&sb, &eth_trades, pb::ack::Result::Subscribed).await;
     assert_eq!(grant.topics_held(), 2);
 }
+
+#[tokio::test]
+async fn a_batch_delay_is_bounded_and_a_refused_one_changes_nothing() {
+    let hub = new_hub(HubConfig {
+        slow_consumer_limit: Duration::from_millis(40),
+        ..HubConfig::default()
+    });
+    let mut session = hub.session("test".into(), open_grant());
+    let sub = session.subscriber();
+    let trades = topic(&btc(), pb::Channel::Trades, 0);
+    let asking = |micros: u32| pb::ClientMessage {
+        kind: Some(pb::client_message::Kind::Subscribe(pb::SubscribeRequest {
+            topics: vec![trades.clone()],
+            max_batch_delay_us: Some(micros),
+            ..Default::default()
+        })),
+    };
+    session.handle(asking(20_000));
+    expect_ack(&sub, &trades, pb::ack::Result::Subscribed).await;
+    assert_eq!(
+        hub.subscriber_infos()[0].batch_delay,
+        Duration::from_millis(20)
+    );
+
+    // More than half the slow-consumer limit: refused whole, the delay as it was.
+    session.handle(asking(20_001));
+    expect_rejected(&sub, "max_batch_delay_us: 20001 exceeds the maximum 20000").await;
+    assert_idle(&sub).await;
+    assert_eq!(
+        hub.subscriber_infos()[0].batch_delay,
+        Duration::from_millis(20)
+    );
+
+    // Unset leaves it; zero turns it off.
+    subscribe(&mut session, vec![topic(&eth(), pb::Channel::Trades, 0)]);
+    expect_ack(
+        &sub,
+        &topic(&eth(), pb::Channel::Trades, 0),
+        pb::ack::Result::Subscribed,
+    )
+    .await;
+    assert_eq!(
+        hub.subscriber_infos()[0].batch_delay,
+        Duration::from_millis(20)
+    );
+    session.handle(pb::ClientMessage {
+        kind: Some(pb::client_message::Kind::Subscribe(pb::SubscribeRequest {
+            max_batch_delay_us: Some(0),
+            ..Default::default()
+        })),
+    });
+    assert_eq!(hub.subscriber_infos()[0].batch_delay, Duration::ZERO);
+
+    // With the default limit, 50 ms is the most.
+    let hub = new_hub(HubConfig::default());
+    let mut session = hub.session("test".into(), open_grant());
+    let sub = session.subscriber();
+    session.handle(asking(50_001));
+    expect_rejected(&sub, "max_batch_delay_us: 50001 exceeds the maximum 50000").await;
+    session.handle(asking(50_000));
+    expect_ack(&sub, &trades, pb::ack::Result::Subscribed).await;
+    assert_eq!(
+        hub.subscriber_infos()[0].batch_delay,
+        Duration::from_millis(50)
+    );
+}

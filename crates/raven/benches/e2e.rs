@@ -46,6 +46,10 @@
 //! `--sim-batch-us MICROS` sets the simulator's shortest time between two batches
 //! (`raven sim --batch-us`; 1000 gives the millisecond bursts of earlier runs).
 //!
+//! `--batch-us MICROS` has every subscriber ask for that batch delay
+//! (`SubscribeRequest.max_batch_delay_us`): fewer, larger writes for up to that much
+//! latency.
+//!
 //! `--raven-workers N` gives Raven's runtime N worker threads (`TOKIO_WORKER_THREADS`)
 //! instead of one per CPU.
 //!
@@ -166,11 +170,13 @@ struct Options {
     /// Raven's runtime worker threads (tokio's `TOKIO_WORKER_THREADS`; one per CPU when
     /// not given).
     raven_workers: Option<usize>,
+    /// The batch delay every subscriber asks for.
+    batch_us: Option<u32>,
 }
 
 const USAGE: &str =
     "usage: cargo bench -p raven --bench e2e -- [latency|fanout|memory|isolation|hostile ...] \
-[--duration SECS] [--warmup SECS] [--rate MSGS_PER_S] [--subscribers N] [--tls] [--pin-raven CPU] [--sim-batch-us MICROS] [--raven-workers N]";
+[--duration SECS] [--warmup SECS] [--rate MSGS_PER_S] [--subscribers N] [--tls] [--pin-raven CPU] [--sim-batch-us MICROS] [--raven-workers N] [--batch-us MICROS]";
 
 fn parse_options() -> Result<Options> {
     let secs = |what: &str, v: &str| -> Result<Duration> {
@@ -191,6 +197,7 @@ fn parse_options() -> Result<Options> {
     let mut pin_raven: Option<usize> = None;
     let mut sim_batch_us: Option<u64> = None;
     let mut raven_workers: Option<usize> = None;
+    let mut batch_us: Option<u32> = None;
     if let Ok(v) = std::env::var("RAVEN_E2E_DURATION") {
         duration = secs("RAVEN_E2E_DURATION", &v)?;
     }
@@ -255,6 +262,12 @@ fn parse_options() -> Result<Options> {
                     Ok(n) if n > 0 => Some(n),
                     _ => bail!("--raven-workers: {v:?} is not a positive whole number"),
                 };
+            }
+            "--batch-us" => {
+                let v = value("--batch-us")?;
+                batch_us = Some(v.parse().with_context(|| {
+                    format!("--batch-us: {v:?} is not a whole number of microseconds")
+                })?);
             }
             "--sim-batch-us" => {
                 let v = value("--sim-batch-us")?;
@@ -330,6 +343,9 @@ fn parse_options() -> Result<Options> {
         if let Some(us) = sim_batch_us {
             s.what.push_str(&format!(", sim batches ≥ {us} µs apart"));
         }
+        if let Some(us) = batch_us {
+            s.what.push_str(&format!(", batch delay {us} µs"));
+        }
     }
     Ok(Options {
         scenarios,
@@ -339,6 +355,7 @@ fn parse_options() -> Result<Options> {
         pin_raven,
         sim_batch_us,
         raven_workers,
+        batch_us,
     })
 }
 
@@ -771,6 +788,7 @@ fn topic(symbol: &str, channel: pb::Channel) -> pb::Topic {
 /// Connects its own HTTP/2 connection and subscribes to every book and trade.
 async fn open_subscriber(
     dial: Dial,
+    batch_us: Option<u32>,
 ) -> Result<(
     tokio::sync::mpsc::Sender<pb::ClientMessage>,
     tonic::Streaming<pb::ServerMessage>,
@@ -785,6 +803,7 @@ async fn open_subscriber(
     let msg = pb::ClientMessage {
         kind: Some(pb::client_message::Kind::Subscribe(pb::SubscribeRequest {
             topics,
+            max_batch_delay_us: batch_us,
             ..Default::default()
         })),
     };
@@ -1078,7 +1097,10 @@ async fn run_scenario(s: &Scenario, opts: &Options, http: &reqwest::Client) -> R
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut opened = Vec::with_capacity(s.subscribers);
     for _ in 0..s.subscribers {
-        opened.push(tokio::spawn(open_subscriber(server.grpc.clone())));
+        opened.push(tokio::spawn(open_subscriber(
+            server.grpc.clone(),
+            opts.batch_us,
+        )));
     }
     let mut tasks = Vec::with_capacity(s.subscribers);
     for o in opened {

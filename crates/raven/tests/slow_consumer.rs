@@ -1,6 +1,7 @@
 //! The slow-consumer policy end to end: one client that reads far slower than the feed
 //! is conflated, then disconnected with RESOURCE_EXHAUSTED, while a fast client on the
-//! same topics receives every message in order.
+//! same topics receives every message in order; and a stream that asks for a batch
+//! delay gets every message, in batches at most one per delay.
 
 mod common;
 
@@ -195,4 +196,71 @@ async fn a_paused_client_gets_a_conflated_snapshot_and_continues() {
         "{:?}",
         status.subscribers
     );
+}
+
+#[tokio::test]
+async fn a_stream_with_a_batch_delay_gets_everything_in_batches_one_per_delay() {
+    let (_sim, server) = one_symbol_rig(4000, r#"["trades", "book"]"#, "").await;
+    let mut client = server.client().await;
+    let delay_us = 3000u64;
+    let mut sub = Subscription::request(
+        &mut client,
+        pb::SubscribeRequest {
+            topics: vec![
+                topic("binance_spot", "SYN0USDT", pb::Channel::Book, 0),
+                topic("binance_spot", "SYN0USDT", pb::Channel::Trades, 0),
+            ],
+            max_batch_delay_us: Some(delay_us as u32),
+            ..Default::default()
+        },
+    )
+    .await;
+    let mut checker = Checker {
+        spot_continuity: true,
+        no_history: true,
+        ..Checker::default()
+    };
+    // A batch's messages share one send time; batches start at least a delay apart.
+    let mut send_times = Vec::new();
+    while send_times.len() < 3000 {
+        let m = sub
+            .next(Duration::from_secs(30))
+            .await
+            .expect("the stream goes on")
+            .expect("no error");
+        checker.check(&m);
+        if matches!(
+            m.payload,
+            Some(pb::server_message::Payload::BookDelta(_) | pb::server_message::Payload::Trade(_))
+        ) {
+            send_times.push(m.send_time_ns);
+        }
+    }
+    assert_eq!(checker.conflated + checker.dropped, 0, "nothing lost");
+    let mut starts = send_times.clone();
+    starts.dedup();
+    assert!(
+        starts.len() * 3 < send_times.len(),
+        "{} messages in {} batches: not batched",
+        send_times.len(),
+        starts.len()
+    );
+    // A batch cut at tonic's write size goes on at once; nearly all are a delay apart
+    // (less the pacer's slack and a little for the clock read after the take).
+    let gaps: Vec<u64> = starts
+        .windows(2)
+        .map(|w| w[1].saturating_sub(w[0]))
+        .collect();
+    let spaced = gaps
+        .iter()
+        .filter(|g| **g + 100_000 >= delay_us * 1000)
+        .count();
+    assert!(
+        spaced * 10 >= gaps.len() * 9,
+        "{spaced} of {} batches a delay apart: {:?}",
+        gaps.len(),
+        &gaps[..gaps.len().min(40)]
+    );
+    let status = server.status().await;
+    assert_eq!(status.subscribers[0].batch_delay_us, delay_us as u32);
 }

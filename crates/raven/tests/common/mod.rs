@@ -346,7 +346,7 @@ impl Subscription {
         .await
     }
 
-    async fn request(
+    pub async fn request(
         client: &mut MarketDataClient<tonic::transport::Channel>,
         request: pb::SubscribeRequest,
     ) -> Subscription {
