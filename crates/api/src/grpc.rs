@@ -310,7 +310,9 @@ fn parse_venue(venue: &str) -> Result<Venue, Status> {
 }
 
 /// What a response stream takes from its queue at once: tonic's default yield threshold,
-/// at which it cuts what it has encoded into one HTTP/2 write.
+/// at which it cuts what it has encoded into one HTTP/2 write. (The framing and send
+/// time each message gains make the encoded batch a little larger, so its last messages
+/// may go in the next write, with the batch's send time.)
 const BATCH_BYTES: usize = 32 << 10;
 
 /// Messages a response stream has taken from its queue and not yet handed to tonic.

@@ -11,7 +11,9 @@
 //!
 //! The thread starts with the first wait and parks, costing nothing, while nobody waits.
 //! A waiter is woken at its deadline or up to `SLACK` before it, never later than the
-//! operating system's timer lets a thread sleep (on Linux about 50–100 µs late).
+//! operating system's timer lets a thread sleep (on Linux about 50–100 µs late). If the
+//! thread cannot be started (the process is out of threads), every wait ends at once:
+//! streams then send as if they had no batch delay, which loses nothing.
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -52,33 +54,39 @@ struct Waiters {
     wakes_at: Option<Instant>,
 }
 
-fn clock() -> &'static Clock {
-    static CLOCK: OnceLock<Clock> = OnceLock::new();
-    CLOCK.get_or_init(|| {
-        // The thread needs the clock and the clock needs the thread's handle, so the
-        // thread waits for the `OnceLock` it is being stored in.
-        let thread = std::thread::Builder::new()
-            .name("raven-pacer".into())
-            .spawn(|| run(clock()))
-            .map(|handle| handle.thread().clone());
-        match thread {
-            Ok(thread) => Clock {
-                waiters: Mutex::new(Waiters::default()),
-                next_id: AtomicU64::new(0),
-                thread,
-            },
-            // Without a thread of its own the clock cannot wake anyone; failing to
-            // start one thread at a stream's first batch means the process is out of
-            // threads, which nothing in Raven survives either.
-            Err(e) => panic!("cannot start the batch pacer thread: {e}"),
-        }
-    })
+/// The clock, started on first use; `None` if its thread could not be started.
+fn clock() -> Option<&'static Clock> {
+    static CLOCK: OnceLock<Option<Clock>> = OnceLock::new();
+    CLOCK
+        .get_or_init(|| {
+            // The thread needs the clock and the clock needs the thread's handle, so
+            // the thread waits for the `OnceLock` it is being stored in.
+            let spawned = std::thread::Builder::new()
+                .name("raven-pacer".into())
+                .spawn(|| {
+                    if let Some(clock) = clock() {
+                        run(clock);
+                    }
+                });
+            match spawned {
+                Ok(handle) => Some(Clock {
+                    waiters: Mutex::new(Waiters::default()),
+                    next_id: AtomicU64::new(0),
+                    thread: handle.thread().clone(),
+                }),
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot start the batch pacer thread; batch delays are off");
+                    None
+                }
+            }
+        })
+        .as_ref()
 }
 
 fn run(clock: &Clock) {
     let mut due = Vec::new();
     loop {
-        let sleep = {
+        let next_at = {
             let mut w = clock.waiters.lock();
             let now = Instant::now();
             let horizon = now + SLACK;
@@ -89,16 +97,17 @@ fn run(clock: &Clock) {
                 due.push(entry.remove());
             }
             w.wakes_at = w.by_deadline.keys().next().map(|(at, _)| *at);
-            w.wakes_at.map(|at| at.saturating_duration_since(now))
+            w.wakes_at
         };
         // Woken outside the lock: a woken task may run at once and wait again.
         for waker in due.drain(..) {
             waker.wake();
         }
         // A waiter that registers after the lock was released unparks this thread if
-        // it is due sooner; the unpark token makes the park below return at once.
-        match sleep {
-            Some(d) => std::thread::park_timeout(d),
+        // it is due sooner; the unpark token makes the park below return at once. The
+        // sleep is measured from now, after the wakes, so they do not make it late.
+        match next_at {
+            Some(at) => std::thread::park_timeout(at.saturating_duration_since(Instant::now())),
             None => std::thread::park(),
         }
     }
@@ -112,7 +121,9 @@ impl Future for Until {
         if self.id.is_none() && Instant::now() >= deadline {
             return Poll::Ready(());
         }
-        let clock = clock();
+        let Some(clock) = clock() else {
+            return Poll::Ready(());
+        };
         let mut w = clock.waiters.lock();
         let id = match self.id {
             Some(id) => match w.by_deadline.get_mut(&(deadline, id)) {
@@ -145,8 +156,8 @@ impl Future for Until {
 
 impl Drop for Until {
     fn drop(&mut self) {
-        if let Some(id) = self.id {
-            clock()
+        if let (Some(id), Some(clock)) = (self.id, clock()) {
+            clock
                 .waiters
                 .lock()
                 .by_deadline
@@ -187,6 +198,11 @@ mod tests {
         }
     }
 
+    fn waits_until(at: Instant) -> bool {
+        let clock = clock().expect("the test process can start a thread");
+        clock.waiters.lock().by_deadline.keys().any(|k| k.0 == at)
+    }
+
     #[tokio::test]
     async fn a_dropped_wait_is_withdrawn() {
         let far = Instant::now() + Duration::from_secs(3600);
@@ -194,18 +210,8 @@ mod tests {
             let mut wait = Box::pin(until(far));
             let mut cx = Context::from_waker(Waker::noop());
             assert!(wait.as_mut().poll(&mut cx).is_pending());
-            assert!(clock()
-                .waiters
-                .lock()
-                .by_deadline
-                .keys()
-                .any(|k| k.0 == far));
+            assert!(waits_until(far));
         }
-        assert!(!clock()
-            .waiters
-            .lock()
-            .by_deadline
-            .keys()
-            .any(|k| k.0 == far));
+        assert!(!waits_until(far));
     }
 }

@@ -483,7 +483,8 @@ impl Subscriber {
                 } else if let Some(msg) = q.items.pop_front() {
                     let mut taken = msg.len();
                     let mut also = 0;
-                    for next in &q.items {
+                    // `max_bytes` 0 (`next`): this message alone, even if empty.
+                    for next in q.items.iter().take_while(|_| max_bytes > 0) {
                         if taken + next.len() > max_bytes {
                             break;
                         }
