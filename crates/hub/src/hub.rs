@@ -686,9 +686,10 @@ impl Session {
             self.reject(
                 &pb::Topic::default(),
                 &format!(
-                    "max_batch_delay_us: {micros} exceeds the maximum {} (50 000, and at most \
+                    "max_batch_delay_us: {micros} exceeds the maximum {} ({}, and at most \
                      half of hub.slow_consumer_limit_ms)",
-                    max.as_micros()
+                    max.as_micros(),
+                    MAX_BATCH_DELAY.as_micros()
                 ),
             );
             return false;

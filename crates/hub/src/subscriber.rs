@@ -474,9 +474,10 @@ impl Subscriber {
                 if let Some(reason @ EndReason::SlowConsumer(_)) = &q.ended {
                     return Next::Ended(Box::new(reason.clone()));
                 }
-                let hold = match batching && !q.items.is_empty() {
-                    true => self.hold_until(&mut q, released),
-                    false => None,
+                let hold = if batching && !q.items.is_empty() {
+                    self.hold_until(&mut q, released)
+                } else {
+                    None
                 };
                 if hold.is_some() {
                     q.holding = true;
